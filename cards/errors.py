@@ -1,0 +1,45 @@
+"""One exception root; the CLI turns it into a one-line message and an exit status."""
+
+from __future__ import annotations
+
+
+class CardsError(Exception):
+    """Something the person can fix; shown as one line, never as a traceback."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None):
+        self.message = message
+        self.path = path
+        self.line = line
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path:
+            where = f"{self.path}:{self.line}: " if self.line else f"{self.path}: "
+        return f"{where}{self.message}"
+
+
+class InputError(CardsError):
+    """A notes or transcript file that cannot be read or parsed."""
+
+
+class ConfigError(CardsError):
+    """A bad setting, cards.toml or prompt template."""
+
+
+class WorkspaceError(CardsError):
+    """The workspace database cannot be opened, read or written."""
+
+
+class GenerationError(CardsError):
+    """The LLM could not be reached or configured at all (per-note failures are recorded, not raised)."""
+
+    exit_code = 1
+
+
+class ExportError(CardsError):
+    """A deck could not be written."""
+
+    exit_code = 1

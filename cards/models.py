@@ -1,0 +1,211 @@
+"""The nouns of the pipeline: plain values passed between plain functions.
+
+Internal values are frozen dataclasses (cheap to build by the thousand); the card
+schema that the LLM fills in is a pydantic model in `cards.schema`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+_SPACE = re.compile(r"\s+")
+
+
+def normalise(text: str) -> str:
+    """Text reduced for identity: NFKC, casefolded, whitespace collapsed."""
+    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()
+
+
+def stable_id(*parts: str, length: int = 16) -> str:
+    """A short hex id that depends only on its parts."""
+    h = hashlib.sha256("\x1f".join(parts).encode("utf-8"))
+    return h.hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of transcript text; times in seconds when the format has them."""
+
+    text: str
+    line: int
+    start: float | None = None
+    end: float | None = None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    path: str
+    format: str  # youtube | whisper | srt | vtt | plain
+    segments: tuple[Segment, ...]
+    title: str | None = None
+    video_id: str | None = None
+
+    @property
+    def url(self) -> str | None:
+        if self.video_id:
+            return f"https://www.youtube.com/watch?v={self.video_id}"
+        return None
+
+    @property
+    def timed(self) -> bool:
+        return any(s.start is not None for s in self.segments)
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a note item was read: a file and its first and last line (1-based)."""
+
+    path: str
+    line_start: int
+    line_end: int
+
+
+@dataclass(frozen=True)
+class NoteSection:
+    """One top-level section of one notes file, before episodes are merged."""
+
+    heading: str | None  # None for headingless prose notes
+    path: str
+    line: int
+    items: tuple[RawItem, ...]
+    links: tuple[str, ...] = ()
+    date: str | None = None
+
+
+@dataclass(frozen=True)
+class RawItem:
+    """A note item as read from one file, before it knows its episode."""
+
+    text: str
+    kind: str  # bullet | quote | prose
+    section: str | None
+    line_start: int
+    line_end: int
+
+
+@dataclass(frozen=True)
+class NoteItem:
+    """One unit of the person's notes, identified by episode and normalised text."""
+
+    id: str
+    episode: str
+    text: str
+    kind: str
+    section: str | None
+    sources: tuple[Source, ...]
+    position: int  # order within the episode
+
+    @staticmethod
+    def make_id(episode: str, text: str) -> str:
+        return stable_id(episode, normalise(text))
+
+    @property
+    def source(self) -> Source:
+        return self.sources[0]
+
+
+@dataclass(frozen=True)
+class Context:
+    """The transcript passage a note item came from."""
+
+    text: str
+    first_segment: int
+    last_segment: int
+    start: float | None
+    end: float | None
+    score: float
+
+    def as_dict(self) -> dict:
+        return {"text": self.text, "start": self.start, "end": self.end, "score": round(self.score, 3),
+                "segments": [self.first_segment, self.last_segment]}
+
+
+@dataclass
+class Episode:
+    slug: str
+    title: str
+    sources: list[str] = field(default_factory=list)
+    items: list[NoteItem] = field(default_factory=list)
+    transcript: Transcript | None = None
+    match_score: float | None = None
+    url: str | None = None
+    video_id: str | None = None
+    date: str | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "slug": self.slug,
+            "title": self.title,
+            "notes": len(self.items),
+            "sources": self.sources,
+            "transcript": self.transcript.path if self.transcript else None,
+            "match_score": None if self.match_score is None else round(self.match_score, 3),
+            "url": self.url,
+            "date": self.date,
+        }
+
+
+DRAFT_STATUSES = ("draft", "approved", "rejected", "duplicate")
+
+
+@dataclass
+class Draft:
+    """A card plus its provenance and review state; `id` becomes the Anki note GUID."""
+
+    id: str
+    note_id: str
+    episode: str
+    kind: str  # basic | cloze
+    front: str
+    back: str
+    quote: str
+    tags: list[str]
+    generator: str  # "openai" | "offline"
+    model: str
+    prompt_version: str
+    status: str = "draft"
+    duplicate_of: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    grounding: float | None = None
+    edited: bool = False
+    superseded: bool = False
+    note_text: str = ""
+    context_text: str | None = None
+    context_start: float | None = None
+    context_end: float | None = None
+    created: float = 0.0
+    updated: float = 0.0
+    exported: float | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "episode": self.episode,
+            "note": self.note_text,
+            "note_id": self.note_id,
+            "kind": self.kind,
+            "front": self.front,
+            "back": self.back,
+            "quote": self.quote,
+            "tags": self.tags,
+            "status": self.status,
+            "duplicate_of": self.duplicate_of,
+            "generator": self.generator,
+            "model": self.model,
+            "prompt_version": self.prompt_version,
+            "warnings": self.warnings,
+            "grounding": self.grounding,
+            "edited": self.edited,
+            "superseded": self.superseded,
+            "context": None
+            if self.context_text is None
+            else {"text": self.context_text, "start": self.context_start, "end": self.context_end},
+            "exported": self.exported,
+        }

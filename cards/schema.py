@@ -1,0 +1,57 @@
+"""The structured-output schema the LLM fills in.
+
+The docstrings and field descriptions below are sent to the model as part of the
+JSON schema: they are prompt text and are kept consistent with prompts/ and with
+the rules that `cards.check` lints.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Card(BaseModel):
+    """One flashcard that tests exactly one idea from the listener's note, grounded in the transcript passage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["basic", "cloze"] = Field(
+        description=(
+            "'basic' for a question and answer (the default). 'cloze' only when a single key term, "
+            "name or number inside one sentence is the thing to remember."
+        )
+    )
+    front: str = Field(
+        description=(
+            "basic: a precise question with exactly one acceptable answer, which shows what shape of "
+            "answer is wanted and names the speaker or episode instead of 'the guest'; never a yes/no "
+            "question. cloze: one sentence with exactly one deletion written {{c1::like this}}."
+        )
+    )
+    back: str = Field(
+        description=(
+            "basic: the answer, a short phrase or at most two sentences, with units for quantities, "
+            "not readable from the question. cloze: optional extra context, or an empty string."
+        )
+    )
+    quote: str = Field(
+        description=(
+            "A short verbatim excerpt (a few words to one sentence) copied exactly from the transcript "
+            "passage, or from the note when there is no passage, that supports the answer."
+        )
+    )
+    tags: list[str] = Field(
+        description="One to three lowercase topic tags, single words or hyphenated (e.g. 'semiconductors').",
+    )
+
+
+class CardSet(BaseModel):
+    """The cards for one note. An empty list is correct when the note holds no checkable claim."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cards: list[Card] = Field(
+        description="Zero to three cards, one idea each. Empty for reactions, hype or notes with nothing to test."
+    )
