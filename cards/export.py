@@ -1,0 +1,385 @@
+"""Write one Anki deck (.apkg) per episode, with stable identities so re-import updates.
+
+Identity is what makes re-import safe:
+
+- the two note types have fixed ids and a field list that never changes (a new field
+  means a new note type with a new id, otherwise Anki would fork a copy on import);
+- a deck's id derives from its name;
+- a note's GUID is the Draft id, so an edited card updates the note already in Anki
+  and keeps its review history.
+
+Anki's importer updates an existing note only when the incoming note's modification
+time is newer than the one in the collection. genanki stamps every note, card and note
+type with `int(timestamp)` (whole seconds), so each export must be written with a
+later second than the previous one: `now` (or the clock) is that timestamp.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import itertools
+import os
+import re
+import sqlite3
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import genanki
+
+from cards.errors import ExportError
+from cards.models import Draft
+
+# Fixed forever: Anki matches note types by id. Never edit these fields; add a new
+# note type with a new id instead.
+QA_MODEL_ID = 1200634274
+CLOZE_MODEL_ID = 1545027033
+QA_MODEL_NAME = "cards Q/A"
+CLOZE_MODEL_NAME = "cards Cloze"
+QA_FIELDS = ("Front", "Back", "Quote", "Note", "Episode", "Source")
+CLOZE_FIELDS = ("Text", "Extra", "Quote", "Note", "Episode", "Source")
+
+# Drafts in these states never reach a deck, even if a caller passes them.
+_SKIPPED_STATUSES = frozenset({"rejected", "duplicate"})
+
+# C0/C1 control characters except tab and newline. \x1f matters most: it is Anki's
+# field separator inside the notes table, so it must never reach a field.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_ALL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SPACE = re.compile(r"\s+")
+_CLOZE = re.compile(r"\{\{c([1-9]\d*)::(.+?)\}\}", re.DOTALL)
+_VIDEO_ID = re.compile(r"[A-Za-z0-9_-]{6,32}")
+
+_CSS = """\
+.card {
+  font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+  font-size: 20px;
+  line-height: 1.5;
+  color: #1f2328;
+  background-color: #ffffff;
+  text-align: left;
+  margin: 0;
+  padding: 0;
+}
+.cards {
+  max-width: 36em;
+  margin: 0 auto;
+  padding: 1.2em 1em 2em;
+  overflow-wrap: break-word;
+}
+.front { font-size: 1.15em; font-weight: 500; }
+.episode { margin-top: 0.6em; font-size: 0.7em; color: #6e7781; }
+hr#answer { border: none; border-top: 1px solid #d0d7de; margin: 1.2em 0; }
+.back { font-size: 1.05em; }
+.cloze { font-weight: 600; color: #0550ae; }
+.quote {
+  margin: 1.2em 0 0;
+  padding: 0.3em 0 0.3em 0.9em;
+  border-left: 3px solid #d0d7de;
+  color: #424a53;
+  font-size: 0.85em;
+  font-style: italic;
+}
+.note { margin-top: 1em; font-size: 0.8em; color: #424a53; }
+.label {
+  display: block;
+  font-size: 0.8em;
+  font-weight: 600;
+  letter-spacing: 0.04em;
+  text-transform: uppercase;
+  color: #6e7781;
+}
+.source { margin-top: 1em; font-size: 0.75em; }
+.source a { color: #0969da; text-decoration: none; }
+.source a:hover { text-decoration: underline; }
+.card.nightMode, .card.night_mode, .nightMode .card, .night_mode .card {
+  color: #e6edf3;
+  background-color: #1c1c1e;
+}
+.nightMode .episode, .night_mode .episode,
+.nightMode .label, .night_mode .label { color: #8d96a0; }
+.nightMode hr#answer, .night_mode hr#answer { border-top-color: #3d444d; }
+.nightMode .cloze, .night_mode .cloze { color: #79c0ff; }
+.nightMode .quote, .night_mode .quote { color: #c9d1d9; border-left-color: #3d444d; }
+.nightMode .note, .night_mode .note { color: #c9d1d9; }
+.nightMode .source a, .night_mode .source a { color: #58a6ff; }
+@media (max-width: 480px) {
+  .card { font-size: 18px; }
+  .cards { padding: 0.8em 0.7em 1.5em; }
+}
+"""
+
+_EPISODE_LINE = '{{#Episode}}<div class="episode">{{Episode}}</div>{{/Episode}}'
+_DETAILS = (
+    '{{#Quote}}<blockquote class="quote">{{Quote}}</blockquote>{{/Quote}}\n'
+    '{{#Note}}<div class="note"><span class="label">Your note</span>{{Note}}</div>{{/Note}}\n'
+    '{{#Source}}<div class="source">{{Source}}</div>{{/Source}}'
+)
+
+_QA_TEMPLATE = {
+    "name": "Card 1",
+    "qfmt": f'<div class="cards">\n<div class="front">{{{{Front}}}}</div>\n{_EPISODE_LINE}\n</div>',
+    "afmt": (
+        f'<div class="cards">\n<div class="front">{{{{Front}}}}</div>\n{_EPISODE_LINE}\n'
+        f'<hr id="answer">\n<div class="back">{{{{Back}}}}</div>\n{_DETAILS}\n</div>'
+    ),
+}
+_CLOZE_TEMPLATE = {
+    "name": "Cloze",
+    "qfmt": f'<div class="cards">\n<div class="front">{{{{cloze:Text}}}}</div>\n{_EPISODE_LINE}\n</div>',
+    "afmt": (
+        f'<div class="cards">\n<div class="front">{{{{cloze:Text}}}}</div>\n{_EPISODE_LINE}\n'
+        f'<hr id="answer">\n{{{{#Extra}}}}<div class="back">{{{{Extra}}}}</div>{{{{/Extra}}}}\n'
+        f"{_DETAILS}\n</div>"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class DeckInfo:
+    """What export needs to know about an episode."""
+
+    slug: str
+    title: str
+    url: str | None = None
+    video_id: str | None = None
+
+
+def _models() -> tuple[genanki.Model, genanki.Model]:
+    # Built per call: genanki mutates template and field dicts in to_json.
+    qa = genanki.Model(
+        QA_MODEL_ID,
+        QA_MODEL_NAME,
+        fields=[{"name": name, "font": "Arial", "size": 20} for name in QA_FIELDS],
+        templates=[dict(_QA_TEMPLATE)],
+        css=_CSS,
+    )
+    cloze = genanki.Model(
+        CLOZE_MODEL_ID,
+        CLOZE_MODEL_NAME,
+        fields=[{"name": name, "font": "Arial", "size": 20} for name in CLOZE_FIELDS],
+        templates=[dict(_CLOZE_TEMPLATE)],
+        css=_CSS,
+        model_type=genanki.Model.CLOZE,
+    )
+    return qa, cloze
+
+
+def _clean(text: str | None) -> str:
+    """Untrusted text with control characters removed and line endings unified."""
+    if not text:
+        return ""
+    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+
+
+def _html(text: str | None) -> str:
+    """Untrusted text as inert HTML: escaped, newlines as <br>.
+
+    Field contents sit in element content, never in attributes, so quotes stay as typed.
+    html.escape leaves `{`, `}` and `:` alone, which is why cloze markers such as
+    `{{c1::answer::hint}}` survive escaping while everything around and inside them is
+    made inert.
+    """
+    return html.escape(_clean(text), quote=False).replace("\n", "<br>")
+
+
+def _has_cloze(text: str) -> bool:
+    return any(m.group(2).split("::", 1)[0].strip() for m in _CLOZE.finditer(text))
+
+
+def _safe_url(url: str | None) -> str | None:
+    if not url:
+        return None
+    url = _CONTROL_ALL.sub("", url).strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return url
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def source_link(deck: DeckInfo, start: float | None) -> str:
+    """The Source field: a link to the moment in the video, or to the episode, or empty."""
+    title = _clean(deck.title) or deck.slug
+    video_id = (deck.video_id or "").strip()
+    if video_id and _VIDEO_ID.fullmatch(video_id) and start is not None and start >= 0:
+        href = f"https://www.youtube.com/watch?v={video_id}&t={int(start)}s"
+        text = f"{title} at {_clock(start)}"
+    else:
+        href = _safe_url(deck.url)
+        text = title
+        if href is None:
+            return ""
+    return f'<a href="{html.escape(href, quote=True)}">{html.escape(text, quote=False)}</a>'
+
+
+def anki_tags(tags: list[str] | tuple[str, ...]) -> list[str]:
+    """Tags Anki accepts: no whitespace or control characters, no empties, no repeats."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for tag in tags:
+        tag = _SPACE.sub("-", _CONTROL_ALL.sub(" ", tag or "").strip())
+        # Anki compares tags case-insensitively; a second spelling would be merged anyway.
+        if tag and tag.casefold() not in seen:
+            seen.add(tag.casefold())
+            out.append(tag)
+    return out
+
+
+def _deck_component(text: str) -> str:
+    text = _SPACE.sub(" ", _CONTROL_ALL.sub(" ", text or "")).strip()
+    # "::" is Anki's sub-deck separator; a title must not create sub-decks.
+    return re.sub(r":{2,}", ":", text).strip(": ")
+
+
+def deck_name(prefix: str, title: str) -> str:
+    """`<prefix>::<title>`; the prefix may name a hierarchy, the title is always one deck."""
+    parts = [_deck_component(p) for p in (prefix or "").split("::")]
+    parts = [p for p in parts if p]
+    parts.append(_deck_component(title) or "Untitled")
+    return "::".join(parts)
+
+
+def deck_id(name: str) -> int:
+    """A stable deck id from the deck name: 48 bits of sha256, safe as a JavaScript number."""
+    value = int(hashlib.sha256(name.encode("utf-8")).hexdigest()[:12], 16)
+    return value if value > 1 else value + 2  # 1 is Anki's Default deck
+
+
+def _safe_slug(slug: str) -> str:
+    cleaned = re.sub(r"[^\w.-]+", "-", slug or "")
+    cleaned = re.sub(r"\.{2,}", ".", cleaned).strip(".-")
+    if not cleaned:
+        raise ExportError(f"cannot write deck: unusable episode slug {slug!r}")
+    return cleaned
+
+
+def _note(draft: Draft, deck: DeckInfo, qa: genanki.Model, cloze: genanki.Model, due: int):
+    episode = _html(deck.title)
+    source = source_link(deck, draft.context_start)
+    tags = anki_tags([deck.slug, *draft.tags])
+    common = [_html(draft.quote), _html(draft.note_text), episode, source]
+    front = _html(draft.front)
+    # A "cloze" without a deletion would give Anki a note with no card; show it as Q/A.
+    model = cloze if draft.kind == "cloze" and _has_cloze(front) else qa
+    fields = [front, _html(draft.back), *common]
+    return genanki.Note(model=model, fields=fields, tags=tags, guid=draft.id, due=due)
+
+
+def build_deck(drafts: list[Draft], deck: DeckInfo, *, prefix: str = "Podcasts") -> genanki.Deck:
+    """The genanki deck for one episode (pure: no files, no clock)."""
+    name = deck_name(prefix, deck.title)
+    description = html.escape(_clean(deck.title), quote=False)
+    url = _safe_url(deck.url)
+    if url:
+        description = f'<a href="{html.escape(url, quote=True)}">{description}</a>'
+    out = genanki.Deck(deck_id(name), name, description=description)
+    qa, cloze = _models()
+    out.add_model(qa)
+    out.add_model(cloze)
+    due = 0
+    for draft in drafts:
+        if draft.status in _SKIPPED_STATUSES or draft.superseded or not _clean(draft.front):
+            continue
+        out.add_note(_note(draft, deck, qa, cloze, due))
+        due += 1
+    return out
+
+
+def _write_apkg(package: genanki.Package, target: str, timestamp: float) -> None:
+    # genanki's own write_to_file leaves its temporary SQLite file behind; build the
+    # database in a directory we clean up, then zip it with fixed entry times so the
+    # same input and timestamp give the same bytes.
+    date_time = time.gmtime(max(timestamp, 315532800))[:6]  # zip cannot hold dates before 1980
+    with tempfile.TemporaryDirectory(prefix="cards-apkg-") as tmp:
+        db_path = os.path.join(tmp, "collection.anki2")
+        conn = sqlite3.connect(db_path)
+        try:
+            package.write_to_db(conn.cursor(), timestamp, itertools.count(int(timestamp * 1000)))
+            conn.commit()
+        finally:
+            conn.close()
+        with open(db_path, "rb") as fh:
+            data = fh.read()
+    with open(target, "wb") as raw:
+        with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(zipfile.ZipInfo("collection.anki2", date_time), data, zipfile.ZIP_DEFLATED)
+            zf.writestr(zipfile.ZipInfo("media", date_time), "{}", zipfile.ZIP_DEFLATED)
+        raw.flush()
+        os.fsync(raw.fileno())
+
+
+def _file_mode(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some platforms and file systems cannot sync a directory
+    finally:
+        os.close(fd)
+
+
+def export_deck(
+    drafts: list[Draft],
+    deck: DeckInfo,
+    out_dir: Path,
+    *,
+    prefix: str = "Podcasts",
+    now: float | None = None,
+) -> Path:
+    """Write `<out_dir>/<slug>.apkg` atomically and return its path.
+
+    Rejected, duplicate and superseded drafts and drafts with an empty front are left out.
+    `now` stamps the notes; it must advance (by at least a second) between exports for
+    Anki to take the new version of a note on re-import.
+    """
+    timestamp = time.time() if now is None else float(now)
+    out_dir = Path(out_dir)
+    target = out_dir / f"{_safe_slug(deck.slug)}.apkg"
+    package = genanki.Package(build_deck(drafts, deck, prefix=prefix))
+    tmp_name: str | None = None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".apkg.tmp", dir=out_dir)
+        os.close(fd)
+        # mkstemp creates the file private (0600); a deck is an ordinary file.
+        os.chmod(tmp_name, _file_mode(target))
+        _write_apkg(package, tmp_name, timestamp)
+        os.replace(tmp_name, target)
+        tmp_name = None
+        _fsync_dir(out_dir)
+    except (OSError, sqlite3.Error) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ExportError(f"cannot write deck: {reason}", path=str(target)) from exc
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+    return target
