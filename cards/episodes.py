@@ -1,0 +1,317 @@
+"""Group note sections from many files into episodes and give each its transcript."""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from statistics import median
+from urllib.parse import parse_qs, urlparse
+
+from cards.lexicon import content_words, words
+from cards.models import Episode, NoteItem, NoteSection, Source, Transcript, normalise
+
+_DATE = re.compile(r"\(?\b(\d{1,2}/\d{1,2}(?:/\d{2,4})?)\b\)?")
+_HEADING_STOP = frozenset(
+    "on and with w x episode ep podcast pod the a an of feat ft featuring interview part show talk".split()
+)
+_SLUG_JUNK = re.compile(r"[^a-z0-9]+")
+MATCH_THRESHOLD = 0.5  # below this confidence a transcript is not given to an episode
+_PAIR_WINDOW = 8  # two note words found this close in the transcript count as a phrase hit
+
+
+def slugify(text: str, fallback: str = "episode") -> str:
+    slug = _SLUG_JUNK.sub("-", normalise(text).replace("'", "")).strip("-")[:80].strip("-")
+    return slug or fallback
+
+
+def heading_key(heading: str) -> tuple[frozenset[str], str | None]:
+    """The words that name an episode, and its date if the heading has one."""
+    m = _DATE.search(heading)
+    date = m.group(1) if m else None
+    text = _DATE.sub(" ", heading)
+    return frozenset(w for w in words(text) if w not in _HEADING_STOP), date
+
+
+def _link_keys(links: tuple[str, ...]) -> tuple[frozenset[str], set[str]]:
+    """Words from the links' paths (episode pages name their guests) and YouTube video ids."""
+    toks: set[str] = set()
+    ids: set[str] = set()
+    for url in links:
+        u = urlparse(url)
+        host = u.netloc.lower()
+        if "youtube.com" in host:
+            ids.update(parse_qs(u.query).get("v", []))
+        elif host.endswith("youtu.be"):
+            ids.add(u.path.strip("/"))
+        else:
+            last = u.path.rstrip("/").rsplit("/", 1)[-1]
+            toks.update(w for w in words(last.replace("-", " ").replace("_", " ")) if w not in _HEADING_STOP)
+    return frozenset(toks), ids
+
+
+@dataclass
+class _Group:
+    sections: list[NoteSection] = field(default_factory=list)
+    title: str = ""
+    pinned: dict | None = None
+
+    @property
+    def heading(self) -> str | None:
+        # The fullest headed section names the episode; ties go to the earlier file.
+        headed = [s for s in self.sections if s.heading]
+        return max(headed, key=lambda s: len(s.items)).heading if headed else None
+
+    def keys(self) -> set[str]:
+        return set().union(*(heading_key(s.heading or "")[0] for s in self.sections))
+
+    def item_keys(self) -> set[str]:
+        return {normalise(i.text) for s in self.sections for i in s.items}
+
+
+def _same_episode(a: NoteSection, b: NoteSection) -> bool:
+    ka, da = heading_key(a.heading or "")
+    kb, db = heading_key(b.heading or "")
+    if not ka or not kb:
+        return False
+    jac = len(ka & kb) / len(ka | kb)
+    if da and db and da != db and jac < 1:
+        return False
+    if jac >= 0.75:
+        return True
+    shared = len({normalise(i.text) for i in a.items} & {normalise(i.text) for i in b.items})
+    small = min(len(a.items), len(b.items)) or 1
+    if shared >= 2 and shared >= 0.5 * small:
+        return True
+    return jac >= 0.4 and (da is not None and da == db or shared >= 2)
+
+
+def _group_headed(sections: list[NoteSection], aliases: dict[str, str]) -> list[_Group]:
+    groups: list[_Group] = []
+    by_alias: dict[str, _Group] = {}
+    for sec in sections:
+        alias = aliases.get(normalise(sec.heading or ""))
+        target = by_alias.get(alias) if alias else None
+        if target is None:
+            target = next((g for g in groups if any(_same_episode(sec, s) for s in g.sections)), None)
+        if target is None:
+            target = _Group()
+            groups.append(target)
+        target.sections.append(sec)
+        if alias:
+            by_alias[alias] = target
+    return groups
+
+
+class _TranscriptIndex:
+    """Word positions of one transcript, for phrase-hit scoring."""
+
+    def __init__(self, transcript: Transcript):
+        self.transcript = transcript
+        self.positions: dict[str, list[int]] = defaultdict(list)
+        all_words = words(transcript.text)
+        for i, w in enumerate(all_words):
+            self.positions[w].append(i)
+        self.intro = set(all_words[:1500]) | set(words(transcript.title or ""))
+
+    def near(self, a: str, b: str) -> bool:
+        pa, pb = self.positions.get(a), self.positions.get(b)
+        if not pa or not pb:
+            return False
+        if len(pa) > len(pb):
+            pa, pb = pb, pa
+        for p in pa:
+            j = bisect.bisect_left(pb, p - _PAIR_WINDOW)
+            if j < len(pb) and pb[j] <= p + _PAIR_WINDOW:
+                return True
+        return False
+
+    def phrase_rate(self, texts: list[str]) -> float:
+        hits = total = 0
+        for text in texts:
+            cw = content_words(text)
+            for a, b in zip(cw, cw[1:]):
+                total += 1
+                hits += self.near(a, b)
+        return hits / total if total else 0.0
+
+
+def _match_transcripts(
+    groups: list[tuple[str, list[str], set[str]]], transcripts: list[Transcript]
+) -> dict[str, tuple[Transcript, float]]:
+    """Give each episode (slug, note texts, name words) at most one transcript and vice versa.
+
+    Confidence mixes two signals: how many of the notes' adjacent word pairs occur
+    close together in the transcript (notes paraphrase, but keep pairs like "gross
+    margins"), against what the same transcript gives other episodes' notes by
+    chance; and whether the names in the heading occur in the transcript's title
+    or opening.
+    """
+    indexes = [_TranscriptIndex(t) for t in transcripts]
+    scores: list[tuple[float, int, int]] = []
+    for ti, idx in enumerate(indexes):
+        rates = [idx.phrase_rate(texts) for _, texts, _ in groups]
+        for gi, (_, _, names) in enumerate(groups):
+            others = [r for j, r in enumerate(rates) if j != gi]
+            chance = median(others) if len(others) >= 2 else 0.1
+            content = max(0.0, min(1.0, (rates[gi] - max(0.1, chance)) / 0.15))
+            name_cov = len(names & idx.intro) / len(names) if names else 0.0
+            scores.append((0.6 * content + 0.4 * name_cov, gi, ti))
+    out: dict[str, tuple[Transcript, float]] = {}
+    used_t: set[int] = set()
+    for conf, gi, ti in sorted(scores, reverse=True):
+        slug = groups[gi][0]
+        if conf < MATCH_THRESHOLD or slug in out or ti in used_t:
+            continue
+        out[slug] = (transcripts[ti], conf)
+        used_t.add(ti)
+    return out
+
+
+def _attach_headless(sec: NoteSection, groups: list[_Group], video_ids: dict[str, int]) -> _Group | None:
+    """Find the episode that headingless (prose) notes are about: links first, then content."""
+    link_words, ids = _link_keys(sec.links)
+    for vid in ids:
+        if vid in video_ids:
+            return groups[video_ids[vid]]
+    best, best_score = None, 0.0
+    for g in groups:
+        keys = g.keys()
+        if link_words and keys:
+            score = len(link_words & keys) / len(keys)
+            if score > best_score:
+                best, best_score = g, score
+    if best is not None and best_score >= 0.5:
+        return best
+    mine = set(content_words(" ".join(i.text for i in sec.items), 3))
+    ranked = []
+    for g in groups:
+        theirs = set(content_words(" ".join(i.text for s in g.sections for i in s.items), 3))
+        if mine and theirs:
+            ranked.append((len(mine & theirs) / len(mine | theirs), id(g), g))
+    ranked.sort(reverse=True)
+    if ranked and ranked[0][0] >= 0.08 and (len(ranked) == 1 or ranked[0][0] >= 1.3 * ranked[1][0]):
+        return ranked[0][2]
+    return None
+
+
+def _headless_title(sec: NoteSection) -> str:
+    link_words, _ = _link_keys(sec.links)
+    for url in sec.links:
+        last = urlparse(url).path.rstrip("/").rsplit("/", 1)[-1]
+        if link_words and last and "youtube" not in url:
+            return last.replace("-", " ").replace("_", " ").strip().title()
+    return PurePath(sec.path).stem
+
+
+def _merge_items(slug: str, sections: list[NoteSection]) -> list[NoteItem]:
+    """One NoteItem per distinct text; items only in later files go after their neighbour."""
+    order: list[str] = []
+    data: dict[str, dict] = {}
+    ordered = sorted(sections, key=lambda s: -len(s.items))
+    for sec in ordered:
+        last = -1
+        for raw in sec.items:
+            nid = NoteItem.make_id(slug, raw.text)
+            src = Source(sec.path, raw.line_start, raw.line_end)
+            if nid in data:
+                if src not in data[nid]["sources"]:
+                    data[nid]["sources"].append(src)
+                last = order.index(nid)
+                continue
+            data[nid] = {"raw": raw, "sources": [src]}
+            last += 1
+            order.insert(last, nid)
+    return [
+        NoteItem(nid, slug, data[nid]["raw"].text, data[nid]["raw"].kind, data[nid]["raw"].section,
+                 tuple(data[nid]["sources"]), pos)
+        for pos, nid in enumerate(order)
+    ]
+
+
+def build_episodes(
+    sections: list[NoteSection], transcripts: list[Transcript], pins: dict[str, dict] | None = None
+) -> list[Episode]:
+    """Group sections into episodes, attach prose notes, and match transcripts.
+
+    `pins` (from cards.toml) maps an episode slug to {"title", "transcript", "aliases"}.
+    """
+    pins = pins or {}
+    aliases = {normalise(a): slug for slug, p in pins.items() for a in [slug, *p.get("aliases", [])]}
+    headed = [s for s in sections if s.heading is not None]
+    headless = [s for s in sections if s.heading is None]
+    groups = _group_headed(headed, aliases)
+
+    def slug_of(g: _Group) -> str:
+        for s in g.sections:
+            pinned = aliases.get(normalise(s.heading or ""))
+            if pinned:
+                return pinned
+        return slugify(g.heading or g.title)
+
+    # Prose notes that name a video id join the episode whose transcript has it;
+    # that needs transcripts matched first, on the headed episodes alone.
+    pinned_paths = {str(PurePath(p["transcript"])): slug for slug, p in pins.items() if p.get("transcript")}
+    free = [t for t in transcripts if str(PurePath(t.path)) not in pinned_paths]
+    summary = [(slug_of(g), [i.text for s in g.sections for i in s.items], g.keys()) for g in groups]
+    matched = _match_transcripts([x for x in summary if not pins.get(x[0], {}).get("transcript")], free)
+    video_ids = {t.video_id: i for i, g in enumerate(groups)
+                 for t, _ in [matched.get(summary[i][0], (None, 0))] if t is not None and t.video_id}
+    for sec in headless:
+        g = _attach_headless(sec, groups, video_ids)
+        if g is None:
+            g = _Group(title=_headless_title(sec))
+            groups.append(g)
+        g.sections.append(sec)
+
+    episodes: list[Episode] = []
+    seen_slugs: set[str] = set()
+    for g in groups:
+        heading = g.heading
+        slug = slug_of(g)
+        base, n = slug, 2
+        while slug in seen_slugs:
+            slug, n = f"{base}-{n}", n + 1
+        seen_slugs.add(slug)
+        title = pins.get(slug, {}).get("title") or heading or g.title
+        ep = Episode(slug=slug, title=title, sources=list(dict.fromkeys(s.path for s in g.sections)),
+                     items=_merge_items(slug, g.sections),
+                     date=next((s.date for s in g.sections if s.date), None))
+        link_words, ids = _link_keys(tuple(u for s in g.sections for u in s.links))
+        if ids:
+            ep.video_id = sorted(ids)[0]
+            ep.url = f"https://www.youtube.com/watch?v={ep.video_id}"
+        episodes.append(ep)
+
+    by_path = {str(PurePath(t.path)): t for t in transcripts}
+    taken: set[str] = set()
+    for ep in episodes:
+        pin = pins.get(ep.slug, {})
+        if "transcript" in pin:
+            t = by_path.get(str(PurePath(pin["transcript"]))) if pin["transcript"] else None
+            ep.transcript, ep.match_score = t, (1.0 if t else None)
+        elif ep.slug in matched:
+            ep.transcript, ep.match_score = matched[ep.slug]
+        if ep.transcript is not None:
+            taken.add(ep.transcript.path)
+            ep.video_id = ep.transcript.video_id or ep.video_id
+            ep.url = ep.transcript.url or ep.url
+    # Prose notes with only a video link still meet their transcript here.
+    for ep in episodes:
+        if ep.transcript is None and ep.video_id:
+            t = next((t for t in transcripts if t.video_id == ep.video_id and t.path not in taken), None)
+            if t is not None:
+                ep.transcript, ep.match_score = t, 1.0
+                taken.add(t.path)
+    for t in transcripts:
+        if t.path not in taken:
+            title = t.title or PurePath(t.path).stem
+            slug = slugify(title)
+            while slug in seen_slugs:
+                slug += "-t"
+            seen_slugs.add(slug)
+            episodes.append(Episode(slug=slug, title=title, transcript=t, match_score=None,
+                                    video_id=t.video_id, url=t.url))
+    return episodes
