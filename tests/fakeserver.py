@@ -1,0 +1,443 @@
+"""A fake OpenAI-compatible server over real HTTP on 127.0.0.1, for driving the real SDK path.
+
+    with FakeOpenAI(script=["429", "ok"], latency=0.01) as srv:
+        gen = OpenAIGenerator("fake-model", base_url=srv.base_url, api_key="sk-test")
+        ...
+        assert srv.count == 2
+
+Each request is answered by the next scripted outcome, if any are queued, else by chance
+(`fail_rate`), else with a normal reply built by `responder`. Outcomes:
+
+    "ok"             a normal reply (responder's payload, finish_reason "stop")
+    "429"            rate limited, with Retry-After: 0        "429-bare"  the same without the header
+    "quota"          429 insufficient_quota (out of credit)
+    "500" "503" ...  any other status code as a string, with an OpenAI-style error body
+    "drop"           the connection is closed without a response
+    "truncated"      finish_reason "length" and the first half of the JSON
+    "refusal"        message.refusal set, content null
+    "content_filter" finish_reason "content_filter", content null
+    "invalid"        JSON that does not match the CardSet schema
+    "notjson"        prose instead of JSON
+    "empty"          an empty content string
+    dict             a raw reply: {"status": int, "headers": {...}, "body": dict | str}
+
+The module also has `no_network`, a context manager that lets sockets reach loopback only,
+and pytest fixtures `fake_openai` and `offline_env` that wrap the two. Import them into a
+test module (or conftest.py) to use them: `from fakeserver import fake_openai, offline_env`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import re
+import socket
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+Responder = Callable[[dict], "dict | str"]
+
+_TAG = r"<{name}>\s*(.*?)\s*</{name}>"
+_NOTE_TAGS = ("note", "bullet", "notes")
+_PASSAGE_TAGS = ("passage", "context", "transcript", "excerpt")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request as the server saw it."""
+
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    json: Any
+    outcome: str
+
+
+def _find(text: str, names: Iterable[str]) -> str | None:
+    for name in names:
+        m = re.search(_TAG.format(name=name), text, re.S | re.I)
+        if m and m.group(1).strip():
+            return m.group(1).strip()
+    return None
+
+
+def user_text(body: dict) -> str:
+    """The text of the last user message (string or content-part list)."""
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+
+def default_responder(body: dict) -> dict:
+    """One schema-valid basic card about the note, quoting the passage (or the note) verbatim.
+
+    The note is the text inside <note>…</note> (or <bullet>, <notes>) in the last user
+    message and the passage the text inside <passage>…</passage> (or <context>, <transcript>,
+    <excerpt>); without those tags the whole user message stands in for both.
+    """
+    text = user_text(body)
+    note = _find(text, _NOTE_TAGS) or text.strip() or "nothing"
+    passage = _find(text, _PASSAGE_TAGS) or note
+    topic = " ".join(note.split()[:6])
+    return {
+        "cards": [
+            {
+                "kind": "basic",
+                "front": f"What did the note say about {topic}?",
+                "back": " ".join(note.split()[:20]),
+                "quote": " ".join(passage.split()[:8]),
+                "tags": ["fake"],
+            }
+        ]
+    }
+
+
+def _approx_tokens(text: str) -> int:
+    return len(text) // 4
+
+
+class FakeOpenAI:
+    """A threaded fake of POST /v1/chat/completions (also /chat/completions)."""
+
+    def __init__(
+        self,
+        *,
+        responder: Responder | None = None,
+        latency: float = 0.0,
+        fail_rate: float = 0.0,
+        script: Iterable[str | dict] = (),
+        seed: int | None = 0,
+        api_key: str | None = None,
+        models: Iterable[str] | None = None,
+    ):
+        """
+        responder: request JSON -> CardSet-shaped dict (or a str sent verbatim as content).
+        latency: seconds each request waits in its thread before answering.
+        fail_rate: chance that an unscripted request fails: 429 (with and without
+            Retry-After: 0), 500, 503 or a dropped connection.
+        script: outcomes served in order before falling back to chance and the responder.
+        seed: seeds the fault-injection dice (None for entropy).
+        api_key: when set, any other bearer token gets a 401 whose message echoes the
+            token it was sent, as some servers do.
+        models: when set, any other model gets a 404 model_not_found.
+        """
+        self.responder = responder or default_responder
+        self.latency = latency
+        self.fail_rate = fail_rate
+        self.api_key = api_key
+        self.models = set(models) if models is not None else None
+        self.requests: list[Recorded] = []
+        self.outcomes: Counter[str] = Counter()
+        self._script: deque[str | dict] = deque(script)
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self._seen_prefixes: set[str] = set()
+        self._ids = 0
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> FakeOpenAI:
+        fake = self
+
+        class Handler(_Handler):
+            server_fake = fake
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        # A short poll interval keeps shutdown (and so every test using the server) quick.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="fake-openai", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what tests look at -----------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "the server is not running"
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def count(self) -> int:
+        """Requests received so far."""
+        with self._lock:
+            return len(self.requests)
+
+    def enqueue(self, *outcomes: str | dict) -> None:
+        """Queue more scripted outcomes."""
+        with self._lock:
+            self._script.extend(outcomes)
+
+    @property
+    def pending(self) -> int:
+        """Scripted outcomes not yet served."""
+        with self._lock:
+            return len(self._script)
+
+    # -- serving ------------------------------------------------------------------------
+
+    def _choose(self) -> str | dict:
+        with self._lock:
+            if self._script:
+                return self._script.popleft()
+            if self.fail_rate and self._random.random() < self.fail_rate:
+                return self._random.choice(["429", "429-bare", "500", "503", "drop"])
+            return "ok"
+
+    def _record(self, path: str, headers: dict[str, str], body: Any, outcome: str) -> None:
+        with self._lock:
+            self.requests.append(Recorded(path, headers, body, outcome))
+            self.outcomes[outcome] += 1
+
+    def _next_id(self) -> int:
+        with self._lock:
+            self._ids += 1
+            return self._ids
+
+    def _usage(self, body: dict, content: str | None) -> dict:
+        messages = body.get("messages") or []
+        texts = [m.get("content") if isinstance(m.get("content"), str) else json.dumps(m.get("content"))
+                 for m in messages]
+        prompt = sum(_approx_tokens(t or "") for t in texts)
+        # Prompt caching, roughly: the leading system message is cached once it has been seen.
+        cached = 0
+        if messages and messages[0].get("role") == "system":
+            prefix = texts[0] or ""
+            with self._lock:
+                if prefix in self._seen_prefixes:
+                    cached = _approx_tokens(prefix)
+                self._seen_prefixes.add(prefix)
+        completion = max(1, _approx_tokens(content or ""))
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached},
+        }
+
+    def completion(self, body: dict, outcome: str) -> dict:
+        """The chat.completion JSON for a successful HTTP reply of the given kind."""
+        finish, refusal, content = "stop", None, None
+        if outcome in ("refusal", "content_filter"):
+            finish = "content_filter" if outcome == "content_filter" else "stop"
+            refusal = "I'm sorry, but I can't help with that." if outcome == "refusal" else None
+        elif outcome == "invalid":
+            content = json.dumps({"cards": [{"question": "What?", "answer": "That."}]})
+        elif outcome == "notjson":
+            content = "Sure! Here are some cards: Q: what? A: that."
+        elif outcome == "empty":
+            content = ""
+        else:
+            payload = self.responder(body)
+            content = payload if isinstance(payload, str) else json.dumps(payload)
+            if outcome == "truncated":
+                content, finish = content[: max(1, len(content) // 2)], "length"
+        return {
+            "id": f"chatcmpl-fake-{self._next_id()}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "system_fingerprint": "fp_fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": refusal},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": self._usage(body, content),
+        }
+
+
+def _error(status: int, message: str, type_: str, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_fake: FakeOpenAI
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle's algorithm on, each reply
+    # would wait ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # keep test output quiet
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        self._send(404, {}, _error(404, f"Unknown path {self.path}", "invalid_request_error"))
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        fake = self.server_fake
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            body = None
+        path = self.path.split("?", 1)[0]
+
+        if path not in ("/v1/chat/completions", "/chat/completions"):
+            fake._record(path, headers, body, "404")
+            return self._send(404, {}, _error(404, f"Unknown path {path}", "invalid_request_error"))
+        if not isinstance(body, dict) or "model" not in body or "messages" not in body:
+            fake._record(path, headers, body, "400")
+            return self._send(400, {}, _error(400, "model and messages are required", "invalid_request_error"))
+        if fake.api_key is not None:
+            token = headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if token != fake.api_key:
+                fake._record(path, headers, body, "401")
+                message = f"Incorrect API key provided: {token}. You can find your API key at https://example.invalid."
+                return self._send(401, {}, _error(401, message, "invalid_request_error", "invalid_api_key"))
+        if fake.models is not None and body["model"] not in fake.models:
+            fake._record(path, headers, body, "404")
+            message = f"The model `{body['model']}` does not exist or you do not have access to it."
+            return self._send(404, {}, _error(404, message, "invalid_request_error", "model_not_found"))
+
+        outcome = fake._choose()
+        label = "raw" if isinstance(outcome, dict) else outcome
+        fake._record(path, headers, body, label)
+        if fake.latency:
+            time.sleep(fake.latency)
+
+        if isinstance(outcome, dict):
+            return self._send(outcome.get("status", 200), outcome.get("headers", {}), outcome.get("body", {}))
+        if outcome == "drop":
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return None
+        if outcome == "429":
+            return self._send(429, {"Retry-After": "0"},
+                              _error(429, "Rate limit reached, try again.", "requests", "rate_limit_exceeded"))
+        if outcome == "429-bare":
+            return self._send(429, {}, _error(429, "Rate limit reached.", "requests", "rate_limit_exceeded"))
+        if outcome == "quota":
+            return self._send(429, {}, _error(429, "You exceeded your current quota.", "insufficient_quota",
+                                              "insufficient_quota"))
+        if outcome.isdigit():
+            status = int(outcome)
+            return self._send(status, {}, _error(status, f"Fake failure {status}", "server_error"))
+        return self._send(200, {"x-request-id": f"req_fake_{fake.count}"}, fake.completion(body, outcome))
+
+    def _send(self, status: int, headers: dict[str, str], body: dict | str) -> None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json" if not isinstance(body, str) else "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up waiting (a timeout test)
+
+
+# -- keeping tests off the network -------------------------------------------------------------
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+class NetworkBlocked(OSError):
+    """A test tried to reach something other than loopback."""
+
+
+@contextlib.contextmanager
+def no_network() -> Iterator[None]:
+    """Refuse every socket connection and name lookup that is not loopback, for the duration."""
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_getaddrinfo = socket.getaddrinfo
+
+    def host_of(address: Any) -> str | None:
+        return address[0] if isinstance(address, tuple) else None  # AF_UNIX paths are local
+
+    def check(address: Any) -> None:
+        host = host_of(address)
+        if host is not None and host not in _LOOPBACK:
+            raise NetworkBlocked(f"tests must not reach the network (tried {host})")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        check(address)
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        check(address)
+        return real_connect_ex(self, address)
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is not None and name not in _LOOPBACK:
+            raise NetworkBlocked(f"tests must not resolve {name}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    socket.socket.connect = connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        socket.socket.connect = real_connect  # type: ignore[method-assign]
+        socket.socket.connect_ex = real_connect_ex  # type: ignore[method-assign]
+        socket.getaddrinfo = real_getaddrinfo  # type: ignore[assignment]
+
+
+@pytest.fixture
+def offline_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No proxies, no ambient OpenAI settings, and only loopback reachable."""
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,::1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost,::1")
+    for name in ("OPENAI_API_KEY", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS",
+                 "OPENAI_ADMIN_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    # A client built without a base URL lands on the discard port of loopback, not on the internet.
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    with no_network():
+        yield
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """A running FakeOpenAI with defaults; tweak `responder`, `latency`, `fail_rate` or `enqueue`."""
+    with FakeOpenAI() as server:
+        yield server
+
+
+__all__ = ["FakeOpenAI", "NetworkBlocked", "Recorded", "default_responder", "fake_openai", "no_network",
+           "offline_env", "user_text"]
