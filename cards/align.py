@@ -29,10 +29,13 @@ from cards.lexicon import STOPWORDS, words
 from cards.models import Context, NoteItem, Transcript
 from cards.tokens import TokenCounter
 
-WINDOW = 60  # words per scoring window
+WINDOW = 80  # words per scoring window
 STEP = 10  # words between window starts
 CANDIDATES = 6  # windows per note considered by the order model
-BACKWARD_PENALTY = 0.25  # cost, in normalised score, of a note placed before the previous one
+BACKWARD_PENALTY = 0.1  # cost, in normalised score, of placing a note before the previous one
+JUMP_COST = 0.5  # cost of a jump across the whole transcript; backward jumps pay it twice
+LEAN = 0.6  # where the evidence sits in the passage (0.5 = centred)
+REST_FACTOR = 0.3  # weight of words from a note's run-on lines and children
 MIN_SCORE = 0.12  # below this a note gets no context
 DEFAULT_CONTEXT_TOKENS = 350
 _SUFFIXES = ("ities", "ity", "ness", "ings", "ing", "edly", "ed", "ies", "es", "ers", "er", "est", "ly", "s", "e")
@@ -62,6 +65,8 @@ class _Index:
     n_windows: int
     seg_tokens: list[int]
     initials: dict[str, np.ndarray]
+    vocab: list[str]  # single caption words, for fuzzy spelling matches
+    words_per_token: float
 
 
 def _build_index(transcript: Transcript, counter: TokenCounter) -> _Index:
@@ -85,6 +90,7 @@ def _build_index(transcript: Transcript, counter: TokenCounter) -> _Index:
     for a, b, c in zip(content_idx, content_idx[1:], content_idx[2:]):
         if c - a <= 5:
             initials.setdefault(stems[a][0] + stems[b][0] + stems[c][0], []).append(a)
+    vocab = sorted({s for s in stems if len(s) >= 4 and s not in STOPWORDS})
     positions = {k: np.asarray(v, dtype=np.int64) for k, v in pos.items()}
     n_windows = max(1, math.ceil(max(len(stems) - WINDOW, 0) / STEP) + 1)
     idf = {}
@@ -93,89 +99,128 @@ def _build_index(transcript: Transcript, counter: TokenCounter) -> _Index:
         idf[k] = math.log(1 + (n_windows * STEP / (WINDOW * 2)) / df)
     seg_tokens = [counter.count(s.text) + 1 for s in transcript.segments]
     return _Index(transcript, stems, np.asarray(seg_of, dtype=np.int64), positions, idf, n_windows,
-                  seg_tokens, {k: np.asarray(v, dtype=np.int64) for k, v in initials.items()})
+                  seg_tokens, {k: np.asarray(v, dtype=np.int64) for k, v in initials.items()},
+                  vocab, len(stems) / max(1, sum(seg_tokens)))
 
 
 def _vocab_lookup(index: _Index, term: str) -> tuple[str, float] | None:
     """The transcript's spelling of a note term, with a confidence discount."""
     if term in index.positions:
         return term, 1.0
-    if len(term) >= 5:
-        from rapidfuzz import fuzz, process, utils  # noqa: F401  (imported lazily: align-only)
+    if len(term) >= 5 and not term[0].isdigit():
+        from rapidfuzz import fuzz, process
 
-        hit = process.extractOne(term, index.positions.keys(), scorer=fuzz.ratio, score_cutoff=82)
-        if hit is not None:
+        # A misspelling keeps its first letter and roughly its length ("trianing").
+        hit = process.extractOne(
+            term, index.vocab, scorer=fuzz.ratio, score_cutoff=82,
+            processor=None,
+        )
+        if hit is not None and hit[0][0] == term[0] and abs(len(hit[0]) - len(term)) <= 2:
             return hit[0], 0.8
     return None
 
 
 def _query(index: _Index, text: str) -> list[tuple[str, np.ndarray, float]]:
-    """Note terms that occur in the transcript: (term, positions, weight)."""
+    """Note terms that occur in the transcript: (term, positions, weight).
+
+    A note's first line is its main claim; run-on lines and children add detail,
+    so their words count for less.
+    """
     out: dict[str, tuple[np.ndarray, float]] = {}
-    for w in words(text):
-        if w in STOPWORDS or len(w) < 2:
-            continue
-        s = stem(w)
-        found = _vocab_lookup(index, s)
-        if found is not None:
-            key, conf = found
-            out[key] = (index.positions[key], index.idf[key] * conf)
-        elif 2 <= len(w) <= 4 and w.isalpha() and w in index.initials:
-            out["^" + w] = (index.initials[w], 2.5)  # a rare, specific acronym hit
+    first, _, rest = text.partition("\n")
+    for part, factor in ((first, 1.0), (rest, REST_FACTOR)):
+        for w in words(part):
+            if w in STOPWORDS or len(w) < 2:
+                continue
+            found = _vocab_lookup(index, stem(w))
+            if found is not None:
+                key, conf = found
+                entry = (index.positions[key], index.idf[key] * conf * factor)
+            elif 2 <= len(w) <= 4 and w.isalpha() and w in index.initials:
+                key, entry = "^" + w, (index.initials[w], 2.5 * factor)  # a rare, specific acronym
+            else:
+                continue
+            if key not in out or out[key][1] < entry[1]:
+                out[key] = entry
     return [(k, p, wt) for k, (p, wt) in out.items()]
 
 
+def _presence(pos: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """Whether each window [start, start + width) holds at least one of the sorted positions."""
+    return np.searchsorted(pos, starts + width) > np.searchsorted(pos, starts)
+
+
 def _window_scores(index: _Index, query: list[tuple[str, np.ndarray, float]]) -> np.ndarray:
-    n = index.n_windows
-    total = np.zeros(n)
-    first = np.full((len(query), n), -1, dtype=np.int64)
-    for qi, (_, pos, wt) in enumerate(query):
-        present = np.zeros(n, dtype=bool)
-        # A word at position p lies in windows (p - WINDOW, p] / STEP.
-        lo = np.clip((pos - WINDOW + STEP) // STEP, 0, n - 1)
-        hi = np.clip(pos // STEP, 0, n - 1)
-        for a, b, p in zip(lo.tolist(), hi.tolist(), pos.tolist()):
-            present[a:b + 1] = True
-            first[qi, a:b + 1] = np.where(first[qi, a:b + 1] < 0, p, first[qi, a:b + 1])
+    starts = np.arange(index.n_windows) * STEP
+    total = np.zeros(index.n_windows)
+    hits = np.zeros(index.n_windows)
+    for _, pos, wt in query:
+        present = _presence(pos, starts, WINDOW)
         total += present * wt
-    # Two different note terms within a few words of each other: a phrase, not chance.
+        hits += present
+    # Several different note terms close together: a phrase, not chance.
     if len(query) > 1:
-        hits = (first >= 0).sum(axis=0)
         total += np.maximum(hits - 1, 0) * 0.15 * np.mean([q[2] for q in query])
     return total
 
 
-def _centre(index: _Index, query: list[tuple[str, np.ndarray, float]], window: int) -> int:
-    """The word position around which the window's matched note terms cluster."""
+def _evidence_centre(query: list[tuple[str, np.ndarray, float]], window: int) -> float:
+    """Weighted mean position of the note terms found in the chosen window."""
     lo, hi = window * STEP, window * STEP + WINDOW
     pts, wts = [], []
     for _, pos, wt in query:
         inside = pos[(pos >= lo) & (pos < hi)]
         if len(inside):
-            pts.append(float(np.median(inside)))
+            pts.append(float(inside.mean()))
             wts.append(wt)
-    if not pts:
-        return min(lo + WINDOW // 2, len(index.stems) - 1)
-    return int(min(np.average(pts, weights=wts), len(index.stems) - 1))
+    return float(np.average(pts, weights=wts)) if pts else lo + WINDOW / 2
 
 
-def _passage(index: _Index, centre_word: int, budget: int, score: float) -> Context:
+def _best_span(index: _Index, query: list[tuple[str, np.ndarray, float]], window: int, width: int) -> int:
+    """Start of the passage-sized span, containing the chosen window, that holds the most evidence."""
+    lo = max(0, window * STEP + WINDOW - width)
+    hi = max(lo, min(window * STEP, len(index.stems) - width))
+    starts = np.arange(lo, hi + 1, 5)
+    if len(starts) == 0:
+        return max(0, window * STEP)
+    score = np.zeros(len(starts))
+    for _, pos, wt in query:
+        score += _presence(pos, starts, width) * wt
+    # Among spans holding equal evidence prefer the one centred on where the
+    # evidence is densest, so the source sits in the middle of the passage.
+    # The passage leans a little backwards: a note is written after the words
+    # were said, and the claim tends to come before the talk that follows it.
+    score -= np.abs(starts + width * LEAN - _evidence_centre(query, window)) * 1e-6
+    return int(starts[int(np.argmax(score))])
+
+
+def _passage(index: _Index, first_word: int, last_word: int, budget: int, score: float) -> Context:
+    """Whole segments covering the words, then trimmed or grown evenly to the token budget."""
     segs = index.transcript.segments
-    c = int(index.word_seg[centre_word]) if len(index.word_seg) else 0
-    lo = hi = c
-    used = index.seg_tokens[c]
-    while used < budget and (lo > 0 or hi < len(segs) - 1):
-        # Grow both ways, a little more forward: a note is usually taken just after it was said.
-        if hi < len(segs) - 1 and (lo == 0 or (hi - c) <= (c - lo) * 1.5):
-            if used + index.seg_tokens[hi + 1] > budget:
-                break
-            hi += 1
-            used += index.seg_tokens[hi]
+    n = len(segs)
+    lo = int(index.word_seg[first_word]) if len(index.word_seg) else 0
+    hi = int(index.word_seg[min(last_word, len(index.word_seg) - 1)]) if len(index.word_seg) else 0
+    used = sum(index.seg_tokens[lo:hi + 1])
+    while used > budget and hi > lo:
+        if (hi - lo) % 2:
+            used -= index.seg_tokens[hi]
+            hi -= 1
         else:
+            used -= index.seg_tokens[lo]
+            lo += 1
+    grow_lo = True
+    while lo > 0 or hi < n - 1:
+        if (grow_lo and lo > 0) or hi == n - 1:
             if used + index.seg_tokens[lo - 1] > budget:
                 break
             lo -= 1
             used += index.seg_tokens[lo]
+        else:
+            if used + index.seg_tokens[hi + 1] > budget:
+                break
+            hi += 1
+            used += index.seg_tokens[hi]
+        grow_lo = not grow_lo
     text = " ".join(s.text for s in segs[lo:hi + 1])
     starts = [s.start for s in segs[lo:hi + 1] if s.start is not None]
     ends = [s.end for s in segs[lo:hi + 1] if s.end is not None]
@@ -216,8 +261,17 @@ class Aligner:
             if score < MIN_SCORE:
                 out.append(None)
                 continue
-            out.append(_passage(self.index, _centre(self.index, query, w), self.budget, min(score, 1.0)))
+            width = max(WINDOW, int(self.budget * self.index.words_per_token))
+            start = _best_span(self.index, query, w, width)
+            out.append(_passage(self.index, start, start + width - 1, self.budget, min(score, 1.0)))
         return out
+
+    def _jump(self, prev: int, cur: int) -> float:
+        """Cost of moving from one note's window to the next: far jumps are unlikely, backward ones more so."""
+        dist = (cur - prev) / self.index.n_windows
+        if cur >= prev - WINDOW // STEP:
+            return JUMP_COST * max(dist, 0.0)
+        return BACKWARD_PENALTY + 2 * JUMP_COST * -dist
 
     def _viterbi(self, cands: list[list[tuple[float, int]]]) -> list[int | None]:
         """Best candidate per note, preferring an order that moves forward through the episode."""
@@ -235,10 +289,8 @@ class Aligner:
                     row.append(s)
                     brow.append(None)
                     continue
-                options = [
-                    (best[prev_idx][j] + s - (BACKWARD_PENALTY if w < pw - WINDOW // STEP else 0.0), j)
-                    for j, (_, pw) in enumerate(cands[prev_idx])
-                ]
+                options = [(best[prev_idx][j] + s - self._jump(pw, w), j)
+                           for j, (_, pw) in enumerate(cands[prev_idx])]
                 val, j = max(options)
                 row.append(val)
                 brow.append(j)
