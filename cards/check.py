@@ -1,0 +1,293 @@
+"""Card lint and grounding: pure functions over card text, no I/O.
+
+`lint` flags cards that break the card quality rules in DESIGN.md (and the prompt
+that asks the LLM to follow them); `grounding` measures whether a card's supporting
+quote really occurs in the transcript passage or the note. Warnings are strings
+"code: message" so the review screen can show them and tools can filter on the code.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from rapidfuzz import fuzz
+
+GROUNDED = 0.8
+"""A card whose quote scores below this was probably not copied from its source."""
+
+MAX_CHARS = 200
+MAX_FRONT_WORDS = 30
+MAX_SENTENCES = 2
+MAX_CLOZES = 2
+
+UNGROUNDED = "ungrounded: the quote was not found in the transcript passage or the note"
+
+CLOZE = re.compile(r"\{\{c(\d+)::(.*?)(?:::(.*?))?\}\}", re.S)
+
+# Words that carry no fact; dropped before comparing what a question and answer say.
+STOPWORDS = frozenset(
+    """a an the is are am was were be been being do does did done doing has have had having
+    will would can could shall should may might must of in on at to for from by with about as
+    into onto over under than then so and or but if it its it's this that these those there
+    here they them their he him his she her we our you your i me my what which who whom whose
+    when where why how according said says say per via also just very really actually exactly
+    mostly mainly""".split()
+)
+
+_WORD = re.compile(r"[^\W_]+")
+_SPACE = re.compile(r"\s+")
+_APOSTROPHE = re.compile(r"[’‘`´]")
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+}
+_VOWELS = frozenset("aeiouy")
+
+
+def stem(word: str) -> str:
+    """A deliberately light suffix stripper: serve/serves/served/serving all become 'serv'.
+
+    Tokens with digits (v3, 256, h100) are identifiers and stay as they are.
+    """
+    w = word.casefold()
+    if any(c.isdigit() for c in w):
+        return w
+    if w.endswith("ing") and len(w) > 4 and _VOWELS & set(w[:-3]):
+        w = w[:-3]
+    elif w.endswith("ies") and len(w) > 4:
+        w = w[:-3] + "y"
+    elif w.endswith("ed") and len(w) > 3 and w[-3] != "e" and _VOWELS & set(w[:-2]):
+        w = w[:-2]
+    elif w.endswith("es") and len(w) > 3:
+        w = w[:-2]
+    elif w.endswith("s") and len(w) > 3 and not w.endswith(("ss", "is")):
+        w = w[:-1]
+    if len(w) > 2 and w.endswith("e"):
+        w = w[:-1]
+    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "lsz":
+        w = w[:-1]
+    return w
+
+
+def words(text: str) -> list[str]:
+    """The words of a text in their original case, NFKC, with "n't" spelled out as 'not'."""
+    text = unicodedata.normalize("NFKC", _APOSTROPHE.sub("'", text))
+    text = re.sub(r"n't\b", " not", text, flags=re.I)
+    return _WORD.findall(text)
+
+
+def content_stems(text: str, stopwords: frozenset[str] = STOPWORDS) -> set[str]:
+    """Stems of the words that carry meaning; small number words become digits."""
+    out = set()
+    for w in words(text):
+        w = w.casefold()
+        w = _NUMBER_WORDS.get(w, w)
+        if w in stopwords or (len(w) == 1 and not w.isdigit()):
+            continue
+        out.add(stem(w))
+    return out
+
+
+def plain(text: str) -> str:
+    """Text as auto-captions would have it: casefolded, no punctuation, single spaces."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = re.sub(r"['’‘`´]", "", text)
+    text = re.sub(r"[\W_]+", " ", text)
+    return text.strip()
+
+
+def cloze_deletions(text: str) -> list[str]:
+    """The non-empty texts of the {{cN::...}} deletions, in order."""
+    return [m.group(2).strip() for m in CLOZE.finditer(text) if m.group(2).strip()]
+
+
+def unclozed(text: str) -> str:
+    """A cloze sentence as the learner reads it after answering."""
+    return CLOZE.sub(lambda m: m.group(2), text)
+
+
+# ---------------------------------------------------------------------------- lint
+
+_LEAD_IN = re.compile(
+    r"^(?:according to|in|on|per|from|for|during|at|when|after|before|as|while|speaking)\b"
+    r"[^,?]{0,100},\s*",
+    re.I,
+)
+_YES_NO_OPENERS = frozenset(
+    """is are am was were do does did can could will would should shall has have had may might
+    must isn aren wasn weren don doesn didn can't cannot couldn won wouldn shouldn hasn haven hadn""".split()
+)
+_OR = re.compile(r"\bor\b", re.I)
+_COUNT = r"(?:\d+|two|three|four|five|six|seven|eight|nine|ten|several|some|all)"
+_ASKS_FOR_LIST = re.compile(
+    rf"^(?:list|enumerate)\b"
+    rf"|\b(?:list|name|give|state|identify)\s+(?:all|every|each|any|{_COUNT})\b"
+    rf"|\b(?:list|name|give|state|identify)\s+the\s+{_COUNT}\b"
+    rf"|\bwhat\s+(?:are|were)\s+(?:the\s+)?{_COUNT}\b"
+    rf"|\bwhich\s+{_COUNT}\b",
+    re.I,
+)
+_BULLET_LINE = re.compile(r"^\s*(?:[-*•·▪]|\d+[.)]|\(\d+\)|[a-z]\))\s+", re.M)
+_INLINE_NUMBERED = re.compile(r"(?:^|\s)\(?\d+\)\s")
+_ITEM_SPLIT = re.compile(r"\s*[;,]\s+(?:(?:and|or)\s+)?|\s+(?:and|&)\s+", re.I)
+_SECOND_QUESTION = re.compile(r"(\band|,|;)\s+(?:what|how|why|when|where|who|which)\b", re.I)
+_QUESTION_START = re.compile(
+    r"^\W*(?:what|how|why|when|where|who|whom|whose|which|is|are|was|were|do|does|did|can|could|"
+    r"will|would|should|has|have|had)\b",
+    re.I,
+)
+_VAGUE_SPEAKER = re.compile(r"\bthe\s+(?:guest|speaker|interviewee|podcast guest)\b", re.I)
+_ABBREVIATIONS = re.compile(r"\b(?:e\.g|i\.e|etc|vs|approx|ca|mr|mrs|ms|dr|prof|inc|ltd|no|st)\.", re.I)
+_SENTENCE_END = re.compile(r"[.!?]+(?:[\"')\]]*)(?:\s+|$)")
+
+
+def sentences(text: str) -> list[str]:
+    """Split text into sentences, not at common abbreviations, initials or decimals."""
+    text = _ABBREVIATIONS.sub(lambda m: m.group(0)[:-1], text.strip())
+    text = re.sub(r"\b([A-Z])\.(?=[A-Z]?\.?\s)", r"\1", text)  # U.S. Steel, J. Smith
+    parts = [p.strip() for p in _SENTENCE_END.split(text)]
+    return [p for p in parts if _WORD.search(p)]
+
+
+def _question(front: str) -> str:
+    """The question with a leading context cue ("According to X, ...") removed."""
+    return _LEAD_IN.sub("", front.strip().lstrip("\"'“‘([ "))
+
+
+def _is_yes_no(front: str) -> bool:
+    q = _question(front)
+    if not q.rstrip().rstrip("\"'”’)").endswith("?"):
+        return False
+    first = _WORD.match(q)
+    if not first:
+        return False
+    opener = first.group(0).casefold()
+    if opener not in _YES_NO_OPENERS:
+        return False
+    # "Is X or Y?" asks to choose, which has exactly one answer.
+    return not _OR.search(q)
+
+
+def _joins_questions(front: str) -> bool:
+    """'What is X and how does it work?'; a comma joins two questions only after a question."""
+    q = _question(front)
+    for m in _SECOND_QUESTION.finditer(q):
+        if m.group(1).casefold() == "and" or _QUESTION_START.match(q[: m.start()]):
+            return True
+    return False
+
+
+def _enumeration_in(answer: str) -> bool:
+    text = answer.strip()
+    if len(_BULLET_LINE.findall(text)) >= 2 or len(_INLINE_NUMBERED.findall(text)) >= 2:
+        return True
+    for sentence in sentences(text) or [text]:
+        items = [i for i in _ITEM_SPLIT.split(sentence.strip().rstrip(".!?")) if _WORD.search(i)]
+        # Short items are a list; long ones are clauses of an ordinary sentence.
+        if len(items) >= 3 and all(len(i.split()) <= 4 for i in items):
+            return True
+    return False
+
+
+def _readable_from(answer: str, question: str) -> bool:
+    wanted = content_stems(answer)
+    if not wanted:
+        return False
+    given = content_stems(question)
+    return len(wanted & given) / len(wanted) >= 0.8
+
+
+def lint(kind: str, front: str, back: str) -> list[str]:
+    """Warnings ("code: message") for a card that breaks the card quality rules."""
+    warnings: list[str] = []
+    cloze = kind == "cloze"
+    deletions = cloze_deletions(front)
+    shown_front = unclozed(front) if cloze else front
+
+    if not front.strip():
+        warnings.append(
+            "empty-front: the cloze text is empty" if cloze else "empty-front: the question is empty"
+        )
+    if not back.strip() and not cloze:
+        warnings.append("empty-back: the answer is empty")
+
+    n_words = len(shown_front.split())
+    if len(shown_front) > MAX_CHARS or n_words > MAX_FRONT_WORDS:
+        warnings.append(
+            f"long-front: {n_words} words; ask a short question and lean on a context cue"
+        )
+    n_sentences = len(sentences(back))
+    if len(back.strip()) > MAX_CHARS or n_sentences > MAX_SENTENCES:
+        warnings.append(
+            f"long-back: {n_sentences} sentences, {len(back.strip())} characters; "
+            "answer with a phrase or at most two sentences"
+        )
+
+    if cloze:
+        if not deletions:
+            warnings.append("cloze-missing: a cloze card needs a deletion like {{c1::term}}")
+        elif len(deletions) > MAX_CLOZES:
+            warnings.append(
+                f"cloze-many: {len(deletions)} deletions; delete only the one key term"
+            )
+        if any(_enumeration_in(d) for d in deletions) or _enumeration_in(back):
+            warnings.append("enumeration: the deletion is a list; make one card per item")
+        rest = CLOZE.sub(" ", front)
+        if deletions and all(_readable_from(d, rest) for d in deletions):
+            warnings.append("answer-in-question: the deleted text also appears outside the deletion")
+    else:
+        if CLOZE.search(front) or CLOZE.search(back):
+            warnings.append("cloze-in-basic: a basic card contains {{c1::...}} cloze markers")
+        if _is_yes_no(front):
+            warnings.append("yes-no: a yes/no question; ask for the fact itself")
+        if _ASKS_FOR_LIST.search(_question(front)) or _enumeration_in(back):
+            warnings.append("enumeration: the card asks for a set; make one card per item")
+        if back.strip() and not _OR.search(front) and _readable_from(back, front):
+            warnings.append("answer-in-question: the answer can be read from the question")
+        if front.count("?") >= 2 or _joins_questions(front):
+            warnings.append("several-ideas: the question asks more than one thing; split it")
+
+    if _VAGUE_SPEAKER.search(shown_front) or _VAGUE_SPEAKER.search(back):
+        warnings.append("vague-speaker: name the speaker or the episode instead of 'the guest'")
+    return warnings
+
+
+# ------------------------------------------------------------------------ grounding
+
+
+def _found_in(quote: str, source: str) -> float:
+    if not source:
+        return 0.0
+    score = fuzz.partial_ratio(quote, source) / 100
+    # partial_ratio aligns the shorter text inside the longer one; a quote longer than
+    # its source can only be partly copied from it, however well the source fits inside.
+    if len(quote) > len(source):
+        score *= len(source) / len(quote)
+    return score
+
+
+def grounding(quote: str, note: str, context: str | None) -> float:
+    """How well the quote occurs, near-verbatim, in the transcript passage or the note (0..1).
+
+    Text is compared without case or punctuation because transcripts are unpunctuated
+    auto-captions while quotes come back punctuated.
+    """
+    q = plain(quote)
+    if not q:
+        return 0.0
+    return max(_found_in(q, plain(context or "")), _found_in(q, plain(note)))
+
+
+def check_card(
+    kind: str, front: str, back: str, quote: str, note: str, context: str | None
+) -> tuple[list[str], float]:
+    """Lint warnings and grounding score for one card; an ungrounded quote adds a warning."""
+    warnings = lint(kind, front, back)
+    score = grounding(quote, note, context)
+    if score < GROUNDED:
+        warnings.append(UNGROUNDED)
+    return warnings, score
