@@ -1,0 +1,447 @@
+"""The `cards` command: argument handling and printing only; the work is in cards.pipeline.
+
+Heavy modules (openai, genanki, textual, numpy) are imported inside the commands
+that need them, so `cards --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cards.errors import CardsError
+
+app = typer.Typer(
+    name="cards",
+    help="Turn podcast notes and transcripts into Anki decks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+Notes = Annotated[list[Path], typer.Argument(help="Notes files or folders (markdown).", show_default=False)]
+Transcripts = Annotated[
+    Optional[list[Path]],
+    typer.Option("--transcripts", "-t", help="A transcript file or folder; repeat for more.", show_default=False),
+]
+EpisodeOpt = Annotated[Optional[str], typer.Option("--episode", "-e", help="Only this episode (its slug).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Workspace = Annotated[
+    Optional[Path],
+    typer.Option("--workspace", "-w", envvar="CARDS_WORKSPACE", help="Workspace folder [default: decks]."),
+]
+ContextTokens = Annotated[
+    Optional[int],
+    typer.Option("--context-tokens", envvar="CARDS_CONTEXT_TOKENS", help="Passage size in tokens [default: 350]."),
+]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", envvar="CARDS_MODEL",
+                                              help="Model name [default: gpt-5-mini].")]
+BaseUrl = Annotated[Optional[str], typer.Option("--base-url", envvar="OPENAI_BASE_URL",
+                                                help="OpenAI-compatible server URL.")]
+Offline = Annotated[bool, typer.Option("--offline", help="Use the offline extractive generator.")]
+Prompts = Annotated[Optional[Path], typer.Option("--prompts", envvar="CARDS_PROMPTS",
+                                                 help="Folder with prompt templates to use instead.")]
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(f"cards: error: {message}\n")
+
+
+def handled(fn):
+    """Turn expected failures into one line on stderr and an exit status, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CardsError as e:
+            _err(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            _err("interrupted; everything finished so far is saved")
+            raise typer.Exit(130) from None
+        except OSError as e:
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            _err(f"{where}{e.strerror or e}")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _table(title: str, columns: list[str], rows: list[list], caption: str | None = None) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=title, caption=caption, show_lines=False)
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*[v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in r])
+    _console().print(t)
+
+
+def _settings(**given):
+    from cards.config import build_settings
+
+    return build_settings(**given)
+
+
+def _load(notes, transcripts, settings, *, quiet: bool = False):
+    from cards.pipeline import load
+
+    return load(list(notes), list(transcripts or []), settings)
+
+
+@app.command()
+@handled
+def episodes(notes: Notes, transcripts: Transcripts = None, json_out: JsonOpt = False) -> None:
+    """List the episodes found in the notes, with their transcripts."""
+    settings = _settings()
+    loaded = _load(notes, transcripts, settings)
+    data = [e.as_dict() for e in loaded.episodes]
+    if json_out:
+        return _print_json(data)
+    _table("Episodes", ["slug", "title", "notes", "transcript", "match"],
+           [[e["slug"], e["title"], e["notes"], e["transcript"] or "-",
+             "-" if e["match_score"] is None else f"{e['match_score']:.2f}"] for e in data])
+
+
+@app.command()
+@handled
+def align(notes: Notes, transcripts: Transcripts = None, episode: EpisodeOpt = None,
+          context_tokens: ContextTokens = None, json_out: JsonOpt = False) -> None:
+    """Show, for each note, the transcript passage it came from."""
+    from cards.pipeline import align as align_all
+    from cards.pipeline import fmt_time, select
+
+    settings = _settings(context_tokens=context_tokens)
+    loaded = _load(notes, transcripts, settings)
+    eps = select(loaded.episodes, episode)
+    contexts = align_all(eps, settings)
+    data = [
+        {"episode": ep.slug, "note": item.text, "note_id": item.id, "section": item.section,
+         "source": {"path": item.source.path, "line": item.source.line_start},
+         "context": None if ctx is None else ctx.as_dict()}
+        for ep in eps for item, ctx in zip(ep.items, contexts[ep.slug])
+    ]
+    if json_out:
+        return _print_json(data)
+    rows = []
+    for d in data:
+        c = d["context"]
+        passage = "-" if c is None else (c["text"][:160] + "…")
+        when = "" if c is None or c["start"] is None else f"{fmt_time(c['start'])}–{fmt_time(c['end'])}"
+        rows.append([d["episode"], d["note"].split("\n")[0][:70], when, "-" if c is None else f"{c['score']:.2f}",
+                     passage])
+    _table("Alignment", ["episode", "note", "time", "score", "passage"], rows)
+
+
+class _Progress:
+    """A rich progress bar per episode while a run goes."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bars: dict[str, int] = {}
+        self.progress = None
+
+    def start(self, episodes, jobs) -> None:
+        if not self.enabled or not jobs:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=_console(stderr=True), transient=False)
+        counts: dict[str, int] = {}
+        for j in jobs:
+            counts[j.episode.slug] = counts.get(j.episode.slug, 0) + 1
+        for ep in episodes:
+            if ep.slug in counts:
+                self.bars[ep.slug] = self.progress.add_task(ep.title[:48], total=counts[ep.slug])
+        self.progress.start()
+
+    def advance(self, job, ok: bool) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.bars[job.episode.slug])
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _offline_notice(settings) -> None:
+    if not settings.llm_configured:
+        why = "--offline was given" if settings.offline else "no OPENAI_API_KEY or --base-url is set"
+        _console(stderr=True).print(
+            f"Using the offline generator ({why}): simple extractive cards from your notes, no LLM.\n"
+            "For real cards set OPENAI_API_KEY (and optionally --model), or point --base-url at any "
+            "OpenAI-compatible server (Ollama, vLLM, LM Studio, llama.cpp).", highlight=False)
+
+
+@app.command()
+@handled
+def generate(
+    notes: Notes,
+    transcripts: Transcripts = None,
+    episode: EpisodeOpt = None,
+    workspace: Workspace = None,
+    model: Model = None,
+    base_url: BaseUrl = None,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", "-c", envvar="CARDS_CONCURRENCY",
+                                                      help="Requests at once [default: 8].")] = None,
+    offline: Offline = False,
+    force: Annotated[bool, typer.Option("--force", help="Regenerate the selected notes even if up to date.")] = False,
+    prompts: Prompts = None,
+    context_tokens: ContextTokens = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Generate draft cards for new or changed notes (everything else comes from the workspace)."""
+    from cards.pipeline import generate as run
+
+    settings = _settings(workspace=workspace, model=model, base_url=base_url, concurrency=concurrency,
+                         offline=offline or None, prompts=prompts, context_tokens=context_tokens)
+    loaded = _load(notes, transcripts, settings)
+    _offline_notice(settings)
+    summary = run(loaded, settings, episode=episode, force=force, progress=_Progress(not json_out))
+    if json_out:
+        return _print_json(summary.as_dict())
+    _print_summary(summary, settings)
+
+
+def _print_summary(summary, settings) -> None:
+    rows = [[r["episode"], r["notes"], r["cards"], r["cached"], r["failed"], r["tokens_in"], r["tokens_out"]]
+            for r in summary.per_episode]
+    t = summary.total
+    rows.append(["total", t["notes"], t["cards"], t["cached"], t["failed"], t["tokens_in"], t["tokens_out"]])
+    cost = f"${summary.cost:.4f}" if summary.priced else "unknown (model not in the price table)"
+    gen = "offline generator" if summary.generator == "offline" else f"{summary.model}"
+    _table(f"Run {summary.run_id}: {gen}, prompt {summary.prompt_version}",
+           ["episode", "notes", "cards", "from cache", "failed", "tokens in", "tokens out"], rows,
+           caption=f"estimated cost {cost}; {summary.skipped} notes already up to date; "
+                   f"{summary.duplicates} duplicates marked")
+    if summary.failures:
+        reasons: dict[str, int] = {}
+        for f in summary.failures:
+            reasons[f["error"]] = reasons.get(f["error"], 0) + 1
+        _console(stderr=True).print(f"{len(summary.failures)} notes failed (they are retried on the next run):",
+                                    highlight=False, markup=False)
+        for reason, n in sorted(reasons.items(), key=lambda x: -x[1]):
+            _console(stderr=True).print(f"  {n} × {reason}", highlight=False, markup=False)
+
+
+@app.command()
+@handled
+def estimate(
+    notes: Notes,
+    transcripts: Transcripts = None,
+    episode: EpisodeOpt = None,
+    workspace: Workspace = None,
+    model: Model = None,
+    base_url: BaseUrl = None,
+    offline: Offline = False,
+    force: Annotated[bool, typer.Option("--force", help="Count the selected notes even if up to date.")] = False,
+    prompts: Prompts = None,
+    context_tokens: ContextTokens = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """What a generate run would send: requests, tokens and dollars. Sends nothing."""
+    from cards.pipeline import estimate as est
+
+    settings = _settings(workspace=workspace, model=model, base_url=base_url, offline=offline or None,
+                         prompts=prompts, context_tokens=context_tokens)
+    loaded = _load(notes, transcripts, settings)
+    data = est(loaded, settings, episode=episode, force=force)
+    if json_out:
+        return _print_json(data)
+    rows = [[e["episode"], e["requests"], e["tokens_in"]] for e in data["episodes"]]
+    rows.append(["total", data["requests"], data["tokens_in"]])
+    cost = "unknown (model not in the price table)" if data["cost_usd"] is None else f"${data['cost_usd']:.4f}"
+    _table(f"Estimate for {data['model']}", ["episode", "requests", "tokens in"], rows,
+           caption=f"~{data['tokens_out_estimate']} tokens out; cost {cost} (prices of {data['prices_date']}); "
+                   f"tokens: {data['token_counter']}")
+
+
+@app.command()
+@handled
+def drafts(
+    workspace: Workspace = None,
+    episode: EpisodeOpt = None,
+    status: Annotated[Optional[str], typer.Option("--status", "-s",
+                                                  help="draft, approved, rejected or duplicate.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include superseded drafts.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the drafts in the workspace."""
+    from cards.models import DRAFT_STATUSES
+    from cards.store import Store
+
+    if status and status not in DRAFT_STATUSES:
+        raise CardsError(f"unknown status {status!r} (one of {', '.join(DRAFT_STATUSES)})")
+    settings = _settings(workspace=workspace)
+    with Store(settings.workspace, create=False) as store:
+        items = store.drafts(episode=episode, status=status, include_superseded=all_)
+    if json_out:
+        return _print_json([d.as_dict() for d in items])
+    _table(f"{len(items)} drafts", ["id", "episode", "status", "kind", "front", "back", "warnings"],
+           [[d.id[:8], d.episode[:24], d.status + (" (superseded)" if d.superseded else ""), d.kind,
+             d.front[:80], d.back[:60], len(d.warnings)] for d in items])
+
+
+@app.command()
+@handled
+def dedupe(
+    workspace: Workspace = None,
+    episode: EpisodeOpt = None,
+    threshold: Annotated[float, typer.Option("--threshold", help="Similarity, 0 to 1, to call two cards the same.")]
+    = 0.85,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check every draft again and mark duplicates (within and across episodes, and against exported cards)."""
+    from cards.pipeline import check_and_dedupe
+    from cards.store import Store
+
+    if not 0 < threshold <= 1:
+        raise CardsError("threshold must be between 0 and 1")
+    settings = _settings(workspace=workspace)
+    with Store(settings.workspace, create=False) as store:
+        n = check_and_dedupe(store, episode, threshold=threshold)
+        dups = [d for d in store.drafts(episode=episode, status="duplicate", include_superseded=False)]
+    if json_out:
+        return _print_json({"duplicates": n, "drafts": [{"id": d.id, "front": d.front,
+                                                         "duplicate_of": d.duplicate_of} for d in dups]})
+    _table(f"{n} duplicates", ["id", "episode", "front", "duplicate of"],
+           [[d.id[:8], d.episode[:24], d.front[:80], (d.duplicate_of or "")[:8]] for d in dups])
+
+
+@app.command()
+@handled
+def review(workspace: Workspace = None, episode: EpisodeOpt = None) -> None:
+    """Review drafts one by one: approve, reject, edit, skip, undo."""
+    from cards.review import run_review
+    from cards.store import Store
+
+    settings = _settings(workspace=workspace)
+    with Store(settings.workspace, create=False) as store:
+        summary = run_review(store, episode)
+    if not summary or not any(summary.values()):
+        _console().print("Nothing was decided." if summary else "Nothing to review.")
+    else:
+        _console().print(", ".join(f"{v} {k}" for k, v in summary.items()), highlight=False)
+
+
+def _decide(ids: list[str], workspace, episode, all_: bool, status: str, json_out: bool) -> None:
+    from cards.store import Store
+
+    settings = _settings(workspace=workspace)
+    with Store(settings.workspace, create=False) as store:
+        if all_:
+            if not episode:
+                raise CardsError("--all needs --episode")
+            targets = [d.id for d in store.drafts(episode=episode, status="draft", include_superseded=False)]
+        else:
+            if not ids:
+                raise CardsError("give draft ids, or --episode SLUG --all")
+            targets = store.resolve_ids(ids)
+        changed = [store.update_draft(i, action=status, status=status) for i in targets]
+    if json_out:
+        return _print_json([{"id": d.id, "status": d.status} for d in changed])
+    _console().print(f"{len(changed)} drafts {status}.", highlight=False)
+
+
+Ids = Annotated[Optional[list[str]], typer.Argument(help="Draft ids (or unique prefixes).", show_default=False)]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every undecided draft of --episode.")]
+
+
+@app.command()
+@handled
+def approve(ids: Ids = None, workspace: Workspace = None, episode: EpisodeOpt = None, all_: AllOpt = False,
+            json_out: JsonOpt = False) -> None:
+    """Approve drafts for export."""
+    _decide(ids or [], workspace, episode, all_, "approved", json_out)
+
+
+@app.command()
+@handled
+def reject(ids: Ids = None, workspace: Workspace = None, episode: EpisodeOpt = None, all_: AllOpt = False,
+           json_out: JsonOpt = False) -> None:
+    """Reject drafts: they are never exported."""
+    _decide(ids or [], workspace, episode, all_, "rejected", json_out)
+
+
+@app.command()
+@handled
+def edit(
+    draft_id: Annotated[str, typer.Argument(help="Draft id (or a unique prefix).")],
+    front: Annotated[Optional[str], typer.Option("--front", help="New question / cloze text.")] = None,
+    back: Annotated[Optional[str], typer.Option("--back", help="New answer.")] = None,
+    workspace: Workspace = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Edit a draft's front or back; it keeps its id, so Anki updates the same note."""
+    from cards.pipeline import check_and_dedupe
+    from cards.store import Store
+
+    if front is None and back is None:
+        raise CardsError("give --front and/or --back")
+    if front is not None and not front.strip():
+        raise CardsError("the front cannot be empty")
+    settings = _settings(workspace=workspace)
+    with Store(settings.workspace, create=False) as store:
+        (full,) = store.resolve_ids([draft_id])
+        fields = {k: v.strip() for k, v in (("front", front), ("back", back)) if v is not None}
+        store.update_draft(full, action="edit", **fields)
+        check_and_dedupe(store, store.draft(full).episode)
+        d = store.draft(full)
+    if json_out:
+        return _print_json(d.as_dict())
+    _console().print(f"Edited {d.id[:8]}: {d.front}", highlight=False, markup=False)
+
+
+@app.command()
+@handled
+def export(
+    workspace: Workspace = None,
+    episode: EpisodeOpt = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder [default: the workspace].")]
+    = None,
+    include_drafts: Annotated[bool, typer.Option("--include-drafts", help="Also export unreviewed drafts.")]
+    = False,
+    deck_prefix: Annotated[Optional[str], typer.Option("--deck-prefix", envvar="CARDS_DECK_PREFIX",
+                                                       help="Parent deck [default: Podcasts].")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write one .apkg per episode with its approved cards."""
+    from cards.pipeline import export as run
+
+    settings = _settings(workspace=workspace, deck_prefix=deck_prefix)
+    written = run(settings, episode=episode, out=out, include_drafts=include_drafts)
+    if json_out:
+        return _print_json(written)
+    if not written:
+        hint = "" if include_drafts else " (approve some with `cards review`, or pass --include-drafts)"
+        _console().print(f"No cards to export{hint}.", highlight=False)
+        return
+    _table("Exported", ["episode", "cards", "file"], [[w["title"], w["cards"], w["path"]] for w in written])
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

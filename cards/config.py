@@ -1,0 +1,131 @@
+"""Settings: command-line flag > environment (CARDS_*, OPENAI_*) > cards.toml > default.
+
+Flags and environment variables are resolved by the CLI (typer `envvar=`); this
+module fills the gaps from `cards.toml` in the working directory and defaults.
+The API key is read from the environment only, never from a file, and is never
+written anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cards.errors import ConfigError
+
+CONFIG_FILE = "cards.toml"
+DEFAULT_MODEL = "gpt-5-mini"
+DEFAULT_WORKSPACE = Path("decks")
+
+# USD per million tokens: (input, cached input, output). Taken from OpenAI's
+# public pricing page on the date below; other servers are priced at zero
+# unless listed under [prices] in cards.toml.
+PRICES_DATE = "2025-08-07"
+PRICES: dict[str, tuple[float, float, float]] = {
+    "gpt-5": (1.25, 0.125, 10.00),
+    "gpt-5-mini": (0.25, 0.025, 2.00),
+    "gpt-5-nano": (0.05, 0.005, 0.40),
+    "gpt-4.1": (2.00, 0.50, 8.00),
+    "gpt-4.1-mini": (0.40, 0.10, 1.60),
+    "gpt-4.1-nano": (0.10, 0.025, 0.40),
+    "gpt-4o": (2.50, 1.25, 10.00),
+    "gpt-4o-mini": (0.15, 0.075, 0.60),
+}
+
+
+@dataclass
+class Settings:
+    workspace: Path = DEFAULT_WORKSPACE
+    model: str = DEFAULT_MODEL
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    concurrency: int = 8
+    context_tokens: int = 350
+    prompts: Path | None = None
+    offline: bool = False
+    deck_prefix: str = "Podcasts"
+    pins: dict[str, dict] = field(default_factory=dict)
+    prices: dict[str, tuple[float, float, float]] = field(default_factory=lambda: dict(PRICES))
+
+    @property
+    def llm_configured(self) -> bool:
+        return not self.offline and bool(self.api_key or self.base_url)
+
+    def price(self, model: str | None = None) -> tuple[float, float, float] | None:
+        model = model or self.model
+        if model in self.prices:
+            return self.prices[model]
+        # Dated snapshots ("gpt-4.1-mini-2025-04-14") cost what their family costs.
+        family = max((m for m in self.prices if model.startswith(m + "-")), key=len, default=None)
+        return self.prices[family] if family else None
+
+
+def read_config(path: Path | None = None) -> dict:
+    path = path or Path(CONFIG_FILE)
+    if not path.exists():
+        return {}
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"not valid TOML: {e}", path=str(path)) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror}", path=str(path)) from None
+    settings = data.get("settings", {})
+    if "api_key" in settings or "api_key" in data:
+        raise ConfigError("do not put the API key in cards.toml; set OPENAI_API_KEY instead", path=str(path))
+    return data
+
+
+def _pins(data: dict, base: Path) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for slug, pin in (data.get("episodes") or {}).items():
+        if not isinstance(pin, dict):
+            raise ConfigError(f"[episodes.{slug}] must be a table", path=CONFIG_FILE)
+        p = dict(pin)
+        if "transcript" in p:
+            t = p["transcript"]
+            if t in (False, "", None):
+                p["transcript"] = None
+            elif isinstance(t, str):
+                p["transcript"] = str(base / t) if not Path(t).is_absolute() else t
+            else:
+                raise ConfigError(f"[episodes.{slug}] transcript must be a path or false", path=CONFIG_FILE)
+        aliases = p.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise ConfigError(f"[episodes.{slug}] aliases must be a list of headings", path=CONFIG_FILE)
+        out[slug] = p
+    return out
+
+
+def build_settings(config_path: Path | None = None, **given) -> Settings:
+    """Settings from flags/env already resolved (`given`, None = not set), then cards.toml, then defaults."""
+    path = config_path or Path(CONFIG_FILE)
+    data = read_config(path)
+    file_settings = data.get("settings", {})
+    s = Settings()
+    for name in ("workspace", "model", "base_url", "concurrency", "context_tokens", "prompts", "deck_prefix",
+                 "offline"):
+        value = given.get(name)
+        if value is None:
+            value = file_settings.get(name)
+        if value is None:
+            continue
+        if name in ("workspace", "prompts"):
+            value = Path(value)
+        setattr(s, name, value)
+    s.api_key = given.get("api_key") or os.environ.get("OPENAI_API_KEY") or None
+    if s.concurrency < 1:
+        raise ConfigError("concurrency must be at least 1")
+    if s.context_tokens < 50:
+        raise ConfigError("context tokens must be at least 50")
+    s.pins = _pins(data, path.parent)
+    for model, price in (data.get("prices") or {}).items():
+        try:
+            s.prices[model] = (float(price[0]), float(price[1]), float(price[2]))
+        except (TypeError, ValueError, IndexError):
+            raise ConfigError(f"[prices] {model} must be [input, cached_input, output] USD per 1M tokens",
+                              path=str(path)) from None
+    return s

@@ -1,0 +1,86 @@
+"""Load, validate and render the versioned prompt templates in prompts/.
+
+A template is markdown with a small front matter (`version: ...`) and two parts,
+`## system` and `## user`. Variables are `$name` (string.Template; `$$` is a
+literal dollar). The system part is static, so a provider's prompt cache can
+serve it across notes; everything that varies is in the user part, last.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from cards.errors import ConfigError
+
+TEMPLATE_NAME = "cards.md"
+VARIABLES = frozenset({"episode_title", "section", "neighbours", "note", "passage", "time"})
+_PART = re.compile(r"^## (system|user)[ \t]*$", re.M)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    version: str
+    system: str
+    user: Template
+    path: str
+
+    def render(self, **values: str) -> list[dict]:
+        missing = VARIABLES - set(values)
+        if missing:
+            raise ConfigError(f"prompt needs values for {sorted(missing)}", path=self.path)
+        return [
+            {"role": "system", "content": self.system},
+            {"role": "user", "content": self.user.substitute(values)},
+        ]
+
+
+def _builtin_dir() -> Path:
+    from importlib.resources import files
+
+    try:
+        return Path(str(files("cards.prompts_data")))
+    except ModuleNotFoundError:  # running from a source tree that was never installed
+        return Path(__file__).resolve().parent.parent / "prompts"
+
+
+def load_prompt(folder: Path | None = None) -> PromptTemplate:
+    """Read and check the template; every problem is an error now, not a blank later."""
+    path = (Path(folder) if folder else _builtin_dir()) / TEMPLATE_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("prompt template not found", path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read prompt template: {e}", path=str(path)) from None
+    version = None
+    if text.startswith("---\n"):
+        head, sep, text = text[4:].partition("\n---\n")
+        if not sep:
+            raise ConfigError("front matter is not closed with ---", path=str(path))
+        for line in head.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "version":
+                version = value.strip()
+    if not version:
+        raise ConfigError("prompt template has no `version:` in its front matter", path=str(path))
+    parts = _PART.split(text)
+    sections = dict(zip(parts[1::2], (p.strip() for p in parts[2::2])))
+    if set(sections) != {"system", "user"}:
+        raise ConfigError("prompt template needs a `## system` and a `## user` part", path=str(path))
+    system = sections["system"]
+    if Template(system).get_identifiers():
+        raise ConfigError("the system part must be static (no $variables), so it can be cached",
+                          path=str(path))
+    user = Template(sections["user"])
+    if not user.is_valid():
+        raise ConfigError("malformed $variable in the user part (write $$ for a dollar sign)", path=str(path))
+    used = set(user.get_identifiers())
+    unknown = used - VARIABLES
+    if unknown:
+        raise ConfigError(f"unknown variable(s) {sorted(unknown)}; known: {sorted(VARIABLES)}", path=str(path))
+    if not {"note", "passage"} <= used:
+        raise ConfigError("the user part must use $note and $passage", path=str(path))
+    return PromptTemplate(version, system, user, str(path))
