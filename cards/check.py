@@ -119,7 +119,8 @@ _LEAD_IN = re.compile(
 )
 _YES_NO_OPENERS = frozenset(
     """is are am was were do does did can could will would should shall has have had may might
-    must isn aren wasn weren don doesn didn can't cannot couldn won wouldn shouldn hasn haven hadn""".split()
+    must isn aren wasn weren don doesn didn cannot couldn won wouldn shouldn hasn haven
+    hadn""".split()
 )
 _OR = re.compile(r"\bor\b", re.I)
 _COUNT = r"(?:\d+|two|three|four|five|six|seven|eight|nine|ten|several|some|all)"
@@ -141,7 +142,9 @@ _QUESTION_START = re.compile(
     re.I,
 )
 _VAGUE_SPEAKER = re.compile(r"\bthe\s+(?:guest|speaker|interviewee|podcast guest)\b", re.I)
-_ABBREVIATIONS = re.compile(r"\b(?:e\.g|i\.e|etc|vs|approx|ca|mr|mrs|ms|dr|prof|inc|ltd|no|st)\.", re.I)
+_ABBREVIATIONS = re.compile(
+    r"\b(?:e\.g|i\.e|etc|vs|approx|ca|mr|mrs|ms|dr|prof|inc|ltd|no|st)\.", re.I
+)
 _SENTENCE_END = re.compile(r"[.!?]+(?:[\"')\]]*)(?:\s+|$)")
 
 
@@ -209,9 +212,8 @@ def lint(kind: str, front: str, back: str) -> list[str]:
     shown_front = unclozed(front) if cloze else front
 
     if not front.strip():
-        warnings.append(
-            "empty-front: the cloze text is empty" if cloze else "empty-front: the question is empty"
-        )
+        what = "cloze text" if cloze else "question"
+        warnings.append(f"empty-front: the {what} is empty")
     if not back.strip() and not cloze:
         warnings.append("empty-back: the answer is empty")
 
@@ -238,7 +240,9 @@ def lint(kind: str, front: str, back: str) -> list[str]:
             warnings.append("enumeration: the deletion is a list; make one card per item")
         rest = CLOZE.sub(" ", front)
         if deletions and all(_readable_from(d, rest) for d in deletions):
-            warnings.append("answer-in-question: the deleted text also appears outside the deletion")
+            warnings.append(
+                "answer-in-question: the deleted text also appears outside the deletion"
+            )
     else:
         if CLOZE.search(front) or CLOZE.search(back):
             warnings.append("cloze-in-basic: a basic card contains {{c1::...}} cloze markers")
