@@ -38,12 +38,11 @@ class PromptTemplate:
 
 
 def _builtin_dir() -> Path:
-    from importlib.resources import files
-
-    try:
-        return Path(str(files("cards.prompts_data")))
-    except ModuleNotFoundError:  # running from a source tree that was never installed
-        return Path(__file__).resolve().parent.parent / "prompts"
+    """prompts/ as installed inside the package, or beside it in a source tree."""
+    installed = Path(__file__).resolve().parent / "prompts_data"
+    if (installed / TEMPLATE_NAME).exists():
+        return installed
+    return Path(__file__).resolve().parent.parent / "prompts"
 
 
 def load_prompt(folder: Path | None = None) -> PromptTemplate:
