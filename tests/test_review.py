@@ -1,0 +1,372 @@
+"""The review app saves every decision at once, navigates cards and episodes, and shows text literally."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from textual.geometry import Region
+from textual.widgets import Footer, Input
+from textual.widgets._footer import FooterKey
+
+from cards import review
+from cards.models import Draft
+from cards.review import ReviewApp, find_quote, format_span, format_time, passage_text, run_review
+from cards.store import Store
+
+SIZE = (160, 60)
+
+
+def draft(n: int, episode: str = "ep-a", **kw) -> Draft:
+    values = dict(
+        id=f"{n:016x}",
+        note_id=f"note{n}",
+        episode=episode,
+        kind="basic",
+        front=f"Question {n}?",
+        back=f"Answer {n}",
+        quote=f"quote number {n}",
+        tags=[],
+        generator="openai",
+        model="gpt-test",
+        prompt_version="1",
+        note_text=f"my note {n}",
+        context_text=f"Some talk before. Then quote number {n} is said. More talk.",
+        context_start=65.0,
+        context_end=80.0,
+        grounding=0.95,
+        created=float(n),
+        updated=float(n),
+    )
+    values.update(kw)
+    return Draft(**values)
+
+
+def workspace(folder: Path, drafts: list[Draft], titles: dict[str, str] | None = None) -> Store:
+    store = Store(folder)
+    for slug, title in (titles or {"ep-a": "Episode A", "ep-b": "Episode B"}).items():
+        store.sync_episode(slug, title, None, None, None, [], [], set())
+    with store.tx() as db:
+        for pos, d in enumerate(drafts):
+            store._insert_draft(db, d, f"gen{pos}", pos)
+    return store
+
+
+def shown(app: ReviewApp, selector: str) -> str:
+    """The text a widget actually renders, line by line (after any markup processing)."""
+    w = app.query_one(selector)
+    lines = w.render_lines(Region(0, 0, *w.outer_size))
+    return "\n".join(line.text.strip() for line in lines)
+
+
+def status_in_db(folder: Path, draft_id: str) -> str:
+    """Read through a second connection, as another process would."""
+    with Store(folder) as other:
+        return other.draft(draft_id).status
+
+
+def run(scenario) -> None:
+    asyncio.run(scenario())
+
+
+def test_approve_is_saved_immediately_and_moves_to_the_next_card(tmp_path):
+    store = workspace(tmp_path, [draft(1), draft(2), draft(3)])
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            assert shown(app, "#progress") == "0/3 reviewed"
+            await pilot.press("a")
+            assert status_in_db(tmp_path, draft(1).id) == "approved"
+            assert app.current.id == draft(2).id
+            assert shown(app, "#progress") == "1/3 reviewed"
+            await pilot.press("r")
+            assert status_in_db(tmp_path, draft(2).id) == "rejected"
+            assert app.current.id == draft(3).id
+            assert shown(app, "#progress") == "2/3 reviewed"
+
+    run(scenario)
+
+
+def test_skip_leaves_the_status_and_comes_back_around(tmp_path):
+    store = workspace(tmp_path, [draft(1), draft(2), draft(3)])
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("s")
+            assert app.current.id == draft(2).id
+            assert status_in_db(tmp_path, draft(1).id) == "draft"
+            await pilot.press("space")
+            assert app.current.id == draft(3).id
+            await pilot.press("a")  # wraps around to the first undecided card
+            assert app.current.id == draft(1).id
+            assert shown(app, "#progress") == "1/3 reviewed"
+            await pilot.press("q")
+        assert app.return_value["skipped"] == 2
+        assert app.return_value["approved"] == 1
+        assert app.return_value["remaining"] == 2
+
+    run(scenario)
+
+
+def test_undo_restores_the_last_decision_in_the_database(tmp_path):
+    store = workspace(tmp_path, [draft(1), draft(2)])
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("r")
+            assert status_in_db(tmp_path, draft(1).id) == "rejected"
+            await pilot.press("u")
+            assert status_in_db(tmp_path, draft(1).id) == "draft"
+            assert app.current.id == draft(1).id
+            assert shown(app, "#progress") == "0/2 reviewed"
+            await pilot.press("q")
+        assert app.return_value["rejected"] == 0
+
+    run(scenario)
+
+
+def test_edit_changes_the_front_in_place_and_keeps_the_id(tmp_path):
+    store = workspace(tmp_path, [draft(1), draft(2)])
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("e")
+            front = app.query_one("#edit-front", Input)
+            assert app.focused is front
+            front.value = ""
+            await pilot.press(*"Tap?", "enter")  # 'a' and 'p' type text; they don't approve or page
+            assert not app.editing
+            await pilot.press("q")
+        assert app.return_value["edited"] == 1
+
+    run(scenario)
+    with Store(tmp_path) as other:
+        saved = other.draft(draft(1).id)
+        assert saved.front == "Tap?"
+        assert saved.back == "Answer 1"
+        assert saved.edited is True
+        assert saved.status == "draft"
+        assert len(other.drafts()) == 2
+
+
+def test_edit_back_saves_with_ctrl_s_and_escape_cancels(tmp_path):
+    store = workspace(tmp_path, [draft(1)])
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("e", "tab")
+            assert app.focused is app.query_one("#edit-back", Input)
+            await pilot.press("end", "!", "ctrl+s")
+            assert store.draft(draft(1).id).back == "Answer 1!"
+            assert "Answer 1!" in shown(app, "#qa")
+
+            await pilot.press("e", "j", "escape")
+            assert not app.editing
+            assert store.draft(draft(1).id).front == "Question 1?"
+            assert "Question 1?j" not in shown(app, "#qa")
+
+    run(scenario)
+
+
+def test_next_previous_card_and_episode_navigation(tmp_path):
+    store = workspace(tmp_path, [draft(1), draft(2), draft(3, "ep-b"), draft(4, "ep-b")])
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            assert "Episode A" in shown(app, "#where")
+            await pilot.press("]")
+            assert app.current.id == draft(3).id
+            assert "Episode B" in shown(app, "#where")
+            assert "episode 2/2" in shown(app, "#where")
+            await pilot.press("n")
+            assert app.current.id == draft(4).id
+            await pilot.press("[")
+            assert app.current.id == draft(1).id
+            await pilot.press("right", "right")
+            assert app.current.id == draft(3).id
+            await pilot.press("left", "p")
+            assert app.current.id == draft(1).id
+
+    run(scenario)
+
+
+def test_one_episode_only_when_asked(tmp_path):
+    store = workspace(tmp_path, [draft(1), draft(2, "ep-b")])
+    app = ReviewApp(store, "ep-b")
+    assert [d.id for d in app.drafts] == [draft(2).id]
+
+
+def test_all_reviewed_message_and_summary_on_quit(tmp_path):
+    store = workspace(tmp_path, [draft(1), draft(2)])
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            assert "reviewed —" not in shown(app, "#banner")
+            await pilot.press("a", "r")
+            assert shown(app, "#banner").strip() == "All 2 cards reviewed — press q to quit"
+            await pilot.press("q")
+        assert app.return_value == {"approved": 1, "rejected": 1, "edited": 0, "undup": 0,
+                                    "skipped": 0, "remaining": 0, "total": 2}
+
+    run(scenario)
+
+
+def test_decided_and_superseded_drafts_are_left_out_until_show_all(tmp_path):
+    store = workspace(tmp_path, [draft(1, status="approved"), draft(2), draft(3, superseded=True),
+                                 draft(4, status="duplicate", duplicate_of=draft(2).id)])
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            assert [d.id for d in app.drafts] == [draft(2).id, draft(4).id]
+            await pilot.press("t")
+            assert [d.id for d in app.drafts] == [draft(1).id, draft(2).id, draft(4).id]
+            assert shown(app, "#progress") == "1/3 reviewed · showing all"
+            assert app.current.id == draft(2).id  # stays on the card it was on
+            await pilot.press("t")
+            assert shown(app, "#progress") == "0/2 reviewed"
+
+    run(scenario)
+
+
+def test_not_a_duplicate_clears_the_link(tmp_path):
+    store = workspace(tmp_path, [draft(1), draft(2, status="duplicate", duplicate_of=draft(1).id)])
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("d")  # not a duplicate: nothing happens on the first card
+            assert status_in_db(tmp_path, draft(1).id) == "draft"
+            await pilot.press("n")
+            assert f"duplicate of “Question 1?” ({draft(1).id})" in shown(app, "#dup")
+            assert "DUPLICATE" in shown(app, "#meta")
+            await pilot.press("d")
+            with Store(tmp_path) as other:
+                d = other.draft(draft(2).id)
+                assert (d.status, d.duplicate_of) == ("draft", None)
+            assert not app.query_one("#dup").display
+            await pilot.press("u")
+            assert status_in_db(tmp_path, draft(2).id) == "duplicate"
+
+    run(scenario)
+
+
+def test_untrusted_text_is_shown_literally(tmp_path):
+    nasty = draft(
+        1, "ep-x",
+        front="[bold]x[/bold] <script>alert(1)</script>",
+        back="[/] [link=http://evil]y[/link]",
+        note_text="[red]my note[/red] & <b>",
+        quote="[i]said[/i]",
+        context_text="Before [i]said[/i] after [/bold]",
+        warnings=["front: [blink]too long[/blink]"],
+    )
+    store = workspace(tmp_path, [nasty], {"ep-x": "[b]Title[/b] <i>"})
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE):
+            assert "[bold]x[/bold] <script>alert(1)</script>" in shown(app, "#qa")
+            assert "[/] [link=http://evil]y[/link]" in shown(app, "#qa")
+            assert "[red]my note[/red] & <b>" in shown(app, "#note")
+            assert "[i]said[/i]" in shown(app, "#quote")
+            assert "Before [i]said[/i] after [/bold]" in shown(app, "#context")
+            assert "front: [blink]too long[/blink]" in shown(app, "#warnings")
+            assert "[b]Title[/b] <i>" in shown(app, "#where")
+
+    run(scenario)
+
+
+def test_card_shows_time_generator_grounding_and_warnings(tmp_path):
+    store = workspace(tmp_path, [draft(1, generator="offline", model="none", context_start=3725.0,
+                                       context_end=3740.5, grounding=0.4, warnings=["yes-no: a yes/no question"])])
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE):
+            assert "Transcript 1:02:05–1:02:20" in shown(app, "#context")
+            meta = shown(app, "#meta")
+            assert "offline generator" in meta and "grounding 0.40" in meta and "DRAFT" in meta
+            assert "yes-no: a yes/no question" in shown(app, "#warnings")
+            assert "my note 1" in shown(app, "#note")
+
+    run(scenario)
+
+
+def test_footer_lists_the_review_keys_and_swaps_them_while_editing(tmp_path):
+    store = workspace(tmp_path, [draft(1)])
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            keys = {k.key for k in app.query_one(Footer).query(FooterKey)}
+            assert {"a", "r", "e", "s", "u", "n", "p", "q", "t",
+                    "left_square_bracket", "right_square_bracket"} <= keys
+            assert "ctrl+s" not in keys
+            await pilot.press("e")
+            await pilot.pause()
+            keys = {k.key for k in app.query_one(Footer).query(FooterKey)}
+            assert {"ctrl+s", "escape"} <= keys and "a" not in keys
+
+    run(scenario)
+
+
+def test_nothing_to_review(tmp_path, monkeypatch):
+    store = workspace(tmp_path, [draft(1, status="approved")])
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            assert "Nothing to review" in shown(app, "#banner")
+            await pilot.press("a")
+            assert status_in_db(tmp_path, draft(1).id) == "approved"
+            await pilot.press("q")
+            await pilot.pause()
+            assert app.return_value["total"] == 0
+
+    run(scenario)
+
+    def must_not_start(self, *a, **kw):
+        raise AssertionError("the app started with nothing to review")
+
+    monkeypatch.setattr(review.ReviewApp, "run", must_not_start)
+    assert run_review(store)["total"] == 0
+
+
+def test_time_formatting_and_quote_highlight():
+    assert format_time(5) == "0:05"
+    assert format_time(725) == "12:05"
+    assert format_time(3725.9) == "1:02:05"
+    assert format_span(65, 80) == "1:05–1:20"
+    assert format_span(65, None) == "from 1:05"
+    assert format_span(None, 80) is None
+    passage = "He said  that V3 has\n256 experts, really."
+    span = (passage.index("V3"), passage.index(","))
+    assert find_quote(passage, "v3 has 256 experts") == span
+    assert find_quote(passage, "not there") is None
+    text = passage_text(passage, "v3 has 256 experts")
+    assert [(s.start, s.end) for s in text.spans] == [span]
+    assert passage_text(passage, "absent").spans == []
+
+
+@pytest.mark.parametrize("key", ["a", "r"])
+def test_a_decision_survives_leaving_without_quit(tmp_path, key):
+    store = workspace(tmp_path, [draft(1), draft(2)])
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press(key)
+        # the app was torn down without q: the decision is already on disk
+
+    run(scenario)
+    assert status_in_db(tmp_path, draft(1).id) == {"a": "approved", "r": "rejected"}[key]
