@@ -338,10 +338,16 @@ def review(workspace: Workspace = None, episode: EpisodeOpt = None) -> None:
     settings = _settings(workspace=workspace)
     with Store(settings.workspace, create=False) as store:
         summary = run_review(store, episode)
-    if not summary or not any(summary.values()):
-        _console().print("Nothing was decided." if summary else "Nothing to review.")
-    else:
-        _console().print(", ".join(f"{v} {k}" for k, v in summary.items()), highlight=False)
+        if summary["approved"] or summary["rejected"] or summary["undup"]:
+            from cards.pipeline import check_and_dedupe
+
+            check_and_dedupe(store, episode)  # edits and decisions change which card of a pair to keep
+    if not summary["total"]:
+        _console().print("Nothing to review.")
+        return
+    _console().print(
+        f"{summary['approved']} approved, {summary['rejected']} rejected, {summary['edited']} edited, "
+        f"{summary['remaining']} of {summary['total']} still undecided.", highlight=False)
 
 
 def _decide(ids: list[str], workspace, episode, all_: bool, status: str, json_out: bool) -> None:
