@@ -338,7 +338,7 @@ def review(workspace: Workspace = None, episode: EpisodeOpt = None) -> None:
     settings = _settings(workspace=workspace)
     with Store(settings.workspace, create=False) as store:
         summary = run_review(store, episode)
-        if summary["approved"] or summary["rejected"] or summary["undup"]:
+        if any(summary[k] for k in ("approved", "rejected", "edited", "undup")):
             from cards.pipeline import check_and_dedupe
 
             check_and_dedupe(store, episode)  # edits and decisions change which card of a pair to keep
