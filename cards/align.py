@@ -3,42 +3,82 @@
 Notes are terse and in the listener's words; captions are unpunctuated and
 misheard. The method, with no LLM:
 
-1. Words on both sides are canonicalised and lightly stemmed; transcript words
-   that are absent from the note side are reached by fuzzy spelling
-   ("trianing"), by joining two caption words ("microwave gang" for
-   "microwavegang") and by initials ("MLA" for "multi ... latent attention").
-2. Each note scores overlapping windows of the transcript: the IDF weight of
-   each note term present (rare words count most), plus a bonus where two
-   adjacent note terms occur close together.
-3. Notes mostly follow the episode's order, so the final choice is a Viterbi
-   path over each note's best windows with a soft penalty for going backwards:
-   strong evidence can still overrule the order.
-4. The passage is cut verbatim from whole segments around the best spot, sized
-   by tokens, with the segments' start and end times when the transcript has them.
+1. Words on both sides go through the same normalisation (`lexicon.match_words`:
+   canonical spelling, "o1" = "01", number words as digits, "400,000" = "400k",
+   "27x" = "27") and a light stemmer. The transcript is indexed once, vectorised:
+   a stem id per word, the positions of every stem, and the stem's IDF over
+   passage-sized blocks.
+2. A note becomes a query of terms. Each term has one or more spellings in the
+   transcript, each with a confidence: the word itself; a misheard spelling
+   (fuzzy, same first letter, "trianing"); an abbreviation ("quant" for
+   "quantitative", "yrs" for "years"); a compound heard as two words
+   ("microwavegang" = "microwave gang") or two note words heard as one
+   ("power plant" = "powerplant"); an acronym's initials ("nlp" = "natural
+   language processing", "MoE" = "mixture of experts"); a nearby number of the
+   same size ("60+%" for "80%"). A term weighs its IDF (the exact word's when it
+   occurs, else that of its spellings together); a spelling only discounts it.
+   The note's first line is its claim; run-on lines and children count for less.
+3. Adjacent note terms that occur close together in the transcript, in either
+   order ("quality of data" / "data quality"), add a phrase term weighted by the
+   rarer of the two: a phrase is much less likely by chance than two words in
+   one passage.
+4. Passage-sized windows are scored by the weighted presence of each term with
+   a soft kernel: full weight near the window's focus, less towards its edges.
+   Presence is saturated (a term counts once however often it is repeated), as
+   in BM25 with a small k1: notes name a claim, not the topic most talked about.
+5. Notes mostly follow the episode's order, so the final choice is a Viterbi
+   path over each note's best windows that prices jumps by their distance and
+   backward jumps more: strong evidence can still overrule the order.
+6. The passage is grown from whole segments around the evidence's centre, a
+   little more before it than after, to the token budget (counted exactly, only
+   for the segments used), with the segments' start and end times when the
+   transcript has them. A single segment longer than the budget is cut by words.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
-from cards.lexicon import STOPWORDS, words
+from cards.lexicon import MATCH_STOPWORDS as STOPWORDS, fold_scales, match_tokens, match_words, normalise_token, number_value
 from cards.models import Context, NoteItem, Transcript
 from cards.tokens import TokenCounter
 
-WINDOW = 80  # words per scoring window
-STEP = 10  # words between window starts
-CANDIDATES = 6  # windows per note considered by the order model
+DEFAULT_CONTEXT_TOKENS = 350
+STEP = 8  # words between scoring window starts
+SPOT_WORDS = 160  # words per scoring window: a note's words are said within about this span
+IDF_BLOCK = 100  # words per "document" when counting document frequencies
+CANDIDATES = 8  # windows per note considered by the order model
 BACKWARD_PENALTY = 0.1  # cost, in normalised score, of placing a note before the previous one
 JUMP_COST = 0.5  # cost of a jump across the whole transcript; backward jumps pay it twice
-LEAN = 0.6  # where the evidence sits in the passage (0.5 = centred)
-REST_FACTOR = 0.3  # weight of words from a note's run-on lines and children
+LEAN = 0.55  # share of the passage that comes before the evidence (0.5 = centred)
+CORE = 0.5  # the inner share of each half-window where a term counts fully
+EDGE = 0.5  # how much a term at the very edge of the window still counts
+LATER_SENTENCE_FACTOR = 0.7  # weight of words after the first sentence of a note's first line
+REST_FACTOR = 0.4  # weight of words from a note's run-on lines and children
+PAIR_FACTOR = 0.6  # weight of a phrase hit, relative to the rarer of its two terms
+PAIR_GAP = 6  # words: the most a phrase's two terms may lie apart in the transcript, in order
+PAIR_GAP_REVERSED = 3  # and in the other order ("data quality" for "quality of data")
+REVERSED_CONF = 0.7
+FUNCTION_MIN_IDF = 2.0  # function words in fewer than about one passage in six
+FUNCTION_PAIR_GAP = 2  # a function word must be next to its content word (one filler allowed)
+FUZZY_CUTOFF = 80  # rapidfuzz ratio for a misheard spelling
+FUZZY_CONF = 0.8
+ABBREV_CONF = 0.6
+COMPOUND_CONF = 0.9
+ACRONYM_CONF = 0.8
+NEAR_NUMBER_CONF = 0.4
+NEAR_NUMBER_RATIO = 1.5  # "60+%" may be "80%": notes round and misremember
+TIE = 1e-3
+HIT_MARGIN = 5  # words around a hit that a passage must hold for the hit to count
 MIN_SCORE = 0.12  # below this a note gets no context
-DEFAULT_CONTEXT_TOKENS = 350
 _SUFFIXES = ("ities", "ity", "ness", "ings", "ing", "edly", "ed", "ies", "es", "ers", "er", "est", "ly", "s", "e")
+_VOWELS = frozenset("aeiou")
+_ACRONYM_CASE = re.compile(r"\b[A-Za-z]*[A-Z][a-z]*[A-Z][A-Za-z]*\b")
 
 
 @lru_cache(maxsize=65536)
@@ -53,200 +93,565 @@ def stem(word: str) -> str:
     return word
 
 
+def _is_stop(word: str) -> bool:
+    return word in STOPWORDS or (len(word) < 2 and not word.isdigit())
+
+
+# --- The transcript index ------------------------------------------------------------------
+
+
 @dataclass
 class _Index:
-    """A transcript prepared for scoring: stems per word, their positions, window IDF."""
+    """A transcript prepared for scoring; everything per word is a numpy array."""
 
     transcript: Transcript
-    stems: list[str]
-    word_seg: np.ndarray  # segment index of each word
-    positions: dict[str, np.ndarray]
-    idf: dict[str, float]
-    n_windows: int
-    seg_tokens: list[int]
-    initials: dict[str, np.ndarray]
-    vocab: list[str]  # single caption words, for fuzzy spelling matches
-    words_per_token: float
+    n_words: int
+    word_seg: np.ndarray  # segment of each word
+    word_stem: np.ndarray  # stem id of each word
+    word_raw: np.ndarray  # normalised-word id of each word (before stemming)
+    stems: list[str]  # stem id -> stem
+    stem_id: dict[str, int]
+    raw_id: dict[str, int]
+    order: np.ndarray  # word positions grouped by stem id, ascending within a stem
+    offsets: np.ndarray  # stem id -> slice of `order`
+    block: int  # words per IDF block
+    n_blocks: int
+    idf: np.ndarray  # stem id -> IDF
+    content: np.ndarray  # word is not a stopword
+    initial: np.ndarray  # first letter of each word (uint8)
+    width: int  # words per scoring window: how far apart a note's words are said
+    passage_words: int  # about how many words the token budget holds
+    by_letter: dict[str, list[str]] = field(default_factory=dict)  # content stems by first letter
+    numbers: list[tuple[float, str]] = field(default_factory=list)  # numeric stems and their values
+
+    def positions(self, sid: int) -> np.ndarray:
+        return self.order[self.offsets[sid]:self.offsets[sid + 1]]
+
+    def count(self, term: str) -> int:
+        sid = self.stem_id.get(term)
+        return 0 if sid is None else int(self.offsets[sid + 1] - self.offsets[sid])
+
+    def idf_of(self, pos: np.ndarray) -> float:
+        """BM25's IDF over passage-sized blocks for a set of positions."""
+        df = len(np.unique(pos // self.block))
+        return math.log(1 + (self.n_blocks - df + 0.5) / (df + 0.5))
 
 
-def _build_index(transcript: Transcript, counter: TokenCounter) -> _Index:
-    stems: list[str] = []
+def _build_index(transcript: Transcript, counter: TokenCounter, budget: int) -> _Index:
+    tokens: list[str] = []
     seg_of: list[int] = []
     for si, seg in enumerate(transcript.segments):
-        for w in words(seg.text):
-            stems.append(stem(w))
-            seg_of.append(si)
-    pos: dict[str, list[int]] = {}
-    for i, s in enumerate(stems):
-        pos.setdefault(s, []).append(i)
-    # Two caption words heard apart may be one word in the notes.
-    for i in range(len(stems) - 1):
-        joined = stems[i] + stems[i + 1]
-        if len(joined) >= 7 and joined not in STOPWORDS:
-            pos.setdefault(stem(joined), []).append(i)
-    # Acronyms: initials of three consecutive content words ("multi latent attention").
-    content_idx = [i for i, s in enumerate(stems) if s not in STOPWORDS and not s.isdigit()]
-    initials: dict[str, list[int]] = {}
-    for a, b, c in zip(content_idx, content_idx[1:], content_idx[2:]):
-        if c - a <= 5:
-            initials.setdefault(stems[a][0] + stems[b][0] + stems[c][0], []).append(a)
-    vocab = sorted({s for s in stems if len(s) >= 4 and s not in STOPWORDS})
-    positions = {k: np.asarray(v, dtype=np.int64) for k, v in pos.items()}
-    n_windows = max(1, math.ceil(max(len(stems) - WINDOW, 0) / STEP) + 1)
-    idf = {}
-    for k, arr in positions.items():
-        df = len(np.unique(arr // (WINDOW * 2)))
-        idf[k] = math.log(1 + (n_windows * STEP / (WINDOW * 2)) / df)
-    seg_tokens = [counter.count(s.text) + 1 for s in transcript.segments]
-    return _Index(transcript, stems, np.asarray(seg_of, dtype=np.int64), positions, idf, n_windows,
-                  seg_tokens, {k: np.asarray(v, dtype=np.int64) for k, v in initials.items()},
-                  vocab, len(stems) / max(1, sum(seg_tokens)))
+        toks = match_tokens(seg.text)
+        tokens.extend(toks)
+        seg_of.extend([si] * len(toks))
+    return _finish_index(transcript, counter, budget, tokens, seg_of)
 
 
-def _vocab_lookup(index: _Index, term: str) -> tuple[str, float] | None:
-    """The transcript's spelling of a note term, with a confidence discount."""
-    if term in index.positions:
-        return term, 1.0
-    if len(term) >= 5 and not term[0].isdigit():
+def _finish_index(transcript: Transcript, counter: TokenCounter, budget: int, tokens: list[str],
+                  seg_of: list[int]) -> _Index:
+    # Normalise each distinct token once, then fold scale words ("7 billion").
+    norm_of: dict[str, str] = {}
+    normed = [norm_of.get(t) or norm_of.setdefault(t, normalise_token(t)) for t in tokens]
+    normed, keep = fold_scales(normed)
+    if len(keep) != len(seg_of):
+        seg_of = [seg_of[i] for i in keep]
+    raw_id: dict[str, int] = {}
+    word_raw = np.fromiter((raw_id.setdefault(w, len(raw_id)) for w in normed), dtype=np.int64,
+                           count=len(normed))
+    raw_words = list(raw_id)
+    stem_id: dict[str, int] = {}
+    raw_stem = np.fromiter((stem_id.setdefault(stem(w), len(stem_id)) for w in raw_words), dtype=np.int64,
+                           count=len(raw_words))
+    stems = list(stem_id)
+    word_stem = raw_stem[word_raw] if len(word_raw) else np.zeros(0, dtype=np.int64)
+    n = len(word_stem)
+    order = np.argsort(word_stem, kind="stable")
+    offsets = np.zeros(len(stems) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(word_stem, minlength=len(stems)), out=offsets[1:])
+
+    passage_words = max(1, int(budget * _words_per_token(transcript, counter, n)))
+    width = SPOT_WORDS
+    block = IDF_BLOCK
+    n_blocks = max(1, math.ceil(n / block))
+    # Document frequency of each stem over blocks, in one pass.
+    keys = np.unique(word_stem * n_blocks + np.arange(n) // block)
+    df = np.bincount(keys // n_blocks, minlength=len(stems))
+    idf = np.log(1 + (n_blocks - df + 0.5) / (df + 0.5))
+
+    stop_raw = np.fromiter((_is_stop(w) for w in raw_words), dtype=bool, count=len(raw_words))
+    content = ~stop_raw[word_raw] if n else np.zeros(0, dtype=bool)
+    first = np.fromiter((ord(w[0]) if ord(w[0]) < 256 else 0 for w in raw_words), dtype=np.uint8,
+                        count=len(raw_words))
+    initial = first[word_raw] if n else np.zeros(0, dtype=np.uint8)
+
+    by_letter: dict[str, list[str]] = {}
+    numbers: list[tuple[float, str]] = []
+    for s in stems:
+        if s[0].isdigit():
+            v = number_value(s)
+            if v is not None:
+                numbers.append((v, s))
+        elif len(s) >= 3 and s not in STOPWORDS:
+            by_letter.setdefault(s[0], []).append(s)
+    return _Index(transcript, n, np.asarray(seg_of, dtype=np.int64), word_stem, word_raw, stems, stem_id,
+                  raw_id, order, offsets, block, n_blocks, idf, content, initial, width, passage_words,
+                  by_letter, numbers)
+
+
+def _words_per_token(transcript: Transcript, counter: TokenCounter, n_words: int) -> float:
+    """Words per token, from an even sample of segments (counting all would cost more than aligning)."""
+    segs = transcript.segments
+    if not segs or not n_words:
+        return 0.75
+    step = max(1, len(segs) // 200)
+    sample = segs[::step]
+    toks = sum(counter.count(s.text) + 1 for s in sample)
+    wds = sum(len(match_tokens(s.text)) for s in sample)
+    return max(0.05, wds / toks) if toks else 0.75
+
+
+# --- Queries: a note's terms and their spellings in the transcript ------------------------
+
+
+@dataclass
+class _Term:
+    """A note term (or phrase) with its occurrences: groups of positions sharing one confidence."""
+
+    key: str
+    groups: list[tuple[np.ndarray, float]]
+    weight: float
+
+    def union(self) -> tuple[np.ndarray, np.ndarray]:
+        pos = np.concatenate([g for g, _ in self.groups])
+        conf = np.concatenate([np.full(len(g), c) for g, c in self.groups])
+        order = np.lexsort((-conf, pos))
+        pos, conf = pos[order], conf[order]
+        keep = np.ones(len(pos), dtype=bool)
+        keep[1:] = pos[1:] != pos[:-1]  # one occurrence per position, at its best confidence
+        return pos[keep], conf[keep]
+
+
+class _Lookup:
+    """A note word's spellings in one transcript, memoised across the notes of an episode."""
+
+    def __init__(self, index: _Index):
+        self.index = index
+        self.cache: dict[tuple[str, bool], tuple[list[tuple[np.ndarray, float]], float] | None] = {}
+
+    def spellings(self, word: str, acronym: bool) -> tuple[list[tuple[np.ndarray, float]], float] | None:
+        """(position groups with confidences, IDF) for a normalised note word, None if absent."""
+        key = (word, acronym)
+        if key not in self.cache:
+            self.cache[key] = self._spellings(word, acronym)
+        return self.cache[key]
+
+    def _spellings(self, word: str, acronym: bool) -> tuple[list[tuple[np.ndarray, float]], float] | None:
+        ix = self.index
+        s = stem(word)
+        found: dict[float, list[np.ndarray]] = {}
+        exact = ix.stem_id.get(s)
+        if exact is not None:
+            found.setdefault(1.0, []).append(ix.positions(exact))
+        n_exact = ix.count(s)
+        if s[0].isdigit():
+            self._near_numbers(s, found)
+        else:
+            if len(s) >= 5:
+                self._misheard(s, found)
+            if n_exact <= 2:
+                self._abbreviation(word, found)
+                self._compound(word, found)
+            if acronym:
+                self._acronym(word, found)
+        if not found:
+            return None
+        groups = [(np.unique(np.concatenate(v)), c) for c, v in found.items()]
+        groups = [(g, c) for g, c in groups if len(g)]
+        if not groups:
+            return None
+        # The term is as informative as the word itself when it occurs; otherwise as all its
+        # spellings together. A weaker spelling discounts its hits, never the term's weight.
+        idf = float(ix.idf[exact]) if exact is not None else ix.idf_of(np.concatenate([g for g, _ in groups]))
+        return groups, idf
+
+    def _add(self, found: dict[float, list[np.ndarray]], conf: float, term: str) -> None:
+        sid = self.index.stem_id.get(term)
+        if sid is not None:
+            found.setdefault(conf, []).append(self.index.positions(sid))
+
+    def _misheard(self, s: str, found: dict[float, list[np.ndarray]]) -> None:
         from rapidfuzz import fuzz, process
 
-        # A misspelling keeps its first letter and roughly its length ("trianing").
-        hit = process.extractOne(
-            term, index.vocab, scorer=fuzz.ratio, score_cutoff=82,
-            processor=None,
-        )
-        if hit is not None and hit[0][0] == term[0] and abs(len(hit[0]) - len(term)) <= 2:
-            return hit[0], 0.8
-    return None
+        pool = [t for t in self.index.by_letter.get(s[0], ()) if abs(len(t) - len(s)) <= 2 and t != s]
+        for hit, score, _ in process.extract(s, pool, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF, limit=4):
+            if len(hit) >= 5:
+                self._add(found, round(FUZZY_CONF * score / 100, 2), hit)
+
+    def _abbreviation(self, word: str, found: dict[float, list[np.ndarray]]) -> None:
+        """Notes shorten words: "quant" for "quantitative", "yrs" for "years"."""
+        if not word.isalpha() or len(word) < 3 or word in STOPWORDS:
+            return
+        vowels = sum(ch in _VOWELS for ch in word)
+        prefix = len(word) >= 4 and stem(word) == word  # an inflected word is not an abbreviation
+        skeleton = vowels <= 1 and len(word) <= 5
+        if not (prefix or skeleton):
+            return
+        hits = []
+        for t in self.index.by_letter.get(word[0], ()):
+            if t == word or len(t) > 3 * len(word) or len(t) <= len(word):
+                continue
+            if (prefix and t.startswith(word)) or (skeleton and _subsequence(word, t)):
+                hits.append(t)
+        hits.sort(key=lambda t: -self.index.count(t))
+        for t in hits[:4]:
+            self._add(found, ABBREV_CONF, t)
+
+    def _compound(self, word: str, found: dict[float, list[np.ndarray]]) -> None:
+        """A note word heard as two: "microwavegang" = "microwave gang", "gpt4" = "gpt 4"."""
+        ix = self.index
+        if len(word) < 4:
+            return
+        for k in range(2, len(word) - 1):
+            a, b = word[:k], word[k:]
+            if not (len(b) >= 2 or b.isdigit()):
+                continue
+            ra, sb = ix.raw_id.get(a), ix.stem_id.get(stem(b))
+            if ra is None or sb is None or a in STOPWORDS:
+                continue
+            pa = np.flatnonzero(ix.word_raw == ra)
+            pb = ix.positions(sb)
+            both = np.intersect1d(pa + 1, pb) - 1
+            if len(both):
+                found.setdefault(COMPOUND_CONF, []).append(both)
+
+    def _acronym(self, word: str, found: dict[float, list[np.ndarray]]) -> None:
+        """Initials of consecutive words: content words ("nlp"), or all words ("moe")."""
+        ix = self.index
+        letters = [ord(c) for c in word]
+        k = len(letters)
+        content = np.flatnonzero(ix.content)
+        for idx in (content, np.arange(ix.n_words)) if k >= 3 else (content,):
+            if len(idx) < k:
+                continue
+            init = ix.initial[idx]
+            m = init[: len(idx) - k + 1] == letters[0]
+            for j in range(1, k):
+                m &= init[j: len(idx) - k + 1 + j] == letters[j]
+            starts = idx[: len(idx) - k + 1][m]
+            ends = idx[k - 1:][m]
+            starts = starts[ends - starts <= 2 * k]  # the words must be close together
+            if len(starts):
+                found.setdefault(ACRONYM_CONF, []).append(starts)
+
+    def _near_numbers(self, s: str, found: dict[float, list[np.ndarray]]) -> None:
+        v = number_value(s)
+        if v is None or v < 10 or (1900 <= v <= 2100 and v == int(v)):
+            return  # small numbers and years are too common to match approximately
+        for value, t in self.index.numbers:
+            if t != s and value > 0 and max(value, v) / min(value, v) <= NEAR_NUMBER_RATIO:
+                self._add(found, NEAR_NUMBER_CONF, t)
 
 
-def _query(index: _Index, text: str) -> list[tuple[str, np.ndarray, float]]:
-    """Note terms that occur in the transcript: (term, positions, weight).
+def _subsequence(short: str, long: str) -> bool:
+    it = iter(long)
+    return all(ch in it for ch in short)
 
-    A note's first line is its main claim; run-on lines and children add detail,
-    so their words count for less.
-    """
-    out: dict[str, tuple[np.ndarray, float]] = {}
+
+def _acronym_like(original: str) -> set[str]:
+    """Words written like acronyms in the note: two capitals ("MLA", "MoEs")."""
+    out = set()
+    for w in _ACRONYM_CASE.findall(original):
+        w = w.lower()
+        out.add(w[:-1] if w.endswith("s") and len(w) > 3 else w)
+    return out
+
+
+_SENTENCE_END = re.compile(r"(?<=[.?!;])\s+")
+
+
+def _parts(text: str) -> list[tuple[str, float]]:
+    """The note's parts and their weights: its first sentence is the claim heard; the
+    rest of the first line elaborates or comments; run-on lines and children add detail."""
     first, _, rest = text.partition("\n")
-    for part, factor in ((first, 1.0), (rest, REST_FACTOR)):
-        for w in words(part):
-            if w in STOPWORDS or len(w) < 2:
+    sentences = _SENTENCE_END.split(first.strip(), maxsplit=1)
+    parts = [(sentences[0], 1.0)]
+    if len(sentences) > 1:
+        parts.append((sentences[1], LATER_SENTENCE_FACTOR))
+    if rest.strip():
+        parts.append((rest, REST_FACTOR))
+    return parts
+
+
+def _query(lookup: _Lookup, text: str) -> list[_Term]:
+    """The note's terms (weighted, with spellings) and the phrases of adjacent terms."""
+    index = lookup.index
+    caps = _acronym_like(text)
+    terms: dict[str, _Term] = {}
+    phrases: list[_Term] = []
+    for part, factor in _parts(text):
+        ws = match_words(part)
+        seq: list[_Term | None] = []  # per word: its term (a stopword's is weightless)
+        for i, w in enumerate(ws):
+            if _is_stop(w):
+                # A function word makes a phrase ("went below") unless it is everywhere ("the").
+                sid = index.stem_id.get(stem(w))
+                useful = sid is not None and len(w) > 1 and index.idf[sid] >= FUNCTION_MIN_IDF
+                seq.append(_Term(w, [(index.positions(sid), 1.0)], 0.0) if useful else None)
                 continue
-            found = _vocab_lookup(index, stem(w))
-            if found is not None:
-                key, conf = found
-                entry = (index.positions[key], index.idf[key] * conf * factor)
-            elif 2 <= len(w) <= 4 and w.isalpha() and w in index.initials:
-                key, entry = "^" + w, (index.initials[w], 2.5 * factor)  # a rare, specific acronym
-            else:
+            acr = w in caps or (
+                w.isalpha() and 2 <= len(w) <= 5 and (not any(c in _VOWELS for c in w) or index.count(stem(w)) == 0)
+            )
+            if w.endswith("s") and w[:-1] in caps:
+                w, acr = w[:-1], True
+            found = lookup.spellings(w, acr)
+            # Two note words that the transcript has as one ("power plant" = "powerplant").
+            if i + 1 < len(ws) and not _is_stop(ws[i + 1]):
+                joined = lookup.index.stem_id.get(stem(w + ws[i + 1]))
+                if joined is not None:
+                    extra = (index.positions(joined), COMPOUND_CONF)
+                    found = (found[0] + [extra], found[1]) if found else ([extra], index.idf_of(extra[0]))
+            if found is None:
+                seq.append(_Term(stem(w), [], 0.0))  # absent: breaks phrases, counts for nothing
                 continue
-            if key not in out or out[key][1] < entry[1]:
-                out[key] = entry
-    return [(k, p, wt) for k, (p, wt) in out.items()]
+            groups, idf = found
+            key = stem(w)
+            t = _Term(key, groups, idf * factor)
+            if key not in terms or terms[key].weight < t.weight:
+                terms[key] = t
+            seq.append(t)
+        # Phrases: adjacent content terms found close together in the transcript, in either
+        # order; and a content word with the function word next to it ("went below"), in order.
+        content = [t for t, w in zip(seq, ws) if not _is_stop(w)]
+        pairs = [(a, b, PAIR_GAP, PAIR_GAP_REVERSED) for a, b in zip(content, content[1:])]
+        pairs += [(a, b, FUNCTION_PAIR_GAP, 0) for (a, wa), (b, wb) in zip(zip(seq, ws), zip(seq[1:], ws[1:]))
+                  if _is_stop(wa) != _is_stop(wb)]
+        for a, b, gap, rgap in pairs:
+            if a is None or b is None or not a.groups or not b.groups or a.key == b.key:
+                continue
+            ph = _phrase(a, b, gap, rgap)
+            if ph is not None:
+                # A phrase is as informative as it is rare, like a word.
+                idf = index.idf_of(np.concatenate([g for g, _ in ph]))
+                phrases.append(_Term(f"{a.key}+{b.key}", ph, PAIR_FACTOR * factor * idf))
+    return list(terms.values()) + phrases
 
 
-def _presence(pos: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
-    """Whether each window [start, start + width) holds at least one of the sorted positions."""
-    return np.searchsorted(pos, starts + width) > np.searchsorted(pos, starts)
+def _phrase(a: _Term, b: _Term, gap: int, rgap: int) -> list[tuple[np.ndarray, float]] | None:
+    pa, ca = a.union()
+    pb, cb = b.union()
+    if not len(pa) or not len(pb):
+        return None
+    j = np.searchsorted(pb, pa, side="left")
+    # b at or after a, within the gap, in the note's order
+    jf = np.minimum(j, len(pb) - 1)
+    fwd = (j < len(pb)) & (pb[jf] - pa <= gap)
+    # b just before a: the other order
+    jb = np.maximum(j - 1, 0)
+    rev = (j > 0) & (pa - pb[jb] <= rgap) & ~fwd
+    conf = np.zeros(len(pa))
+    conf[fwd] = np.minimum(ca[fwd], cb[jf[fwd]])
+    conf[rev] = np.minimum(ca[rev], cb[jb[rev]]) * REVERSED_CONF
+    hit = conf > 0
+    if not hit.any():
+        return None
+    pos, conf = pa[hit], np.round(conf[hit], 2)
+    return [(pos[conf == c], float(c)) for c in np.unique(conf)]
 
 
-def _window_scores(index: _Index, query: list[tuple[str, np.ndarray, float]]) -> np.ndarray:
-    starts = np.arange(index.n_windows) * STEP
-    total = np.zeros(index.n_windows)
-    hits = np.zeros(index.n_windows)
-    for _, pos, wt in query:
-        present = _presence(pos, starts, WINDOW)
-        total += present * wt
-        hits += present
-    # Several different note terms close together: a phrase, not chance.
-    if len(query) > 1:
-        total += np.maximum(hits - 1, 0) * 0.15 * np.mean([q[2] for q in query])
+# --- Scoring windows ----------------------------------------------------------------------
+
+
+def _kernel(pos: np.ndarray, focus: np.ndarray, before: float, after: float) -> np.ndarray:
+    """How much the nearest of `pos` counts for a window focused at each of `focus`.
+
+    1 near the focus (with a slight slope so that ties go to the window centred on
+    the evidence), falling to EDGE at the window's edges, 0 outside.
+    """
+    j = np.searchsorted(pos, focus)
+    left = pos[np.maximum(j - 1, 0)]
+    right = pos[np.minimum(j, len(pos) - 1)]
+    out = np.zeros(len(focus))
+    for nb, half, valid in ((left, before, j > 0), (right, after, j < len(pos))):
+        d = np.abs(focus - nb) / half
+        k = np.where(d <= CORE, 1 - 0.02 * d, 1 - 0.02 * CORE - (1 - EDGE) * (d - CORE) / (1 - CORE))
+        out = np.maximum(out, np.where(valid & (d <= 1), k, 0.0))
+    return out
+
+
+def _window_scores(index: _Index, query: list[_Term], focus: np.ndarray) -> np.ndarray:
+    before, after = index.width * LEAN, index.width * (1 - LEAN)
+    total = np.zeros(len(focus))
+    for t in query:
+        presence = np.zeros(len(focus))
+        for pos, conf in t.groups:
+            presence = np.maximum(presence, conf * _kernel(pos, focus, before, after))
+        total += t.weight * presence
     return total
 
 
-def _evidence_centre(query: list[tuple[str, np.ndarray, float]], window: int) -> float:
-    """Weighted mean position of the note terms found in the chosen window."""
-    lo, hi = window * STEP, window * STEP + WINDOW
+def _evidence_centre(index: _Index, query: list[_Term], focus: int) -> int:
+    """Weighted centre of the nearest hit of each term inside the window focused at `focus`."""
+    lo, hi = focus - index.width * LEAN, focus + index.width * (1 - LEAN)
     pts, wts = [], []
-    for _, pos, wt in query:
-        inside = pos[(pos >= lo) & (pos < hi)]
-        if len(inside):
-            pts.append(float(inside.mean()))
-            wts.append(wt)
-    return float(np.average(pts, weights=wts)) if pts else lo + WINDOW / 2
+    for t in query:
+        best, best_w = None, 0.0
+        for pos, conf in t.groups:
+            inside = pos[(pos >= lo) & (pos <= hi)]
+            if len(inside):
+                p = inside[np.argmin(np.abs(inside - focus))]
+                if conf > best_w:
+                    best, best_w = p, conf
+        if best is not None:
+            pts.append(float(best))
+            wts.append(best_w * t.weight)
+    return int(round(np.average(pts, weights=wts))) if pts else focus
 
 
-def _best_span(index: _Index, query: list[tuple[str, np.ndarray, float]], window: int, width: int) -> int:
-    """Start of the passage-sized span, containing the chosen window, that holds the most evidence."""
-    lo = max(0, window * STEP + WINDOW - width)
-    hi = max(lo, min(window * STEP, len(index.stems) - width))
-    starts = np.arange(lo, hi + 1, 5)
-    if len(starts) == 0:
-        return max(0, window * STEP)
-    score = np.zeros(len(starts))
-    for _, pos, wt in query:
-        score += _presence(pos, starts, width) * wt
-    # Among spans holding equal evidence prefer the one centred on where the
-    # evidence is densest, so the source sits in the middle of the passage.
-    # The passage leans a little backwards: a note is written after the words
-    # were said, and the claim tends to come before the talk that follows it.
-    score -= np.abs(starts + width * LEAN - _evidence_centre(query, window)) * 1e-6
-    return int(starts[int(np.argmax(score))])
+# --- Passages -----------------------------------------------------------------------------
 
 
-def _passage(index: _Index, first_word: int, last_word: int, budget: int, score: float) -> Context:
-    """Whole segments covering the words, then trimmed or grown evenly to the token budget."""
-    segs = index.transcript.segments
-    n = len(segs)
-    lo = int(index.word_seg[first_word]) if len(index.word_seg) else 0
-    hi = int(index.word_seg[min(last_word, len(index.word_seg) - 1)]) if len(index.word_seg) else 0
-    used = sum(index.seg_tokens[lo:hi + 1])
-    while used > budget and hi > lo:
-        if (hi - lo) % 2:
-            used -= index.seg_tokens[hi]
-            hi -= 1
-        else:
-            used -= index.seg_tokens[lo]
-            lo += 1
-    grow_lo = True
-    while lo > 0 or hi < n - 1:
-        if (grow_lo and lo > 0) or hi == n - 1:
-            if used + index.seg_tokens[lo - 1] > budget:
+class _Passages:
+    """Cuts passages of whole segments to a token budget, counting tokens only where needed."""
+
+    def __init__(self, index: _Index, counter: TokenCounter, budget: int):
+        self.index = index
+        self.counter = counter
+        self.budget = budget
+        self.tokens = np.full(len(index.transcript.segments), -1, dtype=np.int64)
+
+    def seg_tokens(self, i: int) -> int:
+        if self.tokens[i] < 0:
+            self.tokens[i] = self.counter.count(self.index.transcript.segments[i].text) + 1
+        return int(self.tokens[i])
+
+    def place(self, query: list[_Term], focus: int, score: float) -> Context:
+        """The budget-sized run of whole segments near the chosen spot that holds the most evidence.
+
+        Every maximal run of segments that fits the budget and starts near the spot is
+        scored by the weighted terms it contains; among runs holding equal evidence the
+        one with the evidence LEAN of the way through wins.
+        """
+        ix = self.index
+        centre_word = min(max(_evidence_centre(ix, query, focus), 0), ix.n_words - 1)
+        centre = int(ix.word_seg[centre_word])
+        if self.seg_tokens(centre) > self.budget:
+            return self._cut(centre, centre_word, score)
+        # Runs that hold the centre of the evidence, starting at most a passage before it.
+        first = int(ix.word_seg[max(0, centre_word - ix.passage_words)])
+        last = centre
+        # Token counts from `first` on, far enough that a run starting at `last` can fill the budget.
+        toks = [self.seg_tokens(i) for i in range(first, last + 1)]
+        end = last + 1
+        extra = 0
+        while end < len(ix.transcript.segments) and extra <= self.budget:
+            toks.append(self.seg_tokens(end))
+            extra += toks[-1]
+            end += 1
+        cum = np.concatenate([[0], np.cumsum(toks)])
+        starts = np.arange(first, last + 1)
+        rel = starts - first
+        ends = np.searchsorted(cum, cum[rel] + self.budget, side="right") - 2 + first
+        ok = ends >= centre
+        if not ok.any():
+            return self._cut(centre, centre_word, score)
+        starts, ends = starts[ok], ends[ok]
+        lo_word = int(np.searchsorted(ix.word_seg, first))
+        hi_word = int(np.searchsorted(ix.word_seg, end, side="left"))
+        value = np.zeros(len(starts))
+        for t in query:
+            tf = np.zeros(len(starts))
+            for pos, conf in t.groups:
+                inside = pos[(pos >= lo_word) & (pos < hi_word)]
+                if not len(inside):
+                    continue
+                # A hit is covered with a few words around it: the phrase it belongs to often
+                # starts in the caption line before.
+                before = ix.word_seg[np.maximum(inside - HIT_MARGIN, 0)]  # ascending, as positions are
+                after = ix.word_seg[np.minimum(inside + HIT_MARGIN, ix.n_words - 1)]
+                covered = np.searchsorted(after, ends, side="right") - np.searchsorted(before, starts)
+                tf += conf * np.maximum(covered, 0)
+            value += t.weight * np.minimum(tf, 1.0)  # a term counts once, however often repeated
+        lean_point = starts + LEAN * (ends - starts)
+        value -= TIE * np.abs(lean_point - centre) / (ends - starts + 1)
+        k = int(np.argmax(value))
+        lo, hi = int(starts[k]), int(ends[k])
+        return self._grow(lo, hi, score)
+
+    def _grow(self, lo: int, hi: int, score: float) -> Context:
+        """Fill what is left of the budget, alternately before and after."""
+        segs = self.index.transcript.segments
+        used = sum(self.seg_tokens(i) for i in range(lo, hi + 1))
+        grown = True
+        while grown:
+            grown = False
+            for nlo, nhi in ((lo - 1, hi), (lo, hi + 1)):
+                if nlo >= 0 and nhi < len(segs):
+                    cost = self.seg_tokens(nlo if nlo < lo else nhi)
+                    if used + cost <= self.budget:
+                        lo, hi, used, grown = nlo, nhi, used + cost, True
+        return self._context(lo, hi, " ".join(s.text for s in segs[lo:hi + 1]), score)
+
+    def _cut(self, si: int, word: int, score: float) -> Context:
+        """A segment longer than the budget: the words around the evidence that fit."""
+        text = self.index.transcript.segments[si].text
+        spans = [m.span() for m in re.finditer(r"\S+", text)]
+        first_word = int(np.searchsorted(self.index.word_seg, si))
+        # Map the evidence word to a whitespace-separated word of the segment, roughly.
+        n_match = max(1, int(np.searchsorted(self.index.word_seg, si, side="right")) - first_word)
+        at = min(len(spans) - 1, int((word - first_word) * len(spans) / n_match)) if spans else 0
+        lo = hi = at
+        while True:
+            grown = False
+            for nlo, nhi in ((lo - 1, hi), (lo, hi + 1)):
+                if 0 <= nlo and nhi < len(spans):
+                    if self.counter.count(text[spans[nlo][0]:spans[nhi][1]]) <= self.budget:
+                        lo, hi, grown = nlo, nhi, True
+            if not grown:
                 break
-            lo -= 1
-            used += index.seg_tokens[lo]
-        else:
-            if used + index.seg_tokens[hi + 1] > budget:
-                break
-            hi += 1
-            used += index.seg_tokens[hi]
-        grow_lo = not grow_lo
-    text = " ".join(s.text for s in segs[lo:hi + 1])
-    starts = [s.start for s in segs[lo:hi + 1] if s.start is not None]
-    ends = [s.end for s in segs[lo:hi + 1] if s.end is not None]
-    return Context(text, lo, hi, starts[0] if starts else None, ends[-1] if ends else None, score)
+        cut = text[spans[lo][0]:spans[hi][1]] if spans else ""
+        return self._context(si, si, cut, score)
+
+    def _context(self, lo: int, hi: int, text: str, score: float) -> Context:
+        segs = self.index.transcript.segments[lo:hi + 1]
+        starts = [s.start for s in segs if s.start is not None]
+        ends = [s.end for s in segs if s.end is not None]
+        return Context(text, lo, hi, starts[0] if starts else None, ends[-1] if ends else None,
+                       float(min(max(score, 0.0), 1.0)))
+
+
+# --- The aligner --------------------------------------------------------------------------
 
 
 class Aligner:
     """Aligns the notes of one episode to its transcript."""
 
     def __init__(self, transcript: Transcript, counter: TokenCounter, budget: int = DEFAULT_CONTEXT_TOKENS):
-        self.index = _build_index(transcript, counter)
         self.budget = budget
+        self.index = _build_index(transcript, counter, budget)
+        self.lookup = _Lookup(self.index)
+        self.passages = _Passages(self.index, counter, budget)
+        n_windows = max(1, math.ceil(max(self.index.n_words - self.index.width, 0) / STEP) + 1)
+        # Each window is scored at its focus: the point LEAN of the way through it.
+        self.focus = np.arange(n_windows) * STEP + self.index.width * LEAN
 
-    def candidates(self, note: NoteItem) -> tuple[list[tuple[float, int]], list]:
-        query = _query(self.index, note.text)
+    def candidates(self, note: NoteItem) -> tuple[list[tuple[float, int]], list[_Term]]:
+        """The note's best windows, as (normalised score, focus word), and its query."""
+        if not self.index.n_words:
+            return [], []
+        query = _query(self.lookup, note.text)
         if not query:
             return [], query
-        scores = _window_scores(self.index, query)
-        norm = sum(q[2] for q in query) * 1.3
-        order = np.argsort(-scores)
+        scores = _window_scores(self.index, query, self.focus)
+        norm = sum(t.weight for t in query)
+        order = np.argsort(-scores, kind="stable")
         picked: list[tuple[float, int]] = []
+        apart = self.index.width / 2
         for w in order.tolist():
             if len(picked) >= CANDIDATES or scores[w] <= 0:
                 break
-            if all(abs(w - p) * STEP >= WINDOW for _, p in picked):
-                picked.append((float(scores[w]) / norm, w))
+            f = int(self.focus[w])
+            if all(abs(f - p) >= apart for _, p in picked):
+                picked.append((float(scores[w]) / norm, f))
         return picked, query
 
     def align(self, notes: list[NoteItem]) -> list[Context | None]:
@@ -254,22 +659,17 @@ class Aligner:
         path = self._viterbi([c for c, _ in cands])
         out: list[Context | None] = []
         for (picks, query), choice in zip(cands, path):
-            if choice is None:
+            if choice is None or picks[choice][0] < MIN_SCORE:
                 out.append(None)
                 continue
-            score, w = picks[choice]
-            if score < MIN_SCORE:
-                out.append(None)
-                continue
-            width = max(WINDOW, int(self.budget * self.index.words_per_token))
-            start = _best_span(self.index, query, w, width)
-            out.append(_passage(self.index, start, start + width - 1, self.budget, min(score, 1.0)))
+            score, focus = picks[choice]
+            out.append(self.passages.place(query, focus, score))
         return out
 
     def _jump(self, prev: int, cur: int) -> float:
-        """Cost of moving from one note's window to the next: far jumps are unlikely, backward ones more so."""
-        dist = (cur - prev) / self.index.n_windows
-        if cur >= prev - WINDOW // STEP:
+        """Cost of moving from one note's spot to the next: far jumps are unlikely, backward ones more so."""
+        dist = (cur - prev) / max(1, self.index.n_words)
+        if cur >= prev - self.index.width / 2:
             return JUMP_COST * max(dist, 0.0)
         return BACKWARD_PENALTY + 2 * JUMP_COST * -dist
 
@@ -301,12 +701,12 @@ class Aligner:
         if prev_idx is None:
             return path
         j: int | None = int(np.argmax(best[prev_idx]))
-        i = prev_idx
+        i: int | None = prev_idx
         while i is not None and j is not None:
             path[i] = j
             nj = back[i][j]
-            pi = next((k for k in range(i - 1, -1, -1) if cands[k]), None)
-            i, j = pi, nj
+            i = next((k for k in range(i - 1, -1, -1) if cands[k]), None)
+            j = nj
         return path
 
 

@@ -49,3 +49,95 @@ def words(text: str) -> list[str]:
 def content_words(text: str, min_len: int = 2) -> list[str]:
     """Words that carry meaning: no stopwords, no single letters."""
     return [w for w in words(text) if w not in STOPWORDS and len(w) >= min_len]
+
+
+# --- Matching words: what alignment compares --------------------------------------------
+#
+# `words` above is the shared, plain view. Alignment also needs numbers to agree
+# however they are written: "400,000", "400k" and "four hundred thousand" are heard
+# and written interchangeably, notes say "27x" where speech says "27 times", and
+# captions spell out small numbers ("eight out of 256"). `match_words` gives one
+# spelling per number; transcripts are normalised with the same token helpers.
+
+_MATCH_TOKEN = re.compile(r"\d+(?:,\d{3})+(?:\.\d+)?[a-z]*|\d+\.\d+[a-z]*|[a-z0-9]+(?:'[a-z]+)?")
+_NUMBER = re.compile(r"^(\d+(?:\.\d+)?)(k|m|b|bn|x)?$")
+NUMBER_WORDS = {
+    w: i for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
+        " fifteen sixteen seventeen eighteen nineteen".split())
+} | {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
+SCALE_WORDS = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000,
+               "trillion": 1_000_000_000_000}
+_SUFFIX_SCALE = {"k": 1_000, "m": 1_000_000, "b": 1_000_000_000, "bn": 1_000_000_000, "x": 1}
+
+
+# Stopwords as `match_words` spells them ("can't" is "cant" there).
+MATCH_STOPWORDS = STOPWORDS | frozenset(canonical(w) for w in STOPWORDS)
+
+
+def match_tokens(text: str) -> list[str]:
+    """Raw word tokens of lower-cased text, numbers kept whole ("3.35", "400,000", "70b")."""
+    return _MATCH_TOKEN.findall(text.lower().replace("\u2019", "'"))
+
+
+def format_number(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:.6g}"
+
+
+def number_value(token: str) -> float | None:
+    """The value of a normalised number token, None for other words."""
+    try:
+        return float(token)
+    except ValueError:
+        return None
+
+
+def normalise_token(token: str) -> str:
+    """One spelling for a raw token: canonical word, digits for number words, no separators.
+
+    "400,000" -> "400000", "70b" -> "70000000000", "27x" -> "27", "eight" -> "8".
+    "one" stays a word (it is mostly not a number) unless a scale word follows; see `match_words`.
+    """
+    if token[0].isdigit():
+        m = _NUMBER.match(token.replace(",", ""))
+        if m:
+            value = float(m.group(1)) * _SUFFIX_SCALE.get(m.group(2) or "x", 1)
+            return format_number(value)
+        return canonical(token)
+    if token != "one" and token in NUMBER_WORDS:
+        return str(NUMBER_WORDS[token])
+    return canonical(token)
+
+
+def fold_scales(tokens: list[str]) -> tuple[list[str], list[int]]:
+    """Fold scale words into the number before them ("7 billion" -> "7000000000").
+
+    Returns the folded tokens and, for each, the index of the token it came from.
+    """
+    at = [i for i, t in enumerate(tokens) if t in SCALE_WORDS]
+    if not at:
+        return tokens, list(range(len(tokens)))
+    out = list(tokens)
+    dropped: set[int] = set()
+    for i in at:
+        j = i - 1
+        while j in dropped:
+            j -= 1
+        if j < 0:
+            continue
+        value = number_value("1" if out[j] in ("one", "a") else out[j])
+        if value is not None:
+            out[j] = format_number(value * SCALE_WORDS[out[i]])
+            dropped.add(i)
+    keep = [i for i in range(len(out)) if i not in dropped]
+    return [out[i] for i in keep], keep
+
+
+def merge_scales(tokens: list[str]) -> list[str]:
+    """Fold scale words into the number before them: "7 billion" -> "7000000000"."""
+    return fold_scales(tokens)[0]
+
+
+def match_words(text: str) -> list[str]:
+    """Words as alignment compares them: canonical, numbers normalised, in order."""
+    return merge_scales([normalise_token(t) for t in match_tokens(text)])
