@@ -207,7 +207,7 @@ class OpenAIGenerator:
             raise _Transient(f"HTTP {status} {label}" + (f": {detail}" if detail else ""), headers) from None
         if status == 401:
             raise GenerationError(
-                f"{where} rejected the API key (HTTP 401): {detail}; check OPENAI_API_KEY or --api-key"
+                f"{where} rejected the API key (HTTP 401): {detail}; check OPENAI_API_KEY"
             ) from None
         if status == 402:
             raise GenerationError(f"{where} asks for payment (HTTP 402): {detail}") from None
