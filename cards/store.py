@@ -161,6 +161,8 @@ class Store:
                 (slug, title, url, video_id, transcript, now),
             )
             current = {i.id for i in items}
+            returning = [r[0] for r in db.execute("SELECT id FROM notes WHERE episode=? AND active=0", (slug,))
+                         if r[0] in current]
             for item, ctx in zip(items, contexts):
                 db.execute(
                     "INSERT INTO notes(id, episode, text, kind, section, position, sources, context, active, seen)"
@@ -180,6 +182,14 @@ class Store:
                 db.execute("UPDATE notes SET active=0 WHERE id=?", (nid,))
                 db.execute("UPDATE drafts SET superseded=1, updated=? WHERE note_id=? AND superseded=0",
                            (now, nid))
+            # A note back in the files (an edit undone, a bullet restored) gets its last result's
+            # drafts back, review decisions included: its generation still counts as done, so
+            # nothing would regenerate them.
+            for nid in returning:
+                db.execute(
+                    "UPDATE drafts SET superseded=0, updated=? WHERE note_id=? AND generation_id=(SELECT id FROM"
+                    " generations WHERE note_id=? AND ok=1 ORDER BY created DESC, rowid DESC LIMIT 1)",
+                    (now, nid, nid))
         return retired
 
     def episodes(self) -> list[sqlite3.Row]:
