@@ -44,12 +44,22 @@ from functools import lru_cache
 
 import numpy as np
 
-from cards.lexicon import MATCH_STOPWORDS as STOPWORDS, fold_scales, match_tokens, match_words, normalise_token, number_value
+from cards.lexicon import (
+    BREAK,
+    SCALE_WORDS,
+    fold_scale,
+    match_tokens,
+    match_tokens_joined,
+    match_words,
+    normalise_token,
+    number_value,
+)
+from cards.lexicon import MATCH_STOPWORDS as STOPWORDS
 from cards.models import Context, NoteItem, Transcript
 from cards.tokens import TokenCounter
 
 DEFAULT_CONTEXT_TOKENS = 350
-STEP = 8  # words between scoring window starts
+STEP = 16  # words between scoring window starts
 SPOT_WORDS = 160  # words per scoring window: a note's words are said within about this span
 IDF_BLOCK = 100  # words per "document" when counting document frequencies
 CANDIDATES = 8  # windows per note considered by the order model
@@ -75,7 +85,8 @@ NEAR_NUMBER_CONF = 0.4
 NEAR_NUMBER_RATIO = 1.5  # "60+%" may be "80%": notes round and misremember
 TIE = 1e-3
 HIT_MARGIN = 5  # words around a hit that a passage must hold for the hit to count
-MIN_SCORE = 0.12  # below this a note gets no context
+ABSENT_WEIGHT = 0.5  # a note word the transcript lacks weighs this share of the rarest word's IDF
+MIN_SCORE = 0.15  # below this a note gets no context: too little of it is in the transcript
 _SUFFIXES = ("ities", "ity", "ness", "ings", "ing", "edly", "ed", "ies", "es", "ers", "er", "est", "ly", "s", "e")
 _VOWELS = frozenset("aeiou")
 _ACRONYM_CASE = re.compile(r"\b[A-Za-z]*[A-Z][a-z]*[A-Z][A-Za-z]*\b")
@@ -122,6 +133,7 @@ class _Index:
     width: int  # words per scoring window: how far apart a note's words are said
     passage_words: int  # about how many words the token budget holds
     by_letter: dict[str, list[str]] = field(default_factory=dict)  # content stems by first letter
+    by_shape: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # ... and length
     numbers: list[tuple[float, str]] = field(default_factory=list)  # numeric stems and their values
 
     def positions(self, sid: int) -> np.ndarray:
@@ -138,64 +150,77 @@ class _Index:
 
 
 def _build_index(transcript: Transcript, counter: TokenCounter, budget: int) -> _Index:
-    tokens: list[str] = []
-    seg_of: list[int] = []
-    for si, seg in enumerate(transcript.segments):
-        toks = match_tokens(seg.text)
-        tokens.extend(toks)
-        seg_of.extend([si] * len(toks))
-    return _finish_index(transcript, counter, budget, tokens, seg_of)
-
-
-def _finish_index(transcript: Transcript, counter: TokenCounter, budget: int, tokens: list[str],
-                  seg_of: list[int]) -> _Index:
-    # Normalise each distinct token once, then fold scale words ("7 billion").
-    norm_of: dict[str, str] = {}
-    normed = [norm_of.get(t) or norm_of.setdefault(t, normalise_token(t)) for t in tokens]
-    normed, keep = fold_scales(normed)
-    if len(keep) != len(seg_of):
-        seg_of = [seg_of[i] for i in keep]
+    segs = transcript.segments
+    # One regex pass over the whole transcript; BREAK tokens mark the segment boundaries.
+    toks = match_tokens_joined([s.text for s in segs])
+    tok_id: dict[str, int] = {}
+    ids = np.fromiter((tok_id.setdefault(t, len(tok_id)) for t in toks), dtype=np.int64, count=len(toks))
+    brk = tok_id.get(BREAK)
+    if brk is not None:
+        is_break = ids == brk
+        seg_of = np.cumsum(is_break)[~is_break]
+        ids = ids[~is_break]
+    else:
+        seg_of = np.zeros(len(ids), dtype=np.int64)
+    # Normalise each distinct token once; words are then ids into `raw_words`.
     raw_id: dict[str, int] = {}
-    word_raw = np.fromiter((raw_id.setdefault(w, len(raw_id)) for w in normed), dtype=np.int64,
-                           count=len(normed))
+    tok_raw = np.fromiter((raw_id.setdefault(normalise_token(t) if t != BREAK else "", len(raw_id))
+                           for t in tok_id), dtype=np.int64, count=len(tok_id))
+    word_raw = tok_raw[ids]
     raw_words = list(raw_id)
+    # Fold scale words into the number before them ("7 billion"), as `match_words` does.
+    scale_ids = [raw_id[w] for w in SCALE_WORDS if w in raw_id]
+    if scale_ids and len(word_raw):
+        dropped = np.zeros(len(word_raw), dtype=bool)
+        for i in np.flatnonzero(np.isin(word_raw, scale_ids)).tolist():
+            j = i - 1
+            while j >= 0 and dropped[j]:
+                j -= 1
+            folded = fold_scale(raw_words[word_raw[j]], raw_words[word_raw[i]]) if j >= 0 else None
+            if folded is not None:
+                if folded not in raw_id:
+                    raw_id[folded] = len(raw_id)
+                    raw_words.append(folded)
+                word_raw[j] = raw_id[folded]
+                dropped[i] = True
+        word_raw, seg_of = word_raw[~dropped], seg_of[~dropped]
+
     stem_id: dict[str, int] = {}
     raw_stem = np.fromiter((stem_id.setdefault(stem(w), len(stem_id)) for w in raw_words), dtype=np.int64,
                            count=len(raw_words))
     stems = list(stem_id)
-    word_stem = raw_stem[word_raw] if len(word_raw) else np.zeros(0, dtype=np.int64)
+    word_stem = raw_stem[word_raw]
     n = len(word_stem)
     order = np.argsort(word_stem, kind="stable")
     offsets = np.zeros(len(stems) + 1, dtype=np.int64)
     np.cumsum(np.bincount(word_stem, minlength=len(stems)), out=offsets[1:])
 
     passage_words = max(1, int(budget * _words_per_token(transcript, counter, n)))
-    width = SPOT_WORDS
-    block = IDF_BLOCK
-    n_blocks = max(1, math.ceil(n / block))
+    n_blocks = max(1, math.ceil(n / IDF_BLOCK))
     # Document frequency of each stem over blocks, in one pass.
-    keys = np.unique(word_stem * n_blocks + np.arange(n) // block)
+    keys = np.unique(word_stem * n_blocks + np.arange(n) // IDF_BLOCK)
     df = np.bincount(keys // n_blocks, minlength=len(stems))
     idf = np.log(1 + (n_blocks - df + 0.5) / (df + 0.5))
 
-    stop_raw = np.fromiter((_is_stop(w) for w in raw_words), dtype=bool, count=len(raw_words))
-    content = ~stop_raw[word_raw] if n else np.zeros(0, dtype=bool)
-    first = np.fromiter((ord(w[0]) if ord(w[0]) < 256 else 0 for w in raw_words), dtype=np.uint8,
+    stop_raw = np.fromiter((not w or _is_stop(w) for w in raw_words), dtype=bool, count=len(raw_words))
+    first = np.fromiter((ord(w[0]) if w and ord(w[0]) < 256 else 0 for w in raw_words), dtype=np.uint8,
                         count=len(raw_words))
-    initial = first[word_raw] if n else np.zeros(0, dtype=np.uint8)
-
     by_letter: dict[str, list[str]] = {}
+    by_shape: dict[tuple[str, int], list[str]] = {}
     numbers: list[tuple[float, str]] = []
-    for s in stems:
-        if s[0].isdigit():
-            v = number_value(s)
+    for st in stems:
+        if not st:
+            continue
+        if st[0].isdigit():
+            v = number_value(st)
             if v is not None:
-                numbers.append((v, s))
-        elif len(s) >= 3 and s not in STOPWORDS:
-            by_letter.setdefault(s[0], []).append(s)
-    return _Index(transcript, n, np.asarray(seg_of, dtype=np.int64), word_stem, word_raw, stems, stem_id,
-                  raw_id, order, offsets, block, n_blocks, idf, content, initial, width, passage_words,
-                  by_letter, numbers)
+                numbers.append((v, st))
+        elif len(st) >= 3 and st not in STOPWORDS:
+            by_letter.setdefault(st[0], []).append(st)
+            by_shape.setdefault((st[0], len(st)), []).append(st)
+    return _Index(transcript, n, seg_of.astype(np.int64), word_stem, word_raw, stems, stem_id,
+                  raw_id, order, offsets, IDF_BLOCK, n_blocks, idf, ~stop_raw[word_raw], first[word_raw],
+                  SPOT_WORDS, passage_words, by_letter, by_shape, numbers)
 
 
 def _words_per_token(transcript: Transcript, counter: TokenCounter, n_words: int) -> float:
@@ -282,7 +307,7 @@ class _Lookup:
     def _misheard(self, s: str, found: dict[float, list[np.ndarray]]) -> None:
         from rapidfuzz import fuzz, process
 
-        pool = [t for t in self.index.by_letter.get(s[0], ()) if abs(len(t) - len(s)) <= 2 and t != s]
+        pool = [t for n in range(len(s) - 2, len(s) + 3) for t in self.index.by_shape.get((s[0], n), ()) if t != s]
         for hit, score, _ in process.extract(s, pool, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF, limit=4):
             if len(hit) >= 5:
                 self._add(found, round(FUZZY_CONF * score / 100, 2), hit)
@@ -411,7 +436,12 @@ def _query(lookup: _Lookup, text: str) -> list[_Term]:
                     extra = (index.positions(joined), COMPOUND_CONF)
                     found = (found[0] + [extra], found[1]) if found else ([extra], index.idf_of(extra[0]))
             if found is None:
-                seq.append(_Term(stem(w), [], 0.0))  # absent: breaks phrases, counts for nothing
+                # Absent from the transcript: no evidence anywhere, but it lowers the note's score,
+                # since a note from this episode should mostly be found in it.
+                key = stem(w)
+                absent = _Term(key, [], ABSENT_WEIGHT * factor * float(index.idf.max(initial=0.0)))
+                terms.setdefault(key, absent)
+                seq.append(absent)
                 continue
             groups, idf = found
             key = stem(w)
@@ -461,32 +491,57 @@ def _phrase(a: _Term, b: _Term, gap: int, rgap: int) -> list[tuple[np.ndarray, f
 # --- Scoring windows ----------------------------------------------------------------------
 
 
+_FAR = 1e12
+
+
 def _kernel(pos: np.ndarray, focus: np.ndarray, before: float, after: float) -> np.ndarray:
     """How much the nearest of `pos` counts for a window focused at each of `focus`.
 
     1 near the focus (with a slight slope so that ties go to the window centred on
     the evidence), falling to EDGE at the window's edges, 0 outside.
     """
-    j = np.searchsorted(pos, focus)
-    left = pos[np.maximum(j - 1, 0)]
-    right = pos[np.minimum(j, len(pos) - 1)]
-    out = np.zeros(len(focus))
-    for nb, half, valid in ((left, before, j > 0), (right, after, j < len(pos))):
-        d = np.abs(focus - nb) / half
-        k = np.where(d <= CORE, 1 - 0.02 * d, 1 - 0.02 * CORE - (1 - EDGE) * (d - CORE) / (1 - CORE))
-        out = np.maximum(out, np.where(valid & (d <= 1), k, 0.0))
-    return out
+    padded = np.concatenate(([-_FAR], pos, [_FAR]))
+    j = np.searchsorted(padded, focus)
+    xp, fp = _KERNEL_X, _KERNEL_Y
+    return np.maximum(np.interp((focus - padded[j - 1]) / before, xp, fp),
+                      np.interp((padded[j] - focus) / after, xp, fp))
+
+
+_KERNEL_X = np.array([0.0, CORE, 1.0, 1.0 + 1e-9])
+_KERNEL_Y = np.array([1.0, 1.0 - 0.02 * CORE, EDGE, 0.0])
 
 
 def _window_scores(index: _Index, query: list[_Term], focus: np.ndarray) -> np.ndarray:
+    """Each window's weighted evidence: per term, its best-placed spelling's kernel value."""
     before, after = index.width * LEAN, index.width * (1 - LEAN)
+    # A term with few hits touches few windows: score just those.
+    sparse_limit = len(focus) * STEP / (4 * index.width)
     total = np.zeros(len(focus))
+    presence = np.zeros(len(focus))
     for t in query:
-        presence = np.zeros(len(focus))
+        presence.fill(0.0)
         for pos, conf in t.groups:
-            presence = np.maximum(presence, conf * _kernel(pos, focus, before, after))
+            if len(pos) <= sparse_limit:
+                idx, val = _kernel_near(pos, focus, before, after)
+                np.maximum.at(presence, idx, conf * val)
+            else:
+                np.maximum(presence, conf * _kernel(pos, focus, before, after), out=presence)
         total += t.weight * presence
     return total
+
+
+def _kernel_near(pos: np.ndarray, focus: np.ndarray, before: float, after: float) -> tuple[np.ndarray, np.ndarray]:
+    """`_kernel` for the windows near each of a few hits: (window indices, values)."""
+    f0 = focus[0] if len(focus) else 0.0
+    span = int(math.ceil((before + after) / STEP)) + 2
+    first = np.floor((pos - after - f0) / STEP).astype(np.int64)
+    idx = (first[:, None] + np.arange(span)[None, :]).ravel()
+    hit = np.repeat(pos, span)
+    ok = (idx >= 0) & (idx < len(focus))
+    idx, hit = idx[ok], hit[ok]
+    f = focus[idx]
+    d = np.where(hit <= f, (f - hit) / before, (hit - f) / after)
+    return idx, np.interp(d, _KERNEL_X, _KERNEL_Y)
 
 
 def _evidence_centre(index: _Index, query: list[_Term], focus: int) -> int:
@@ -643,15 +698,16 @@ class Aligner:
             return [], query
         scores = _window_scores(self.index, query, self.focus)
         norm = sum(t.weight for t in query)
-        order = np.argsort(-scores, kind="stable")
         picked: list[tuple[float, int]] = []
-        apart = self.index.width / 2
-        for w in order.tolist():
-            if len(picked) >= CANDIDATES or scores[w] <= 0:
+        # The best windows at least half a window apart: take the best, blank its neighbours.
+        apart = int(math.ceil(self.index.width / 2 / STEP))
+        scores = scores.copy()
+        while len(picked) < CANDIDATES:
+            w = int(np.argmax(scores))
+            if scores[w] <= 0:
                 break
-            f = int(self.focus[w])
-            if all(abs(f - p) >= apart for _, p in picked):
-                picked.append((float(scores[w]) / norm, f))
+            picked.append((float(scores[w]) / norm, int(self.focus[w])))
+            scores[max(0, w - apart + 1):w + apart] = 0.0
         return picked, query
 
     def align(self, notes: list[NoteItem]) -> list[Context | None]:

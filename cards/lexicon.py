@@ -59,7 +59,20 @@ def content_words(text: str, min_len: int = 2) -> list[str]:
 # captions spell out small numbers ("eight out of 256"). `match_words` gives one
 # spelling per number; transcripts are normalised with the same token helpers.
 
-_MATCH_TOKEN = re.compile(r"\d+(?:,\d{3})+(?:\.\d+)?[a-z]*|\d+\.\d+[a-z]*|[a-z0-9]+(?:'[a-z]+)?")
+# Units as notes abbreviate them, spelled out as speech says them ("70GB" = "70 gigabytes").
+UNITS = {
+    "kb": "kilobyte", "mb": "megabyte", "gb": "gigabyte", "tb": "terabyte", "pb": "petabyte",
+    "kw": "kilowatt", "mw": "megawatt", "gw": "gigawatt", "ms": "millisecond",
+    "hr": "hour", "hrs": "hours", "yr": "year", "yrs": "years", "secs": "seconds", "mins": "minutes",
+    "tflops": "teraflops", "pflops": "petaflops",
+}
+_NUM = r"\d+(?:,\d{3})+(?:\.\d+)?|\d+\.\d+|\d+"
+# A number glued to a unit is two words ("70gb"); glued to anything else it stays whole
+# ("70b", "27x", "4o", "400,000").
+_MATCH_TOKEN = re.compile(
+    rf"(?:{_NUM})(?=(?:{'|'.join(sorted(UNITS, key=len, reverse=True))})\b)"
+    rf"|\d+(?:,\d{{3}})+(?:\.\d+)?[a-z]*|\d+\.\d+[a-z]*|[a-z0-9]+(?:'[a-z]+)?"
+)
 _NUMBER = re.compile(r"^(\d+(?:\.\d+)?)(k|m|b|bn|x)?$")
 NUMBER_WORDS = {
     w: i for i, w in enumerate(
@@ -95,7 +108,7 @@ def number_value(token: str) -> float | None:
 def normalise_token(token: str) -> str:
     """One spelling for a raw token: canonical word, digits for number words, no separators.
 
-    "400,000" -> "400000", "70b" -> "70000000000", "27x" -> "27", "eight" -> "8".
+    "400,000" -> "400000", "70b" -> "70000000000", "27x" -> "27", "eight" -> "8", "gb" -> "gigabyte".
     "one" stays a word (it is mostly not a number) unless a scale word follows; see `match_words`.
     """
     if token[0].isdigit():
@@ -106,7 +119,24 @@ def normalise_token(token: str) -> str:
         return canonical(token)
     if token != "one" and token in NUMBER_WORDS:
         return str(NUMBER_WORDS[token])
+    if token in UNITS:
+        return UNITS[token]
     return canonical(token)
+
+
+BREAK = "\x00"  # separates texts in `match_tokens_joined`; never part of a word
+_MATCH_TOKEN_OR_BREAK = re.compile(_MATCH_TOKEN.pattern + "|" + BREAK)
+
+
+def match_tokens_joined(texts: list[str]) -> list[str]:
+    """`match_tokens` of many texts in one pass, with BREAK between consecutive texts."""
+    return _MATCH_TOKEN_OR_BREAK.findall(BREAK.join(texts).lower().replace("\u2019", "'"))
+
+
+def fold_scale(prev: str, scale: str) -> str | None:
+    """A number followed by a scale word as one number ("7", "billion" -> "7000000000"), else None."""
+    value = number_value("1" if prev in ("one", "a") else prev)
+    return None if value is None else format_number(value * SCALE_WORDS[scale])
 
 
 def fold_scales(tokens: list[str]) -> tuple[list[str], list[int]]:
@@ -125,9 +155,9 @@ def fold_scales(tokens: list[str]) -> tuple[list[str], list[int]]:
             j -= 1
         if j < 0:
             continue
-        value = number_value("1" if out[j] in ("one", "a") else out[j])
-        if value is not None:
-            out[j] = format_number(value * SCALE_WORDS[out[i]])
+        folded = fold_scale(out[j], out[i])
+        if folded is not None:
+            out[j] = folded
             dropped.add(i)
     keep = [i for i in range(len(out)) if i not in dropped]
     return [out[i] for i in keep], keep
