@@ -81,7 +81,14 @@ def _console(stderr: bool = False):
 
 
 def _print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        # A stdout that cannot encode the text (PYTHONIOENCODING=ascii, a legacy
+        # code page) gets the same JSON with \u escapes, not a traceback or "?".
+        text = json.dumps(data, indent=2, ensure_ascii=True)
+    sys.stdout.write(text + "\n")
 
 
 def _table(title: str, columns: list[str], rows: list[list], caption: str | None = None) -> None:
@@ -446,6 +453,11 @@ def export(
 
 
 def main() -> None:
+    # Notes are full of emoji and curly quotes; a terminal that cannot show them
+    # gets a replacement character rather than a traceback.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     app()
 
 

@@ -9,6 +9,7 @@ written anywhere.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,11 +80,17 @@ def read_config(path: Path | None = None) -> dict:
     return data
 
 
-def _pins(data: dict, base: Path) -> dict[str, dict]:
+def _pins(data: dict, path: Path) -> dict[str, dict]:
+    base, where = path.parent, str(path)
     out: dict[str, dict] = {}
+    pinned_to: dict[Path, str] = {}
     for slug, pin in (data.get("episodes") or {}).items():
         if not isinstance(pin, dict):
-            raise ConfigError(f"[episodes.{slug}] must be a table", path=CONFIG_FILE)
+            raise ConfigError(f"[episodes.{slug}] must be a table", path=where)
+        if not _SLUG.match(slug):
+            # The slug names the deck file; it must be safe as a file name.
+            raise ConfigError(f"[episodes.{slug}] is not a slug (lowercase letters, digits and dashes)",
+                              path=where)
         p = dict(pin)
         if "transcript" in p:
             t = p["transcript"]
@@ -91,13 +98,26 @@ def _pins(data: dict, base: Path) -> dict[str, dict]:
                 p["transcript"] = None
             elif isinstance(t, str):
                 p["transcript"] = str(base / t) if not Path(t).is_absolute() else t
+                # One transcript belongs to one episode.
+                key = Path(p["transcript"]).resolve()
+                if key in pinned_to:
+                    raise ConfigError(f"[episodes.{slug}] transcript {t!r} is already pinned to "
+                                      f"[episodes.{pinned_to[key]}]", path=where)
+                pinned_to[key] = slug
             else:
-                raise ConfigError(f"[episodes.{slug}] transcript must be a path or false", path=CONFIG_FILE)
+                raise ConfigError(f"[episodes.{slug}] transcript must be a path or false", path=where)
         aliases = p.get("aliases", [])
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-            raise ConfigError(f"[episodes.{slug}] aliases must be a list of headings", path=CONFIG_FILE)
+            raise ConfigError(f"[episodes.{slug}] aliases must be a list of headings", path=where)
+        if "title" in p and not isinstance(p["title"], str):
+            raise ConfigError(f"[episodes.{slug}] title must be text", path=where)
         out[slug] = p
     return out
+
+
+_SETTING_TYPES = {"workspace": str, "model": str, "base_url": str, "concurrency": int, "context_tokens": int,
+                  "prompts": str, "deck_prefix": str, "offline": bool}
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
 def build_settings(config_path: Path | None = None, **given) -> Settings:
@@ -105,6 +125,13 @@ def build_settings(config_path: Path | None = None, **given) -> Settings:
     path = config_path or Path(CONFIG_FILE)
     data = read_config(path)
     file_settings = data.get("settings", {})
+    if not isinstance(file_settings, dict) or not isinstance(data.get("episodes", {}), dict):
+        raise ConfigError("[settings] and [episodes] must be tables", path=str(path))
+    for name, value in file_settings.items():
+        want = _SETTING_TYPES.get(name)
+        if want and not (isinstance(value, want) and not (want is int and isinstance(value, bool))):
+            kind = {int: "a whole number", bool: "true or false", str: "text"}[want]
+            raise ConfigError(f"[settings] {name} must be {kind}", path=str(path))
     s = Settings()
     for name in ("workspace", "model", "base_url", "concurrency", "context_tokens", "prompts", "deck_prefix",
                  "offline"):
@@ -121,7 +148,7 @@ def build_settings(config_path: Path | None = None, **given) -> Settings:
         raise ConfigError("concurrency must be at least 1")
     if s.context_tokens < 50:
         raise ConfigError("context tokens must be at least 50")
-    s.pins = _pins(data, path.parent)
+    s.pins = _pins(data, path)
     for model, price in (data.get("prices") or {}).items():
         try:
             s.prices[model] = (float(price[0]), float(price[1]), float(price[2]))

@@ -6,7 +6,7 @@ import bisect
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from statistics import median
 from urllib.parse import parse_qs, urlparse
 
@@ -20,6 +20,11 @@ _HEADING_STOP = frozenset(
 _SLUG_JUNK = re.compile(r"[^a-z0-9]+")
 MATCH_THRESHOLD = 0.5  # below this confidence a transcript is not given to an episode
 _PAIR_WINDOW = 8  # two note words found this close in the transcript count as a phrase hit
+
+
+def _path_key(path: str) -> str:
+    # cards.toml paths are relative to its folder, command-line ones to the working directory.
+    return str(Path(path).resolve())
 
 
 def slugify(text: str, fallback: str = "episode") -> str:
@@ -60,9 +65,10 @@ class _Group:
 
     @property
     def heading(self) -> str | None:
-        # The fullest headed section names the episode; ties go to the earlier file.
+        # The fullest headed section names the episode; ties go to the file whose
+        # path sorts first, so the slug does not depend on argument order.
         headed = [s for s in self.sections if s.heading]
-        return max(headed, key=lambda s: len(s.items)).heading if headed else None
+        return min(headed, key=_fullest_first).heading if headed else None
 
     def keys(self) -> set[str]:
         return set().union(*(heading_key(s.heading or "")[0] for s in self.sections))
@@ -71,7 +77,20 @@ class _Group:
         return {normalise(i.text) for s in self.sections for i in s.items}
 
 
+def _fullest_first(sec: NoteSection) -> tuple:
+    return (sec.heading is None, -len(sec.items), sec.path, sec.line)
+
+
+def _pinned(heading: str | None, aliases: dict[str, str]) -> str | None:
+    """The pinned slug a heading belongs to: named as an alias, or slugifying to the pinned slug."""
+    if not heading:
+        return None
+    return aliases.get(normalise(heading)) or aliases.get(slugify(heading))
+
+
 def _same_episode(a: NoteSection, b: NoteSection) -> bool:
+    if a.heading and b.heading and normalise(a.heading) == normalise(b.heading):
+        return True  # even a heading of stop words only ("Interview", "Episode")
     ka, da = heading_key(a.heading or "")
     kb, db = heading_key(b.heading or "")
     if not ka or not kb:
@@ -92,7 +111,7 @@ def _group_headed(sections: list[NoteSection], aliases: dict[str, str]) -> list[
     groups: list[_Group] = []
     by_alias: dict[str, _Group] = {}
     for sec in sections:
-        alias = aliases.get(normalise(sec.heading or ""))
+        alias = _pinned(sec.heading, aliases)
         target = by_alias.get(alias) if alias else None
         if target is None:
             target = next((g for g in groups if any(_same_episode(sec, s) for s in g.sections)), None)
@@ -207,23 +226,39 @@ def _headless_title(sec: NoteSection) -> str:
 
 
 def _merge_items(slug: str, sections: list[NoteSection]) -> list[NoteItem]:
-    """One NoteItem per distinct text; items only in later files go after their neighbour."""
+    """One NoteItem per distinct text, in the order of the fullest section.
+
+    Items found only in another section go next to their neighbour: after the
+    shared item above them, or before the first shared one; a section sharing
+    nothing goes at the end.
+    """
     order: list[str] = []
     data: dict[str, dict] = {}
-    ordered = sorted(sections, key=lambda s: -len(s.items))
-    for sec in ordered:
-        last = -1
+    for sec in sorted(sections, key=_fullest_first):
+        last: int | None = None  # where this section's last item sits in `order`
+        pending: list[str] = []  # new items above the first shared one
         for raw in sec.items:
             nid = NoteItem.make_id(slug, raw.text)
             src = Source(sec.path, raw.line_start, raw.line_end)
             if nid in data:
                 if src not in data[nid]["sources"]:
                     data[nid]["sources"].append(src)
-                last = order.index(nid)
+                if nid in pending:  # the same text twice in one section
+                    continue
+                at = order.index(nid)
+                if last is None:
+                    order[at:at] = pending
+                    at += len(pending)
+                    pending = []
+                last = at
                 continue
             data[nid] = {"raw": raw, "sources": [src]}
-            last += 1
-            order.insert(last, nid)
+            if last is None:
+                pending.append(nid)
+            else:
+                last += 1
+                order.insert(last, nid)
+        order.extend(pending)
     return [
         NoteItem(nid, slug, data[nid]["raw"].text, data[nid]["raw"].kind, data[nid]["raw"].section,
                  tuple(data[nid]["sources"]), pos)
@@ -246,17 +281,18 @@ def build_episodes(
 
     def slug_of(g: _Group) -> str:
         for s in g.sections:
-            pinned = aliases.get(normalise(s.heading or ""))
+            pinned = _pinned(s.heading, aliases)
             if pinned:
                 return pinned
         return slugify(g.heading or g.title)
 
     # Prose notes that name a video id join the episode whose transcript has it;
     # that needs transcripts matched first, on the headed episodes alone.
-    pinned_paths = {str(PurePath(p["transcript"])): slug for slug, p in pins.items() if p.get("transcript")}
-    free = [t for t in transcripts if str(PurePath(t.path)) not in pinned_paths]
+    pinned_paths = {_path_key(p["transcript"]): slug for slug, p in pins.items() if p.get("transcript")}
+    free = [t for t in transcripts if _path_key(t.path) not in pinned_paths]
     summary = [(slug_of(g), [i.text for s in g.sections for i in s.items], g.keys()) for g in groups]
-    matched = _match_transcripts([x for x in summary if not pins.get(x[0], {}).get("transcript")], free)
+    # An episode pinned to a transcript, or to none (`transcript = false`), takes no part in matching.
+    matched = _match_transcripts([x for x in summary if "transcript" not in pins.get(x[0], {})], free)
     video_ids = {t.video_id: i for i, g in enumerate(groups)
                  for t, _ in [matched.get(summary[i][0], (None, 0))] if t is not None and t.video_id}
     for sec in headless:
@@ -285,12 +321,12 @@ def build_episodes(
             ep.url = f"https://www.youtube.com/watch?v={ep.video_id}"
         episodes.append(ep)
 
-    by_path = {str(PurePath(t.path)): t for t in transcripts}
+    by_path = {_path_key(t.path): t for t in transcripts}
     taken: set[str] = set()
     for ep in episodes:
         pin = pins.get(ep.slug, {})
         if "transcript" in pin:
-            t = by_path.get(str(PurePath(pin["transcript"]))) if pin["transcript"] else None
+            t = by_path.get(_path_key(pin["transcript"])) if pin["transcript"] else None
             ep.transcript, ep.match_score = t, (1.0 if t else None)
         elif ep.slug in matched:
             ep.transcript, ep.match_score = matched[ep.slug]

@@ -24,19 +24,34 @@ _RULE = re.compile(r"^[ \t]*(?:(?:-[ \t]*){3,}|(?:\*[ \t]*){3,}|(?:_[ \t]*){3,})
 _URL = re.compile(r"https?://[^\s<>()\[\]]+")
 _MD_LINK = re.compile(r"\[([^\]\n]{1,500})\]\((https?://[^)\s]+)\)")
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
-_BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+# Emphasis markers count only outside words, as the italic ones below do, so
+# "2**10" stays a power; the span stops at the next marker of its kind, which
+# keeps a long line full of unclosed "**" linear rather than quadratic.
+_BOLD = re.compile(r"(?<!\w)(\*\*|__)(?=\S)((?:(?!\1).)+?)(?<=\S)\1(?!\w)")
 _ITALIC_STAR = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![\w*])")
 _ITALIC_UNDER = re.compile(r"(?<![\w_])_(?=[^\s_])([^_\n]+?)(?<=[^\s_])_(?![\w_])")
+_CODE_SPAN = re.compile(r"(`+)[^`\n]+?\1")
 _SUBHEADING_MAX = 80
 
 
-def strip_markup(text: str) -> str:
-    """Remove emphasis markers and turn markdown links into 'text (url)'."""
-    text = _MD_LINK.sub(lambda m: f"{m.group(1)} ({m.group(2)})", text)
+def _strip_emphasis(text: str) -> str:
     text = _BOLD.sub(r"\2", text)
     text = _ITALIC_STAR.sub(r"\1", text)
-    text = _ITALIC_UNDER.sub(r"\1", text)
-    return text
+    return _ITALIC_UNDER.sub(r"\1", text)
+
+
+def strip_markup(text: str) -> str:
+    """Remove emphasis markers and turn markdown links into 'text (url)'; code spans stay verbatim."""
+    text = _MD_LINK.sub(lambda m: f"{m.group(1)} ({m.group(2)})", text)
+    if "`" not in text:
+        return _strip_emphasis(text)
+    # `__init__` and `a*b*c` are code: emphasis is stripped only between spans.
+    out, pos = [], 0
+    for m in _CODE_SPAN.finditer(text):
+        out += [_strip_emphasis(text[pos:m.start()]), m.group(0)]
+        pos = m.end()
+    out.append(_strip_emphasis(text[pos:]))
+    return "".join(out)
 
 
 def _indent_width(ws: str) -> int:
@@ -51,6 +66,7 @@ class _Item:
     end: int
     section: str | None
     base_indent: int = 0
+    child_indents: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -147,8 +163,13 @@ def _parse_body(body: list[tuple[int, str]]) -> list[_Item]:
             indent = _indent_width(m.group(1))
             text = m.group(2).strip()
             if current is not None and current.kind == "bullet" and indent > current.base_indent:
-                depth = 1 if indent - current.base_indent <= 4 else 2
-                current.lines.append("  " * depth + "- " + text)
+                # Depth counts the open levels above this one, so lists indented by
+                # two spaces nest as deep as lists indented by four.
+                stack = current.child_indents
+                while stack and stack[-1] >= indent:
+                    stack.pop()
+                stack.append(indent)
+                current.lines.append("  " * len(stack) + "- " + text)
                 current.end = lineno
             else:
                 current = _Item("bullet", [text], lineno, lineno, section, indent)

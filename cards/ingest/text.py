@@ -28,9 +28,13 @@ def decode(data: bytes, path: str) -> str:
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             try:
-                return data[len(bom):].decode(encoding)
+                text = data[len(bom):].decode(encoding)
             except UnicodeDecodeError as e:
-                raise InputError(f"cannot decode as {encoding} (byte {e.start})", path=path) from None
+                raise InputError(f"cannot decode as {encoding} at byte {e.start + len(bom)}: {e.reason}",
+                                 path=path) from None
+            if not text.strip():
+                raise InputError("file is empty", path=path)
+            return text
     if b"\x00" in data[:8192]:
         raise InputError("binary file, not text", path=path)
     try:
@@ -71,6 +75,17 @@ def _restore_lost_lead_byte(run: str) -> str:
     return "".join(out)
 
 
+def _lost_lead_byte_candidate(m: re.Match) -> bool:
+    # Only a run standing apart from ASCII letters: inside a word, "üçü" is
+    # Turkish ("küçük"), not a fries emoji that lost its first byte.
+    run, s = m.group(0), m.string
+    if "\uf8ff" in run:
+        return False
+    before = s[m.start() - 1] if m.start() else " "
+    after = s[m.end()] if m.end() < len(s) else " "
+    return not (before.isascii() and before.isalnum()) and not (after.isascii() and after.isalnum())
+
+
 def repair(text: str) -> str:
     """Undo mojibake (ftfy, plus the Mac Roman lost-lead-byte case) and normalise line ends."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -78,7 +93,7 @@ def repair(text: str) -> str:
         import ftfy  # only when the text looks damaged: ftfy costs ~50 ms to import
 
         text = _NON_ASCII_RUN.sub(
-            lambda m: m.group(0) if "\uf8ff" in m.group(0) else _restore_lost_lead_byte(m.group(0)),
+            lambda m: _restore_lost_lead_byte(m.group(0)) if _lost_lead_byte_candidate(m) else m.group(0),
             text,
         )
         text = ftfy.fix_text(text, uncurl_quotes=False, normalization="NFC")
