@@ -3,36 +3,40 @@
 Notes are terse and in the listener's words; captions are unpunctuated and
 misheard. The method, with no LLM:
 
-1. Words on both sides go through the same normalisation (`lexicon.match_words`:
-   canonical spelling, "o1" = "01", number words as digits, "400,000" = "400k",
-   "27x" = "27") and a light stemmer. The transcript is indexed once, vectorised:
-   a stem id per word, the positions of every stem, and the stem's IDF over
-   passage-sized blocks.
-2. A note becomes a query of terms. Each term has one or more spellings in the
-   transcript, each with a confidence: the word itself; a misheard spelling
-   (fuzzy, same first letter, "trianing"); an abbreviation ("quant" for
-   "quantitative", "yrs" for "years"); a compound heard as two words
-   ("microwavegang" = "microwave gang") or two note words heard as one
-   ("power plant" = "powerplant"); an acronym's initials ("nlp" = "natural
-   language processing", "MoE" = "mixture of experts"); a nearby number of the
-   same size ("60+%" for "80%"). A term weighs its IDF (the exact word's when it
-   occurs, else that of its spellings together); a spelling only discounts it.
-   The note's first line is its claim; run-on lines and children count for less.
-3. Adjacent note terms that occur close together in the transcript, in either
-   order ("quality of data" / "data quality"), add a phrase term weighted by the
-   rarer of the two: a phrase is much less likely by chance than two words in
-   one passage.
-4. Passage-sized windows are scored by the weighted presence of each term with
-   a soft kernel: full weight near the window's focus, less towards its edges.
-   Presence is saturated (a term counts once however often it is repeated), as
-   in BM25 with a small k1: notes name a claim, not the topic most talked about.
-5. Notes mostly follow the episode's order, so the final choice is a Viterbi
-   path over each note's best windows that prices jumps by their distance and
-   backward jumps more: strong evidence can still overrule the order.
-6. The passage is grown from whole segments around the evidence's centre, a
-   little more before it than after, to the token budget (counted exactly, only
-   for the segments used), with the segments' start and end times when the
-   transcript has them. A single segment longer than the budget is cut by words.
+1. Both sides are read by `lexicon.match_words`: canonical spellings ("o1" is
+   "01"), numbers however written ("400,000" = "400k" = "four hundred thousand",
+   "27x" = "27", "70GB" = "70 gigabytes") and a light stemmer. The transcript is
+   indexed once, in one vectorised pass: a stem id per word, the positions of
+   every stem, and each stem's IDF (BM25's) over 100-word blocks.
+2. A note becomes a query of terms. A term has one or more spellings in the
+   transcript, each with a confidence: the word itself; a near spelling (a
+   misspelt note word, "trianing", or a rare mishearing of a word the transcript
+   also has right); an abbreviation ("quant", "yrs"); a compound heard as two
+   words ("microwavegang") or two note words heard as one ("power plant"); an
+   acronym written in capitals or without vowels ("MLA", "nlp") as initials; a
+   number of about the same size ("60+%" for "80%"). A term weighs its word's
+   IDF; a weaker spelling discounts its hits, never the term. A note word the
+   transcript lacks still counts in the note's total, so a note from elsewhere
+   scores low. The note's first sentence is the claim heard: later sentences,
+   run-on lines and children count for less.
+3. Phrases: adjacent note terms said close together, in either order ("quality
+   of data" / "data quality"), and a content word next to a telling function word
+   ("went below"), are terms of their own, weighted by their own rarity. A phrase
+   is far less likely by chance than its words in one passage.
+4. Windows of a fixed size (about as far apart as a note's words are said, not
+   the budget) are scored by each term's presence under a soft kernel: full near
+   the window's focus, less towards its edges, once per term however often
+   repeated (BM25 saturation with a small k1): notes name a claim, not the topic
+   talked about most. Rare terms touch only the windows near their hits.
+5. Notes mostly follow the episode: a Viterbi path over each note's best windows
+   prices jumps by distance and backward jumps more, so strong evidence can still
+   overrule the order. Notes whose best window scores below MIN_SCORE get None.
+6. The passage: of the runs of whole segments that fit the token budget and hold
+   the evidence's centre, the one covering the most weighted terms (each with a
+   few words around it), ties going to the run with the evidence a little past
+   its middle; then grown to the budget. Tokens are counted only for segments
+   looked at. Times are the first and last timed segment's; a single segment
+   longer than the budget is cut to the words around the evidence.
 """
 
 from __future__ import annotations
@@ -46,13 +50,14 @@ import numpy as np
 
 from cards.lexicon import (
     BREAK,
+    NUMBER_WORDS,
     SCALE_WORDS,
-    fold_scale,
     match_tokens,
     match_tokens_joined,
     match_words,
     normalise_token,
     number_value,
+    spoken_numbers,
 )
 from cards.lexicon import MATCH_STOPWORDS as STOPWORDS
 from cards.models import Context, NoteItem, Transcript
@@ -64,7 +69,8 @@ SPOT_WORDS = 160  # words per scoring window: a note's words are said within abo
 IDF_BLOCK = 100  # words per "document" when counting document frequencies
 CANDIDATES = 8  # windows per note considered by the order model
 BACKWARD_PENALTY = 0.1  # cost, in normalised score, of placing a note before the previous one
-JUMP_COST = 0.5  # cost of a jump across the whole transcript; backward jumps pay it twice
+JUMP_COST = 0.5  # cost of a forward jump across the whole transcript
+BACKWARD_JUMP_COST = 0.5  # and of a backward one, on top of BACKWARD_PENALTY
 LEAN = 0.55  # share of the passage that comes before the evidence (0.5 = centred)
 CORE = 0.5  # the inner share of each half-window where a term counts fully
 EDGE = 0.5  # how much a term at the very edge of the window still counts
@@ -73,17 +79,20 @@ REST_FACTOR = 0.4  # weight of words from a note's run-on lines and children
 PAIR_FACTOR = 0.6  # weight of a phrase hit, relative to the rarer of its two terms
 PAIR_GAP = 6  # words: the most a phrase's two terms may lie apart in the transcript, in order
 PAIR_GAP_REVERSED = 3  # and in the other order ("data quality" for "quality of data")
-REVERSED_CONF = 0.7
+REVERSED_CONF = 0.7  # a phrase heard in the other order
 FUNCTION_MIN_IDF = 2.0  # function words in fewer than about one passage in six
 FUNCTION_PAIR_GAP = 2  # a function word must be next to its content word (one filler allowed)
 FUZZY_CUTOFF = 80  # rapidfuzz ratio for a misheard spelling
-FUZZY_CONF = 0.8
-ABBREV_CONF = 0.6
-COMPOUND_CONF = 0.9
-ACRONYM_CONF = 0.8
-NEAR_NUMBER_CONF = 0.4
+FUZZY_CONF = 0.8  # a misspelt note word (absent from the transcript) matching a near spelling
+MISHEARD_CONF = 0.5  # a note word the transcript has, matching a rare near spelling elsewhere
+FUZZY_NEAR_BEST = 10  # a misspelt note word matches the spellings this close to its best match
+FUZZY_RARE = 3  # a mishearing of a word the transcript also has occurs at most this often
+ABBREV_CONF = 0.6  # "quant" for "quantitative", "yrs" for "years"
+COMPOUND_CONF = 0.9  # "microwavegang" for "microwave gang", "power plant" for "powerplant"
+ACRONYM_CONF = 0.8  # "nlp" for "natural language processing"
+NEAR_NUMBER_CONF = 0.4  # "60" for "80"
 NEAR_NUMBER_RATIO = 1.5  # "60+%" may be "80%": notes round and misremember
-TIE = 1e-3
+TIE = 1e-3  # among passages holding equal evidence, prefer the one with it LEAN of the way in
 HIT_MARGIN = 5  # words around a hit that a passage must hold for the hit to count
 ABSENT_WEIGHT = 0.5  # a note word the transcript lacks weighs this share of the rarest word's IDF
 MIN_SCORE = 0.15  # below this a note gets no context: too little of it is in the transcript
@@ -133,7 +142,8 @@ class _Index:
     width: int  # words per scoring window: how far apart a note's words are said
     passage_words: int  # about how many words the token budget holds
     by_letter: dict[str, list[str]] = field(default_factory=dict)  # content stems by first letter
-    by_shape: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # ... and length
+    raw_by_shape: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # words, unstemmed
+    raw_count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     numbers: list[tuple[float, str]] = field(default_factory=list)  # numeric stems and their values
 
     def positions(self, sid: int) -> np.ndarray:
@@ -168,22 +178,26 @@ def _build_index(transcript: Transcript, counter: TokenCounter, budget: int) -> 
                            for t in tok_id), dtype=np.int64, count=len(tok_id))
     word_raw = tok_raw[ids]
     raw_words = list(raw_id)
-    # Fold scale words into the number before them ("7 billion"), as `match_words` does.
-    scale_ids = [raw_id[w] for w in SCALE_WORDS if w in raw_id]
-    if scale_ids and len(word_raw):
-        dropped = np.zeros(len(word_raw), dtype=bool)
-        for i in np.flatnonzero(np.isin(word_raw, scale_ids)).tolist():
-            j = i - 1
-            while j >= 0 and dropped[j]:
-                j -= 1
-            folded = fold_scale(raw_words[word_raw[j]], raw_words[word_raw[i]]) if j >= 0 else None
-            if folded is not None:
-                if folded not in raw_id:
-                    raw_id[folded] = len(raw_id)
-                    raw_words.append(folded)
-                word_raw[j] = raw_id[folded]
-                dropped[i] = True
-        word_raw, seg_of = word_raw[~dropped], seg_of[~dropped]
+    # Numbers said in words ("two hundred fifty six", "7 billion") become one word, as in
+    # `match_words`. Only positions that can start one are tried: a number word, or any word
+    # followed by a scale word ("a thousand", "1.5 million").
+    tok_words = list(tok_id)
+    starters = [i for w, i in tok_id.items() if w in NUMBER_WORDS and w != "one"]
+    scales = [i for w, i in tok_id.items() if w in SCALE_WORDS]
+    if (starters or scales) and len(ids):
+        maybe = np.isin(ids, starters)
+        maybe[:-1] |= np.isin(ids[1:], scales)
+        raw_tokens = _Tokens(ids, tok_words)
+        found = spoken_numbers(raw_tokens, np.flatnonzero(maybe).tolist())
+        if found:
+            dropped = np.zeros(len(word_raw), dtype=bool)
+            for start, end, value in found:
+                if value not in raw_id:
+                    raw_id[value] = len(raw_id)
+                    raw_words.append(value)
+                word_raw[start] = raw_id[value]
+                dropped[start + 1:end] = True
+            word_raw, seg_of = word_raw[~dropped], seg_of[~dropped]
 
     stem_id: dict[str, int] = {}
     raw_stem = np.fromiter((stem_id.setdefault(stem(w), len(stem_id)) for w in raw_words), dtype=np.int64,
@@ -206,7 +220,6 @@ def _build_index(transcript: Transcript, counter: TokenCounter, budget: int) -> 
     first = np.fromiter((ord(w[0]) if w and ord(w[0]) < 256 else 0 for w in raw_words), dtype=np.uint8,
                         count=len(raw_words))
     by_letter: dict[str, list[str]] = {}
-    by_shape: dict[tuple[str, int], list[str]] = {}
     numbers: list[tuple[float, str]] = []
     for st in stems:
         if not st:
@@ -217,10 +230,27 @@ def _build_index(transcript: Transcript, counter: TokenCounter, budget: int) -> 
                 numbers.append((v, st))
         elif len(st) >= 3 and st not in STOPWORDS:
             by_letter.setdefault(st[0], []).append(st)
-            by_shape.setdefault((st[0], len(st)), []).append(st)
+    raw_by_shape: dict[tuple[str, int], list[str]] = {}
+    for w in raw_words:
+        if len(w) >= 4 and w[0].isalpha() and w not in STOPWORDS:
+            raw_by_shape.setdefault((w[0], len(w)), []).append(w)
     return _Index(transcript, n, seg_of.astype(np.int64), word_stem, word_raw, stems, stem_id,
                   raw_id, order, offsets, IDF_BLOCK, n_blocks, idf, ~stop_raw[word_raw], first[word_raw],
-                  SPOT_WORDS, passage_words, by_letter, by_shape, numbers)
+                  SPOT_WORDS, passage_words, by_letter, raw_by_shape,
+                  np.bincount(word_raw, minlength=len(raw_words)), numbers)
+
+
+class _Tokens:
+    """Raw tokens by position, without building the list: ids into the distinct tokens."""
+
+    def __init__(self, ids: np.ndarray, words: list[str]):
+        self.ids, self.words = ids, words
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> str:
+        return self.words[self.ids[i]]
 
 
 def _words_per_token(transcript: Transcript, counter: TokenCounter, n_words: int) -> float:
@@ -281,8 +311,8 @@ class _Lookup:
         if s[0].isdigit():
             self._near_numbers(s, found)
         else:
-            if len(s) >= 5:
-                self._misheard(s, found)
+            if len(word) >= 5:
+                self._misheard(word, exact is not None, found)
             if n_exact <= 2:
                 self._abbreviation(word, found)
                 self._compound(word, found)
@@ -304,13 +334,29 @@ class _Lookup:
         if sid is not None:
             found.setdefault(conf, []).append(self.index.positions(sid))
 
-    def _misheard(self, s: str, found: dict[float, list[np.ndarray]]) -> None:
+    def _misheard(self, word: str, present: bool, found: dict[float, list[np.ndarray]]) -> None:
+        """Spellings a letter or two away ("sparity", "tranium"), compared as whole words.
+
+        When the note's word occurs in the transcript, only rare variants count: a
+        mishearing is rarer than the word, and a common near-spelling is another word
+        ("export" for "expert"). When it does not occur, the note may be misspelt
+        ("trianing"): the closest spellings count, however common.
+        """
         from rapidfuzz import fuzz, process
 
-        pool = [t for n in range(len(s) - 2, len(s) + 3) for t in self.index.by_shape.get((s[0], n), ()) if t != s]
-        for hit, score, _ in process.extract(s, pool, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF, limit=4):
-            if len(hit) >= 5:
-                self._add(found, round(FUZZY_CONF * score / 100, 2), hit)
+        ix = self.index
+        pool = [t for n in range(len(word) - 2, len(word) + 3) for t in ix.raw_by_shape.get((word[0], n), ())
+                if t != word]
+        hits = process.extract(word, pool, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF, limit=8)
+        if present:
+            hits = [h for h in hits if ix.raw_count[ix.raw_id[h[0]]] <= FUZZY_RARE]
+        elif hits:
+            best = hits[0][1]
+            hits = [h for h in hits if h[1] >= best - FUZZY_NEAR_BEST]
+        conf = MISHEARD_CONF if present else FUZZY_CONF
+        for hit, score, _ in hits[:3]:
+            if stem(hit) != stem(word):
+                self._add(found, round(conf * score / 100, 2), stem(hit))
 
     def _abbreviation(self, word: str, found: dict[float, list[np.ndarray]]) -> None:
         """Notes shorten words: "quant" for "quantitative", "yrs" for "years"."""
@@ -423,9 +469,8 @@ def _query(lookup: _Lookup, text: str) -> list[_Term]:
                 useful = sid is not None and len(w) > 1 and index.idf[sid] >= FUNCTION_MIN_IDF
                 seq.append(_Term(w, [(index.positions(sid), 1.0)], 0.0) if useful else None)
                 continue
-            acr = w in caps or (
-                w.isalpha() and 2 <= len(w) <= 5 and (not any(c in _VOWELS for c in w) or index.count(stem(w)) == 0)
-            )
+            # An acronym is written in capitals ("MLA") or cannot be said as a word ("nlp").
+            acr = w in caps or (w.isalpha() and 2 <= len(w) <= 5 and not any(c in _VOWELS for c in w))
             if w.endswith("s") and w[:-1] in caps:
                 w, acr = w[:-1], True
             found = lookup.spellings(w, acr)
@@ -704,8 +749,8 @@ class Aligner:
         scores = scores.copy()
         while len(picked) < CANDIDATES:
             w = int(np.argmax(scores))
-            if scores[w] <= 0:
-                break
+            if scores[w] <= 0 or scores[w] < MIN_SCORE * norm:
+                break  # too little evidence: not a candidate for the order model either
             picked.append((float(scores[w]) / norm, int(self.focus[w])))
             scores[max(0, w - apart + 1):w + apart] = 0.0
         return picked, query
@@ -715,7 +760,7 @@ class Aligner:
         path = self._viterbi([c for c, _ in cands])
         out: list[Context | None] = []
         for (picks, query), choice in zip(cands, path):
-            if choice is None or picks[choice][0] < MIN_SCORE:
+            if choice is None:
                 out.append(None)
                 continue
             score, focus = picks[choice]
@@ -727,7 +772,7 @@ class Aligner:
         dist = (cur - prev) / max(1, self.index.n_words)
         if cur >= prev - self.index.width / 2:
             return JUMP_COST * max(dist, 0.0)
-        return BACKWARD_PENALTY + 2 * JUMP_COST * -dist
+        return BACKWARD_PENALTY + BACKWARD_JUMP_COST * -dist
 
     def _viterbi(self, cands: list[list[tuple[float, int]]]) -> list[int | None]:
         """Best candidate per note, preferring an order that moves forward through the episode."""

@@ -6,7 +6,9 @@ transcripts are always compared in the same terms.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Iterable, Sequence
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _O_NUMBER = re.compile(r"^o(\d+)$")  # "o1" is heard as "01" in captions
@@ -133,41 +135,72 @@ def match_tokens_joined(texts: list[str]) -> list[str]:
     return _MATCH_TOKEN_OR_BREAK.findall(BREAK.join(texts).lower().replace("\u2019", "'"))
 
 
-def fold_scale(prev: str, scale: str) -> str | None:
-    """A number followed by a scale word as one number ("7", "billion" -> "7000000000"), else None."""
-    value = number_value("1" if prev in ("one", "a") else prev)
-    return None if value is None else format_number(value * SCALE_WORDS[scale])
+def _spoken_number_at(raw: Sequence[str], i: int) -> tuple[int, float] | None:
+    """The spoken number of two or more words starting at raw[i]: (end, value), else None."""
+    total, cur, prev, last_scale = 0.0, None, "", math.inf
+    j = i
+    while j < len(raw):
+        w = raw[j]
+        v = NUMBER_WORDS.get(w)
+        if j == i:
+            nxt = raw[j + 1] if j + 1 < len(raw) else ""
+            if w in ("a", "one") and nxt in SCALE_WORDS:
+                cur, prev = 1.0, "unit"
+            elif w[:1].isdigit() and nxt in SCALE_WORDS:
+                cur, prev = number_value(normalise_token(w)), "digits"
+                if cur is None:
+                    return None
+            elif v is not None and w != "one":
+                cur, prev = float(v), "tens" if v >= 20 else "unit"
+            else:
+                return None
+        elif w == "hundred":
+            if cur is None or cur >= 100 or prev == "hundred":
+                break
+            cur, prev = cur * 100, "hundred"
+        elif w in SCALE_WORDS:
+            scale = SCALE_WORDS[w]
+            if cur is None or scale >= last_scale:
+                break
+            total, cur, prev, last_scale = total + cur * scale, None, "scale", scale
+        elif v is not None and (w != "one" or prev == "tens"):
+            if cur is None:
+                cur = float(v)
+            elif (prev == "hundred" and v < 100) or (prev == "tens" and 0 < v < 10):
+                cur += v
+            else:
+                break
+            prev = "tens" if v >= 20 else "unit"
+        else:
+            break
+        j += 1
+    if j - i < 2:
+        return None
+    return j, total + (cur or 0.0)
 
 
-def fold_scales(tokens: list[str]) -> tuple[list[str], list[int]]:
-    """Fold scale words into the number before them ("7 billion" -> "7000000000").
+def spoken_numbers(raw: Sequence[str], starts: Iterable[int] | None = None) -> list[tuple[int, int, str]]:
+    """Numbers said in several words, as (start, end, normalised value) over raw tokens.
 
-    Returns the folded tokens and, for each, the index of the token it came from.
+    "two hundred fifty six" -> "256", "seven billion" -> "7000000000", "a thousand" -> "1000",
+    "1.5 million" -> "1500000". Only `starts` (ascending) are tried when given.
     """
-    at = [i for i, t in enumerate(tokens) if t in SCALE_WORDS]
-    if not at:
-        return tokens, list(range(len(tokens)))
-    out = list(tokens)
-    dropped: set[int] = set()
-    for i in at:
-        j = i - 1
-        while j in dropped:
-            j -= 1
-        if j < 0:
+    out: list[tuple[int, int, str]] = []
+    done = 0
+    for i in range(len(raw)) if starts is None else starts:
+        if i < done:
             continue
-        folded = fold_scale(out[j], out[i])
-        if folded is not None:
-            out[j] = folded
-            dropped.add(i)
-    keep = [i for i in range(len(out)) if i not in dropped]
-    return [out[i] for i in keep], keep
-
-
-def merge_scales(tokens: list[str]) -> list[str]:
-    """Fold scale words into the number before them: "7 billion" -> "7000000000"."""
-    return fold_scales(tokens)[0]
+        found = _spoken_number_at(raw, i)
+        if found is not None:
+            out.append((i, found[0], format_number(found[1])))
+            done = found[0]
+    return out
 
 
 def match_words(text: str) -> list[str]:
     """Words as alignment compares them: canonical, numbers normalised, in order."""
-    return merge_scales([normalise_token(t) for t in match_tokens(text)])
+    raw = match_tokens(text)
+    out = [normalise_token(t) for t in raw]
+    for start, end, value in reversed(spoken_numbers(raw)):
+        out[start:end] = [value]
+    return out

@@ -1,0 +1,348 @@
+"""Alignment: each note finds the passage it came from, sized to the token budget."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tiktoken
+
+from cards import align
+from cards.align import DEFAULT_CONTEXT_TOKENS, MIN_SCORE, Aligner, align_episode
+from cards.lexicon import match_words
+from cards.models import NoteItem, Segment, Source, Transcript
+from cards.tokens import counter_for, counter_from_encoding
+
+SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+
+# Talk that none of the notes below is about: varied, so that its words are common
+# across the transcript and the notes' rare words stand out, as in a real episode.
+FILLER = [
+    "so yeah I think that is a fair point and we can come back to it later",
+    "the weather in the city was nice so we walked to the studio this morning",
+    "my brother plays guitar in a band and they tour every summer",
+    "we should talk about the history of the printing press at some point",
+    "there is a lot of coffee on this table right now honestly",
+    "the football season starts next month and everyone is excited",
+    "a good breakfast makes the whole day go better for me",
+    "the museum downtown has a new exhibit about ancient pottery",
+    "our listeners keep sending us emails about gardening tips",
+    "the train was late again so the interview started a bit behind",
+    "I read a novel about sailors crossing the ocean last week",
+    "the mountains up north get a lot of snow in the winter",
+    "she told me her favourite painter is from the dutch golden age",
+    "cooking pasta properly takes more salt than people expect",
+    "the library closes early on sundays which is annoying",
+    "we bought new microphones for the show and they sound great",
+    "kids these days learn to swim before they can read",
+    "the marathon route goes along the river and over the bridge",
+    "a friend of mine restores old bicycles in his garage",
+    "the bakery on the corner sells bread until noon",
+]
+
+
+def filler(i: int) -> str:
+    return FILLER[(i * 7) % len(FILLER)]
+
+
+def make_transcript(inserts: dict[int, str], n: int = 400, timed: bool = False) -> Transcript:
+    segs = []
+    for i in range(n):
+        start = i * 3.0 if timed else None
+        segs.append(Segment(inserts.get(i, filler(i)), i + 1, start, None if start is None else start + 3.0))
+    return Transcript("episode.txt", "whisper" if timed else "youtube", tuple(segs))
+
+
+def note(text: str, position: int = 0) -> NoteItem:
+    return NoteItem(NoteItem.make_id("ep", text), "ep", text, "bullet", None, (Source("notes.md", 1, 1),), position)
+
+
+def holds(ctx, segment: int) -> bool:
+    return ctx is not None and ctx.first_segment <= segment <= ctx.last_segment
+
+
+COUNTER = counter_for(None)  # offline: the labelled estimate
+
+
+def byte_counter():
+    """A small local tiktoken encoding (one token per byte, GPT-style pre-splitting)."""
+    enc = tiktoken.Encoding(
+        name="test-bytes",
+        pat_str=r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+""",
+        mergeable_ranks={bytes([i]): i for i in range(256)},
+        special_tokens={},
+    )
+    return counter_from_encoding(enc)
+
+
+# --- Finding the passage ------------------------------------------------------------------
+
+
+def test_a_note_finds_its_passage():
+    t = make_transcript({200: "they built a new sparse attention kernel called flashmix for long context"})
+    [ctx] = align_episode([note("flashmix: a sparse attention kernel for long context")], t, COUNTER)
+    assert holds(ctx, 200)
+    assert "called flashmix" in ctx.text
+    assert MIN_SCORE <= ctx.score <= 1.0
+    # the passage is whole segments, verbatim and in order
+    assert ctx.text == " ".join(s.text for s in t.segments[ctx.first_segment:ctx.last_segment + 1])
+
+
+def test_the_note_claim_outweighs_its_children():
+    t = make_transcript({
+        100: "the cluster has one hundred thousand accelerators in a single building",
+        300: "and the cooling uses river water pumped through the racks",
+    })
+    text = "cluster of 100k accelerators in one building\nthey cool it with water"
+    [ctx] = align_episode([note(text)], t, COUNTER)
+    assert holds(ctx, 100)
+
+
+def test_phrases_beat_scattered_words():
+    # The same three words, once as the note's phrase and once scattered over a passage.
+    t = make_transcript({
+        100: "gross margins", 104: "for the", 108: "inference business",
+        300: "their inference gross margins are north of seventy five percent",
+    })
+    [ctx] = align_episode([note("inference gross margins ~75%")], t, COUNTER)
+    assert holds(ctx, 300)
+
+
+# --- Times --------------------------------------------------------------------------------
+
+
+def test_times_come_from_the_first_and_last_segment_of_the_passage():
+    t = make_transcript({150: "the foundry business model was invented by morris chang"}, timed=True)
+    [ctx] = align_episode([note("morris chang invented the foundry model")], t, COUNTER)
+    assert holds(ctx, 150)
+    assert ctx.start == t.segments[ctx.first_segment].start
+    assert ctx.end == t.segments[ctx.last_segment].end
+    assert ctx.start < 150 * 3.0 < ctx.end
+
+
+def test_untimed_transcripts_give_no_times():
+    t = make_transcript({150: "the foundry business model was invented by morris chang"})
+    [ctx] = align_episode([note("morris chang invented the foundry model")], t, COUNTER)
+    assert ctx is not None and ctx.start is None and ctx.end is None
+
+
+def test_times_skip_segments_without_them():
+    t = make_transcript({150: "the foundry business model was invented by morris chang"}, timed=True)
+    segs = list(t.segments)
+    [ctx] = align_episode([note("morris chang invented the foundry model")], t, COUNTER)
+    first, last = ctx.first_segment, ctx.last_segment
+    segs[first] = Segment(segs[first].text, segs[first].line)  # untimed, at the passage's edges
+    segs[last] = Segment(segs[last].text, segs[last].line)
+    t2 = Transcript(t.path, t.format, tuple(segs))
+    [ctx2] = align_episode([note("morris chang invented the foundry model")], t2, COUNTER)
+    assert (ctx2.first_segment, ctx2.last_segment) == (first, last)
+    assert ctx2.start == segs[first + 1].start
+    assert ctx2.end == segs[last - 1].end
+
+
+# --- Spellings: misheard, split, abbreviated, numbers ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("said", "noted"),
+    [
+        ("there was a subreddit called microwave gang that caused spikes", "r/microwavegang"),  # split compound
+        ("they call it the power plant no blowup operator", "powerplant_no_blowup"),  # joined compound
+        ("so 01 is way more expensive to serve than the others", "o1 expensive to serve"),  # o1 heard as 01
+        ("four hundred thousand tranium chips in that cluster", "400k trainium"),  # misheard + number words
+        ("it came out twenty seven times cheaper to run", "27x cheaper"),
+        ("you need to read seventy gigabytes for every forward pass", "70GB per fwd pass"),  # units, abbreviation
+        ("quant firms love natural language processing for trading", "quant shops use nlp"),  # acronym
+        ("they use multi latent attention to shrink the cache", "MLA"),  # acronym by capitals
+        ("aws generates over 80% of amazon's profit", "aws makes 60+% of amazon's profit"),  # near number
+        ("the quantitative funds run everything on gpus now", "quant funds"),  # abbreviation
+    ],
+)
+def test_spellings(said, noted):
+    t = make_transcript({220: said})
+    [ctx] = align_episode([note(noted)], t, COUNTER)
+    assert holds(ctx, 220), (said, noted, ctx)
+
+
+def test_a_misspelt_note_word_still_matches():
+    t = make_transcript({220: "they use an auxiliary loss during training so every expert is used"})
+    [ctx] = align_episode([note("auxilary loss during trianing")], t, COUNTER)
+    assert holds(ctx, 220)
+
+
+def test_match_words_normalises_numbers_and_units():
+    assert match_words("AWS generates 60+% of Amazon's profit") == ["aws", "generates", "60", "of", "amazon", "profit"]
+    assert match_words("r1 is 27x cheaper than o1") == ["r1", "is", "27", "cheaper", "than", "01"]
+    assert match_words("400,000 or 400k or four hundred thousand") == ["400000", "or", "400000", "or", "400000"]
+    assert match_words("70B at int8 = 70GB") == ["70000000000", "at", "int8", "70", "gigabyte"]
+    assert match_words("3.35 TB/s, 2 yrs") == ["3.35", "terabyte", "s", "2", "years"]
+    assert match_words("one of the") == ["one", "of", "the"]
+    assert match_words("one million tokens") == ["1000000", "tokens"]
+
+
+def test_the_index_reads_words_as_match_words_does():
+    # The index tokenises the whole transcript in one vectorised pass; it must agree
+    # with the reference function that notes go through, across segment boundaries too.
+    texts = ["Llama 70B at int8 is 70GB", "seven", "billion parameters, 400,000 GPUs", "o1 costs 27x", "", "a",
+             "thousand teraflops and it's 3.35 TB/s"]
+    t = Transcript("t", "plain", tuple(Segment(x, i + 1) for i, x in enumerate(texts)))
+    index = Aligner(t, COUNTER).index
+    raw_words = list(index.raw_id)
+    assert [raw_words[i] for i in index.word_raw] == match_words(" ".join(texts))
+    assert index.word_seg.tolist() == sorted(index.word_seg.tolist())
+
+
+# --- Order ----------------------------------------------------------------------------------
+
+
+ANCHOR = "the export controls on high bandwidth memory started in december"
+TWICE = "nvidia never owned a fab which is unusual for a chip company"
+
+
+def test_order_breaks_a_tie_forwards():
+    t = make_transcript({100: TWICE, 200: ANCHOR, 300: TWICE})
+    ctxs = align_episode([note("export controls on HBM since december", 0), note("nvidia never had a fab", 1)],
+                         t, COUNTER)
+    assert holds(ctxs[0], 200)
+    assert holds(ctxs[1], 300)
+
+
+def test_order_breaks_a_tie_backwards_when_the_note_comes_first():
+    t = make_transcript({100: TWICE, 200: ANCHOR, 300: TWICE})
+    ctxs = align_episode([note("nvidia never had a fab", 0), note("export controls on HBM since december", 1)],
+                         t, COUNTER)
+    assert holds(ctxs[0], 100)
+    assert holds(ctxs[1], 200)
+
+
+def test_strong_evidence_overrules_the_order():
+    t = make_transcript({100: "mixture of experts with two hundred fifty six experts", 300: ANCHOR})
+    ctxs = align_episode([note("export controls on HBM since december", 0), note("256 experts in the moe", 1)],
+                         t, COUNTER)
+    assert holds(ctxs[0], 300)
+    assert holds(ctxs[1], 100)
+
+
+# --- No evidence and edge cases ---------------------------------------------------------------
+
+
+def test_notes_without_evidence_get_none():
+    t = make_transcript({200: "they built a new sparse attention kernel called flashmix"})
+    notes = [note("LMAO wtf"), note("quantum chromodynamics on a lattice"), note(""), note("flashmix kernel")]
+    ctxs = align_episode(notes, t, COUNTER)
+    assert ctxs[:3] == [None, None, None]
+    assert holds(ctxs[3], 200)
+
+
+def test_a_note_mostly_absent_from_the_transcript_gets_none():
+    # One common word found, many of the note's words absent: not this episode's note.
+    t = make_transcript({})
+    [ctx] = align_episode([note("bread chromodynamics lattice gauge quarks gluons confinement")], t, COUNTER)
+    assert ctx is None
+
+
+def test_no_transcript_or_no_notes():
+    assert align_episode([note("anything")], None, COUNTER) == [None]
+    assert align_episode([], make_transcript({}), COUNTER) == []
+
+
+@pytest.mark.parametrize("texts", [[], [""], ["", "  ", "..."], ["[MUSIC]", "-"]])
+def test_transcripts_without_words(texts):
+    t = Transcript("t", "plain", tuple(Segment(x, i + 1) for i, x in enumerate(texts)))
+    assert align_episode([note("flashmix kernel"), note("")], t, COUNTER) == [None, None]
+
+
+def test_empty_segments_around_the_passage():
+    texts = [""] * 5 + ["they built a new kernel called flashmix"] + [""] * 5
+    t = Transcript("t", "plain", tuple(Segment(x, i + 1) for i, x in enumerate(texts)))
+    [ctx] = align_episode([note("flashmix kernel")], t, COUNTER)
+    assert holds(ctx, 5)
+    assert "flashmix" in ctx.text
+
+
+def test_a_one_segment_transcript():
+    t = Transcript("t", "plain", (Segment("flashmix is a kernel", 1, 1.0, 2.0),))
+    [ctx] = align_episode([note("flashmix kernel")], t, COUNTER)
+    assert (ctx.first_segment, ctx.last_segment, ctx.start, ctx.end) == (0, 0, 1.0, 2.0)
+
+
+# --- Token budget -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("budget", [40, 120, 350])
+def test_passages_respect_the_budget_with_a_local_tiktoken_encoding(budget):
+    counter = byte_counter()
+    t = make_transcript({150: "the foundry business model was invented by morris chang"})
+    [ctx] = align_episode([note("morris chang invented the foundry model")], t, counter, budget)
+    assert ctx is not None
+    assert counter.count(ctx.text) <= budget
+    assert "morris chang" in ctx.text or budget < 60
+
+
+def test_passages_respect_the_default_budget_with_the_estimate():
+    t = make_transcript({150: "the foundry business model was invented by morris chang"})
+    [ctx] = align_episode([note("morris chang invented the foundry model")], t, COUNTER)
+    assert COUNTER.count(ctx.text) <= DEFAULT_CONTEXT_TOKENS
+    # and it uses most of the budget: neighbours are added while they fit
+    assert COUNTER.count(ctx.text) > DEFAULT_CONTEXT_TOKENS * 0.8
+
+
+def test_a_segment_longer_than_the_budget_is_cut_around_the_evidence():
+    counter = byte_counter()
+    long = " ".join(filler(i) for i in range(12)) + " and then flashmix arrived " + " ".join(
+        filler(i) for i in range(12, 24))
+    t = Transcript("t", "plain", (Segment(filler(1), 1), Segment(long, 2), Segment(filler(2), 3)))
+    [ctx] = align_episode([note("flashmix")], t, counter, 80)
+    assert (ctx.first_segment, ctx.last_segment) == (1, 1)
+    assert "flashmix" in ctx.text
+    assert counter.count(ctx.text) <= 80
+    assert ctx.text in long
+
+
+# --- Internals that must agree ------------------------------------------------------------------
+
+
+def test_sparse_and_dense_window_kernels_agree():
+    rng = np.random.default_rng(0)
+    focus = np.arange(400) * align.STEP + 90.0
+    for _ in range(100):
+        pos = np.sort(rng.choice(7000, size=int(rng.integers(1, 6)), replace=False)).astype(np.int64)
+        dense = align._kernel(pos, focus, 88.0, 72.0)
+        sparse = np.zeros(len(focus))
+        idx, val = align._kernel_near(pos, focus, 88.0, 72.0)
+        np.maximum.at(sparse, idx, val)
+        assert np.allclose(dense, sparse)
+
+
+# --- The labelled seed episode ------------------------------------------------------------------
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def test_the_labelled_seed_episode_aligns_at_least_nine_in_ten():
+    import json
+
+    from cards.episodes import build_episodes
+    from cards.ingest.notes import parse_notes
+    from cards.ingest.transcripts import parse_transcript
+
+    labels_path = Path(__file__).resolve().parents[1] / "benchmarks" / "align_labels.json"
+    labels = json.loads(labels_path.read_text())
+    notes_file, transcript_file = SEEDS / labels["notes_file"], SEEDS / labels["transcript_file"]
+    if not (notes_file.is_file() and transcript_file.is_file()):
+        pytest.skip(f"seed files not available under {SEEDS}")
+    episodes = build_episodes(parse_notes(notes_file), [parse_transcript(transcript_file)])
+    ep = next(e for e in episodes if e.title == labels["episode_heading"])
+    contexts = align_episode(ep.items, ep.transcript, COUNTER, DEFAULT_CONTEXT_TOKENS)
+    by_first_line = {_squash(i.text.split("\n")[0]): c for i, c in zip(ep.items, contexts)}
+    hits = 0
+    for lab in labels["labels"]:
+        ctx = by_first_line.get(_squash(lab["note"]))
+        hits += ctx is not None and _squash(lab["phrase"]) in _squash(ctx.text)
+    assert hits / len(labels["labels"]) >= 0.9
+    assert all(c is None or 0.0 <= c.score <= 1.0 for c in contexts)
+    assert all(c is None or COUNTER.count(c.text) <= DEFAULT_CONTEXT_TOKENS for c in contexts)
