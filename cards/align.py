@@ -96,7 +96,8 @@ TIE = 1e-3  # among passages holding equal evidence, prefer the one with it LEAN
 HIT_MARGIN = 5  # words around a hit that a passage must hold for the hit to count
 ABSENT_WEIGHT = 0.5  # a note word the transcript lacks weighs this share of the rarest word's IDF
 MIN_SCORE = 0.15  # below this a note gets no context: too little of it is in the transcript
-_SUFFIXES = ("ities", "ity", "ness", "ings", "ing", "edly", "ed", "ies", "es", "ers", "er", "est", "ly", "s", "e")
+_SUFFIXES = ("ities", "ity", "ness", "ings", "ing", "edly", "ed", "ies", "es", "ers", "er", "est",
+             "ly", "s", "e")
 _VOWELS = frozenset("aeiou")
 _ACRONYM_CASE = re.compile(r"\b[A-Za-z]*[A-Z][a-z]*[A-Z][A-Za-z]*\b")
 
@@ -164,7 +165,8 @@ def _build_index(transcript: Transcript, counter: TokenCounter, budget: int) -> 
     # One regex pass over the whole transcript; BREAK tokens mark the segment boundaries.
     toks = match_tokens_joined([s.text for s in segs])
     tok_id: dict[str, int] = {}
-    ids = np.fromiter((tok_id.setdefault(t, len(tok_id)) for t in toks), dtype=np.int64, count=len(toks))
+    ids = np.fromiter((tok_id.setdefault(t, len(tok_id)) for t in toks), dtype=np.int64,
+                      count=len(toks))
     brk = tok_id.get(BREAK)
     if brk is not None:
         is_break = ids == brk
@@ -200,8 +202,8 @@ def _build_index(transcript: Transcript, counter: TokenCounter, budget: int) -> 
             word_raw, seg_of = word_raw[~dropped], seg_of[~dropped]
 
     stem_id: dict[str, int] = {}
-    raw_stem = np.fromiter((stem_id.setdefault(stem(w), len(stem_id)) for w in raw_words), dtype=np.int64,
-                           count=len(raw_words))
+    raw_stem = np.fromiter((stem_id.setdefault(stem(w), len(stem_id)) for w in raw_words),
+                           dtype=np.int64, count=len(raw_words))
     stems = list(stem_id)
     word_stem = raw_stem[word_raw]
     n = len(word_stem)
@@ -216,9 +218,10 @@ def _build_index(transcript: Transcript, counter: TokenCounter, budget: int) -> 
     df = np.bincount(keys // n_blocks, minlength=len(stems))
     idf = np.log(1 + (n_blocks - df + 0.5) / (df + 0.5))
 
-    stop_raw = np.fromiter((not w or _is_stop(w) for w in raw_words), dtype=bool, count=len(raw_words))
-    first = np.fromiter((ord(w[0]) if w and ord(w[0]) < 256 else 0 for w in raw_words), dtype=np.uint8,
-                        count=len(raw_words))
+    stop_raw = np.fromiter((not w or _is_stop(w) for w in raw_words), dtype=bool,
+                           count=len(raw_words))
+    first = np.fromiter((ord(w[0]) if w and ord(w[0]) < 256 else 0 for w in raw_words),
+                        dtype=np.uint8, count=len(raw_words))
     by_letter: dict[str, list[str]] = {}
     numbers: list[tuple[float, str]] = []
     for st in stems:
@@ -235,8 +238,8 @@ def _build_index(transcript: Transcript, counter: TokenCounter, budget: int) -> 
         if len(w) >= 4 and w[0].isalpha() and w not in STOPWORDS:
             raw_by_shape.setdefault((w[0], len(w)), []).append(w)
     return _Index(transcript, n, seg_of.astype(np.int64), word_stem, word_raw, stems, stem_id,
-                  raw_id, order, offsets, IDF_BLOCK, n_blocks, idf, ~stop_raw[word_raw], first[word_raw],
-                  SPOT_WORDS, passage_words, by_letter, raw_by_shape,
+                  raw_id, order, offsets, IDF_BLOCK, n_blocks, idf, ~stop_raw[word_raw],
+                  first[word_raw], SPOT_WORDS, passage_words, by_letter, raw_by_shape,
                   np.bincount(word_raw, minlength=len(raw_words)), numbers)
 
 
@@ -254,7 +257,7 @@ class _Tokens:
 
 
 def _words_per_token(transcript: Transcript, counter: TokenCounter, n_words: int) -> float:
-    """Words per token, from an even sample of segments (counting all would cost more than aligning)."""
+    """Words per token, from an even sample of segments (counting all costs more than aligning)."""
     segs = transcript.segments
     if not segs or not n_words:
         return 0.75
@@ -286,21 +289,25 @@ class _Term:
         return pos[keep], conf[keep]
 
 
+_Groups = list[tuple[np.ndarray, float]]  # positions sharing one confidence
+_Found = tuple[_Groups, float]  # a word's spellings in the transcript, and its IDF
+
+
 class _Lookup:
     """A note word's spellings in one transcript, memoised across the notes of an episode."""
 
     def __init__(self, index: _Index):
         self.index = index
-        self.cache: dict[tuple[str, bool], tuple[list[tuple[np.ndarray, float]], float] | None] = {}
+        self.cache: dict[tuple[str, bool], _Found | None] = {}
 
-    def spellings(self, word: str, acronym: bool) -> tuple[list[tuple[np.ndarray, float]], float] | None:
+    def spellings(self, word: str, acronym: bool) -> _Found | None:
         """(position groups with confidences, IDF) for a normalised note word, None if absent."""
         key = (word, acronym)
         if key not in self.cache:
             self.cache[key] = self._spellings(word, acronym)
         return self.cache[key]
 
-    def _spellings(self, word: str, acronym: bool) -> tuple[list[tuple[np.ndarray, float]], float] | None:
+    def _spellings(self, word: str, acronym: bool) -> _Found | None:
         ix = self.index
         s = stem(word)
         found: dict[float, list[np.ndarray]] = {}
@@ -326,7 +333,10 @@ class _Lookup:
             return None
         # The term is as informative as the word itself when it occurs; otherwise as all its
         # spellings together. A weaker spelling discounts its hits, never the term's weight.
-        idf = float(ix.idf[exact]) if exact is not None else ix.idf_of(np.concatenate([g for g, _ in groups]))
+        if exact is not None:
+            idf = float(ix.idf[exact])
+        else:
+            idf = ix.idf_of(np.concatenate([g for g, _ in groups]))
         return groups, idf
 
     def _add(self, found: dict[float, list[np.ndarray]], conf: float, term: str) -> None:
@@ -345,8 +355,8 @@ class _Lookup:
         from rapidfuzz import fuzz, process
 
         ix = self.index
-        pool = [t for n in range(len(word) - 2, len(word) + 3) for t in ix.raw_by_shape.get((word[0], n), ())
-                if t != word]
+        pool = [t for n in range(len(word) - 2, len(word) + 3)
+                for t in ix.raw_by_shape.get((word[0], n), ()) if t != word]
         hits = process.extract(word, pool, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF, limit=8)
         if present:
             hits = [h for h in hits if ix.raw_count[ix.raw_id[h[0]]] <= FUZZY_RARE]
@@ -470,7 +480,8 @@ def _query(lookup: _Lookup, text: str) -> list[_Term]:
                 seq.append(_Term(w, [(index.positions(sid), 1.0)], 0.0) if useful else None)
                 continue
             # An acronym is written in capitals ("MLA") or cannot be said as a word ("nlp").
-            acr = w in caps or (w.isalpha() and 2 <= len(w) <= 5 and not any(c in _VOWELS for c in w))
+            acr = w in caps or (w.isalpha() and 2 <= len(w) <= 5
+                                and not any(c in _VOWELS for c in w))
             if w.endswith("s") and w[:-1] in caps:
                 w, acr = w[:-1], True
             found = lookup.spellings(w, acr)
@@ -479,7 +490,10 @@ def _query(lookup: _Lookup, text: str) -> list[_Term]:
                 joined = lookup.index.stem_id.get(stem(w + ws[i + 1]))
                 if joined is not None:
                     extra = (index.positions(joined), COMPOUND_CONF)
-                    found = (found[0] + [extra], found[1]) if found else ([extra], index.idf_of(extra[0]))
+                    if found:
+                        found = (found[0] + [extra], found[1])
+                    else:
+                        found = ([extra], index.idf_of(extra[0]))
             if found is None:
                 # Absent from the transcript: no evidence anywhere, but it lowers the note's score,
                 # since a note from this episode should mostly be found in it.
@@ -498,8 +512,8 @@ def _query(lookup: _Lookup, text: str) -> list[_Term]:
         # order; and a content word with the function word next to it ("went below"), in order.
         content = [t for t, w in zip(seq, ws) if not _is_stop(w)]
         pairs = [(a, b, PAIR_GAP, PAIR_GAP_REVERSED) for a, b in zip(content, content[1:])]
-        pairs += [(a, b, FUNCTION_PAIR_GAP, 0) for (a, wa), (b, wb) in zip(zip(seq, ws), zip(seq[1:], ws[1:]))
-                  if _is_stop(wa) != _is_stop(wb)]
+        pairs += [(seq[i], seq[i + 1], FUNCTION_PAIR_GAP, 0) for i in range(len(ws) - 1)
+                  if _is_stop(ws[i]) != _is_stop(ws[i + 1])]
         for a, b, gap, rgap in pairs:
             if a is None or b is None or not a.groups or not b.groups or a.key == b.key:
                 continue
@@ -575,7 +589,8 @@ def _window_scores(index: _Index, query: list[_Term], focus: np.ndarray) -> np.n
     return total
 
 
-def _kernel_near(pos: np.ndarray, focus: np.ndarray, before: float, after: float) -> tuple[np.ndarray, np.ndarray]:
+def _kernel_near(pos: np.ndarray, focus: np.ndarray, before: float,
+                 after: float) -> tuple[np.ndarray, np.ndarray]:
     """`_kernel` for the windows near each of a few hits: (window indices, values)."""
     f0 = focus[0] if len(focus) else 0.0
     span = int(math.ceil((before + after) / STEP)) + 2
@@ -639,7 +654,7 @@ class _Passages:
         # Runs that hold the centre of the evidence, starting at most a passage before it.
         first = int(ix.word_seg[max(0, centre_word - ix.passage_words)])
         last = centre
-        # Token counts from `first` on, far enough that a run starting at `last` can fill the budget.
+        # Token counts from `first` on, far enough for a run starting at `last` to fill the budget.
         toks = [self.seg_tokens(i) for i in range(first, last + 1)]
         end = last + 1
         extra = 0
@@ -666,9 +681,11 @@ class _Passages:
                     continue
                 # A hit is covered with a few words around it: the phrase it belongs to often
                 # starts in the caption line before.
-                before = ix.word_seg[np.maximum(inside - HIT_MARGIN, 0)]  # ascending, as positions are
+                # Both ascending, as the positions are.
+                before = ix.word_seg[np.maximum(inside - HIT_MARGIN, 0)]
                 after = ix.word_seg[np.minimum(inside + HIT_MARGIN, ix.n_words - 1)]
-                covered = np.searchsorted(after, ends, side="right") - np.searchsorted(before, starts)
+                covered = (np.searchsorted(after, ends, side="right")
+                           - np.searchsorted(before, starts))
                 tf += conf * np.maximum(covered, 0)
             value += t.weight * np.minimum(tf, 1.0)  # a term counts once, however often repeated
         lean_point = starts + LEAN * (ends - starts)
@@ -725,7 +742,8 @@ class _Passages:
 class Aligner:
     """Aligns the notes of one episode to its transcript."""
 
-    def __init__(self, transcript: Transcript, counter: TokenCounter, budget: int = DEFAULT_CONTEXT_TOKENS):
+    def __init__(self, transcript: Transcript, counter: TokenCounter,
+                 budget: int = DEFAULT_CONTEXT_TOKENS):
         self.budget = budget
         self.index = _build_index(transcript, counter, budget)
         self.lookup = _Lookup(self.index)
@@ -768,7 +786,8 @@ class Aligner:
         return out
 
     def _jump(self, prev: int, cur: int) -> float:
-        """Cost of moving from one note's spot to the next: far jumps are unlikely, backward ones more so."""
+        """Cost of moving from one note's spot to the next: far jumps are unlikely, backward
+        ones more so."""
         dist = (cur - prev) / max(1, self.index.n_words)
         if cur >= prev - self.index.width / 2:
             return JUMP_COST * max(dist, 0.0)

@@ -65,7 +65,8 @@ def content_words(text: str, min_len: int = 2) -> list[str]:
 UNITS = {
     "kb": "kilobyte", "mb": "megabyte", "gb": "gigabyte", "tb": "terabyte", "pb": "petabyte",
     "kw": "kilowatt", "mw": "megawatt", "gw": "gigawatt", "ms": "millisecond",
-    "hr": "hour", "hrs": "hours", "yr": "year", "yrs": "years", "secs": "seconds", "mins": "minutes",
+    "hr": "hour", "hrs": "hours", "yr": "year", "yrs": "years", "secs": "seconds",
+    "mins": "minutes",
     "tflops": "teraflops", "pflops": "petaflops",
 }
 _NUM = r"\d+(?:,\d{3})+(?:\.\d+)?|\d+\.\d+|\d+"
@@ -80,7 +81,8 @@ NUMBER_WORDS = {
     w: i for i, w in enumerate(
         "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
         " fifteen sixteen seventeen eighteen nineteen".split())
-} | {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
+} | {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(),
+                                     start=2)}
 SCALE_WORDS = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000,
                "trillion": 1_000_000_000_000}
 _SUFFIX_SCALE = {"k": 1_000, "m": 1_000_000, "b": 1_000_000_000, "bn": 1_000_000_000, "x": 1}
@@ -110,7 +112,8 @@ def number_value(token: str) -> float | None:
 def normalise_token(token: str) -> str:
     """One spelling for a raw token: canonical word, digits for number words, no separators.
 
-    "400,000" -> "400000", "70b" -> "70000000000", "27x" -> "27", "eight" -> "8", "gb" -> "gigabyte".
+    "400,000" -> "400000", "70b" -> "70000000000", "27x" -> "27", "eight" -> "8",
+    "gb" -> "gigabyte".
     "one" stays a word (it is mostly not a number) unless a scale word follows; see `match_words`.
     """
     if token[0].isdigit():
@@ -179,7 +182,8 @@ def _spoken_number_at(raw: Sequence[str], i: int) -> tuple[int, float] | None:
     return j, total + (cur or 0.0)
 
 
-def spoken_numbers(raw: Sequence[str], starts: Iterable[int] | None = None) -> list[tuple[int, int, str]]:
+def spoken_numbers(raw: Sequence[str],
+                   starts: Iterable[int] | None = None) -> list[tuple[int, int, str]]:
     """Numbers said in several words, as (start, end, normalised value) over raw tokens.
 
     "two hundred fifty six" -> "256", "seven billion" -> "7000000000", "a thousand" -> "1000",
