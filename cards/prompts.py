@@ -17,6 +17,7 @@ from cards.errors import ConfigError
 
 TEMPLATE_NAME = "cards.md"
 VARIABLES = frozenset({"episode_title", "section", "neighbours", "note", "passage", "time"})
+_FRONT_MATTER = re.compile(r"---\n(.*?)^---[ \t]*\n", re.S | re.M)
 _PART = re.compile(r"^## (system|user)[ \t]*$", re.M)
 
 
@@ -56,9 +57,10 @@ def load_prompt(folder: Path | None = None) -> PromptTemplate:
         raise ConfigError(f"cannot read prompt template: {e}", path=str(path)) from None
     version = None
     if text.startswith("---\n"):
-        head, sep, text = text[4:].partition("\n---\n")
-        if not sep:
+        m = _FRONT_MATTER.match(text)
+        if not m:
             raise ConfigError("front matter is not closed with ---", path=str(path))
+        head, text = m.group(1), text[m.end():]
         for line in head.splitlines():
             key, _, value = line.partition(":")
             if key.strip() == "version":

@@ -1,0 +1,99 @@
+"""Prompt templates are checked when they load, and the offline generator's card shapes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from cards.errors import ConfigError
+from cards.generate.base import Request
+from cards.generate.offline import OfflineGenerator, cards_for
+from cards.models import NoteItem, Source
+from cards.prompts import load_prompt
+
+GOOD = """---
+version: test-1
+---
+## system
+Rules that never change.
+
+## user
+<episode>$episode_title</episode> $section $neighbours $time
+<note>$note</note>
+<passage>$passage</passage>
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "cards.md").write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def test_builtin_prompt_loads_with_a_version_and_a_static_system_part():
+    p = load_prompt()
+    assert p.version
+    messages = p.render(episode_title="E", section="S", neighbours="- n", note="NOTE", passage="PASSAGE", time="")
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert "NOTE" not in messages[0]["content"] and "NOTE" in messages[1]["content"]
+    # The prompt asks for what the linter accepts: one deletion written {{c1::...}}.
+    assert "{{c1::" in messages[0]["content"]
+
+
+def test_prompts_folder_overrides_the_builtin(tmp_path):
+    p = load_prompt(write(tmp_path, GOOD))
+    assert p.version == "test-1"
+    out = p.render(episode_title="E", section="", neighbours="", note="n", passage="cost $5", time="")
+    assert "cost $5" in out[1]["content"]
+
+
+@pytest.mark.parametrize("text, message", [
+    (GOOD.replace("version: test-1\n", ""), "no `version:`"),
+    (GOOD.replace("$passage", "$pasage"), "unknown variable"),
+    (GOOD.replace("Rules that never change.", "Rules for $note"), "must be static"),
+    (GOOD.replace("## user", "## usr"), "needs a `## system` and a `## user`"),
+    (GOOD.replace("$passage", "${passage"), "malformed"),
+    (GOOD.replace("<passage>$passage</passage>", ""), "must use $note and $passage"),
+])
+def test_a_broken_template_is_an_error_at_load_time(tmp_path, text, message):
+    with pytest.raises(ConfigError) as e:
+        load_prompt(write(tmp_path, text))
+    assert message in str(e.value) and "cards.md" in str(e.value)
+
+
+def test_a_missing_template_names_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_prompt(tmp_path)
+
+
+def test_rendering_without_a_value_is_an_error():
+    with pytest.raises(ConfigError, match="passage"):
+        load_prompt().render(episode_title="E", section="", neighbours="", note="n", time="")
+
+
+@pytest.mark.parametrize("note, kind, front, back", [
+    ("what is tranium, amazon's chip", "basic", "What is tranium?", "amazon's chip"),
+    ("copenhagen principle: the person doing anything gets responsibility for everything", "basic",
+     "Ep: what about copenhagen principle?", "the person doing anything gets responsibility for everything"),
+    ("oai has 75% gross margins for inference. that's crazy", "cloze",
+     "Oai has {{c1::75%}} gross margins for inference.", "(Ep)"),
+    ("talent density is more important than talent mass", "basic", "Ep: what is talent density?",
+     "more important than talent mass"),
+])
+def test_offline_cards_follow_the_note_shape(note, kind, front, back):
+    (card,) = cards_for(note, "Ep")
+    assert (card.kind, card.front, card.back) == (kind, front, back)
+    assert card.quote in note
+
+
+@pytest.mark.parametrize("note", ["LMAO", "eureka labs hype", "why doesn't google sell tpus?", "packaging"])
+def test_offline_makes_no_card_without_a_checkable_claim(note):
+    assert cards_for(note, "Ep") == []
+
+
+def test_offline_generator_implements_the_seam():
+    item = NoteItem("n1", "ep", "v3 has 256 experts", "bullet", None, (Source("f.md", 1, 1),), 0)
+    result = asyncio.run(OfflineGenerator().generate(Request(item, None, "Ep", (), "k")))
+    assert result.ok and result.requests == 0
+    assert [c.front for c in result.cards] == ["V3 has {{c1::256}} experts."]
