@@ -164,9 +164,8 @@ def _build_index(transcript: Transcript, counter: TokenCounter, budget: int) -> 
     segs = transcript.segments
     # One regex pass over the whole transcript; BREAK tokens mark the segment boundaries.
     toks = match_tokens_joined([s.text for s in segs])
-    tok_id: dict[str, int] = {}
-    ids = np.fromiter((tok_id.setdefault(t, len(tok_id)) for t in toks), dtype=np.int64,
-                      count=len(toks))
+    tok_id = {t: i for i, t in enumerate(dict.fromkeys(toks))}
+    ids = np.fromiter(map(tok_id.__getitem__, toks), dtype=np.int64, count=len(toks))
     brk = tok_id.get(BREAK)
     if brk is not None:
         is_break = ids == brk
@@ -278,8 +277,15 @@ class _Term:
     key: str
     groups: list[tuple[np.ndarray, float]]
     weight: float
+    _union: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def union(self) -> tuple[np.ndarray, np.ndarray]:
+        """All positions, ascending, each at its best confidence (memoised)."""
+        if self._union is None:
+            self._union = self._merge()
+        return self._union
+
+    def _merge(self) -> tuple[np.ndarray, np.ndarray]:
         pos = np.concatenate([g for g, _ in self.groups])
         conf = np.concatenate([np.full(len(g), c) for g, c in self.groups])
         order = np.lexsort((-conf, pos))
