@@ -48,9 +48,13 @@ def words(text: str) -> list[str]:
     return [canonical(w) for w in _WORD.findall(text.lower().replace("\u2019", "'"))]
 
 
+# words() drops apostrophes ("can't" -> "cant"), so stopwords are looked up that way too.
+_CANONICAL_STOPWORDS = STOPWORDS | {w.replace("'", "") for w in STOPWORDS}
+
+
 def content_words(text: str, min_len: int = 2) -> list[str]:
     """Words that carry meaning: no stopwords, no single letters."""
-    return [w for w in words(text) if w not in STOPWORDS and len(w) >= min_len]
+    return [w for w in words(text) if w not in _CANONICAL_STOPWORDS and len(w) >= min_len]
 
 
 # --- Matching words: what alignment compares --------------------------------------------
