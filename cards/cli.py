@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -47,6 +48,9 @@ BaseUrl = Annotated[Optional[str], typer.Option("--base-url", envvar="OPENAI_BAS
 Offline = Annotated[bool, typer.Option("--offline", help="Use the offline extractive generator.")]
 Prompts = Annotated[Optional[Path], typer.Option("--prompts", envvar="CARDS_PROMPTS",
                                                  help="Folder with prompt templates to use instead.")]
+
+
+_CLOZE = re.compile(r"\{\{c\d+::.+?\}\}", re.S)
 
 
 def _err(message: str) -> None:
@@ -417,6 +421,9 @@ def edit(
     with Store(settings.workspace, create=False) as store:
         (full,) = store.resolve_ids([draft_id])
         fields = {k: v.strip() for k, v in (("front", front), ("back", back)) if v is not None}
+        if "front" in fields and store.draft(full).kind == "cloze" and not _CLOZE.search(fields["front"]):
+            # Anki cannot turn an imported cloze note into a Q/A note, so the update would be lost.
+            raise CardsError("a cloze card's front needs a deletion like {{c1::term}}")
         store.update_draft(full, action="edit", **fields)
         check_and_dedupe(store, store.draft(full).episode)
         d = store.draft(full)

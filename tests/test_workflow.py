@@ -132,3 +132,14 @@ def test_commands_on_a_missing_workspace_say_so(tmp_path):
     assert result.exit_code == 2
     assert "no workspace here yet" in result.stderr
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_editing_a_cloze_card_keeps_a_deletion(tmp_path):
+    ws = tmp_path / "ws"
+    run("generate", str(NOTES), "-t", str(TRANSCRIPT), "-w", str(ws), "--offline")
+    cloze = next(d for d in json.loads(run("drafts", "-w", str(ws), "--json")) if d["kind"] == "cloze")
+    refused = CliRunner().invoke(app, ["edit", cloze["id"], "--front", "No deletion here", "-w", str(ws)])
+    assert refused.exit_code == 2 and "needs a deletion" in refused.stderr
+    edited = json.loads(run("edit", cloze["id"], "--front", "Dylan started {{c1::SemiAnalysis}} in 2021.",
+                            "-w", str(ws), "--json"))
+    assert edited["front"] == "Dylan started {{c1::SemiAnalysis}} in 2021." and edited["edited"] is True
