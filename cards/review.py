@@ -495,6 +495,10 @@ class ReviewApp(App[dict]):
         if not front or (d.kind != "cloze" and not back):
             self.notify("A card needs a front and a back.", severity="error", timeout=3)
             return
+        if d.kind == "cloze" and not re.search(r"\{\{c\d+::.+?\}\}", front, re.S):
+            # Anki cannot turn an imported cloze note into a Q/A note, so the update would be lost.
+            self.notify("A cloze card needs a deletion like {{c1::term}}.", severity="error", timeout=3)
+            return
         changed = {k: v for k, v in (("front", front), ("back", back)) if v != getattr(d, k)}
         if changed:
             self._replace(self.store.update_draft(d.id, action="edit", **changed))

@@ -154,6 +154,24 @@ def test_edit_changes_the_front_in_place_and_keeps_the_id(tmp_path):
         assert len(other.drafts()) == 2
 
 
+def test_a_cloze_edit_without_a_deletion_is_refused(tmp_path):
+    store = workspace(tmp_path, [draft(1, kind="cloze", front="V3 has {{c1::256}} experts.", back="")])
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("e")
+            app.query_one("#edit-front", Input).value = "V3 has 256 experts."
+            await pilot.press("enter")
+            assert app.editing  # still open: nothing saved
+            await pilot.press("escape", "q")
+
+    run(scenario)
+    with Store(tmp_path) as other:
+        saved = other.draft(draft(1).id)
+        assert saved.front == "V3 has {{c1::256}} experts." and saved.edited is False
+
+
 def test_edit_back_saves_with_ctrl_s_and_escape_cancels(tmp_path):
     store = workspace(tmp_path, [draft(1)])
 
