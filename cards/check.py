@@ -286,6 +286,21 @@ def grounding(quote: str, note: str, context: str | None) -> float:
     return max(_found_in(q, plain(context or "")), _found_in(q, plain(note)))
 
 
+def edit_problem(kind: str, front: str, back: str) -> str | None:
+    """Why an edited card cannot be saved, or None.
+
+    A cloze card must keep a deletion: Anki cannot turn an imported cloze note into a
+    Q/A note, so an export of it would never update the note already in the collection.
+    """
+    if not front.strip():
+        return "the front cannot be empty"
+    if kind == "cloze" and not cloze_deletions(front):
+        return "a cloze card's front needs a deletion like {{c1::term}}"
+    if kind != "cloze" and not back.strip():
+        return "a question needs an answer on the back"
+    return None
+
+
 def check_card(
     kind: str, front: str, back: str, quote: str, note: str, context: str | None
 ) -> tuple[list[str], float]:

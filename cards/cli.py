@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -48,9 +47,6 @@ BaseUrl = Annotated[Optional[str], typer.Option("--base-url", envvar="OPENAI_BAS
 Offline = Annotated[bool, typer.Option("--offline", help="Use the offline extractive generator.")]
 Prompts = Annotated[Optional[Path], typer.Option("--prompts", envvar="CARDS_PROMPTS",
                                                  help="Folder with prompt templates to use instead.")]
-
-
-_CLOZE = re.compile(r"\{\{c\d+::.+?\}\}", re.S)
 
 
 def _err(message: str) -> None:
@@ -410,20 +406,20 @@ def edit(
     json_out: JsonOpt = False,
 ) -> None:
     """Edit a draft's front or back; it keeps its id, so Anki updates the same note."""
+    from cards.check import edit_problem
     from cards.pipeline import check_and_dedupe
     from cards.store import Store
 
     if front is None and back is None:
         raise CardsError("give --front and/or --back")
-    if front is not None and not front.strip():
-        raise CardsError("the front cannot be empty")
     settings = _settings(workspace=workspace)
     with Store(settings.workspace, create=False) as store:
         (full,) = store.resolve_ids([draft_id])
         fields = {k: v.strip() for k, v in (("front", front), ("back", back)) if v is not None}
-        if "front" in fields and store.draft(full).kind == "cloze" and not _CLOZE.search(fields["front"]):
-            # Anki cannot turn an imported cloze note into a Q/A note, so the update would be lost.
-            raise CardsError("a cloze card's front needs a deletion like {{c1::term}}")
+        current = store.draft(full)
+        problem = edit_problem(current.kind, fields.get("front", current.front), fields.get("back", current.back))
+        if problem:
+            raise CardsError(problem)
         store.update_draft(full, action="edit", **fields)
         check_and_dedupe(store, store.draft(full).episode)
         d = store.draft(full)

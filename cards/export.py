@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import genanki
 
+from cards.check import cloze_deletions
 from cards.errors import ExportError
 from cards.models import Draft
 
@@ -51,7 +52,6 @@ _SKIPPED_STATUSES = frozenset({"rejected", "duplicate"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _CONTROL_ALL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SPACE = re.compile(r"\s+")
-_CLOZE = re.compile(r"\{\{c([1-9]\d*)::(.+?)\}\}", re.DOTALL)
 _VIDEO_ID = re.compile(r"[A-Za-z0-9_-]{6,32}")
 
 _CSS = """\
@@ -187,10 +187,6 @@ def _html(text: str | None) -> str:
     return html.escape(_clean(text), quote=False).replace("\n", "<br>")
 
 
-def _has_cloze(text: str) -> bool:
-    return any(m.group(2).split("::", 1)[0].strip() for m in _CLOZE.finditer(text))
-
-
 def _safe_url(url: str | None) -> str | None:
     if not url:
         return None
@@ -274,7 +270,7 @@ def _note(draft: Draft, deck: DeckInfo, qa: genanki.Model, cloze: genanki.Model,
     common = [_html(draft.quote), _html(draft.note_text), episode, source]
     front = _html(draft.front)
     # A "cloze" without a deletion would give Anki a note with no card; show it as Q/A.
-    model = cloze if draft.kind == "cloze" and _has_cloze(front) else qa
+    model = cloze if draft.kind == "cloze" and cloze_deletions(front) else qa
     fields = [front, _html(draft.back), *common]
     return genanki.Note(model=model, fields=fields, tags=tags, guid=draft.id, due=due)
 

@@ -20,14 +20,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Input, Label, Static
 
+from cards.check import GROUNDED, edit_problem
 from cards.models import Draft
 from cards.store import Store
 
 UNDECIDED = ("draft", "duplicate")
 DECIDED = ("approved", "rejected")
-
-# The same bar as `cards.check.GROUNDED`: below it the quote was probably not copied.
-_GROUNDED = 0.8
 
 _BADGES = {
     "draft": "bold black on yellow",
@@ -329,7 +327,7 @@ class ReviewApp(App[dict]):
         if d.grounding is None:
             t.append("not checked", style="dim")
         else:
-            t.append(f"{d.grounding:.2f}", style="green" if d.grounding >= _GROUNDED else "bold red")
+            t.append(f"{d.grounding:.2f}", style="green" if d.grounding >= GROUNDED else "bold red")
         t.append(f"  id {d.id}", style="dim")
         return t
 
@@ -492,12 +490,9 @@ class ReviewApp(App[dict]):
             return
         front = self.query_one("#edit-front", Input).value.strip()
         back = self.query_one("#edit-back", Input).value.strip()
-        if not front or (d.kind != "cloze" and not back):
-            self.notify("A card needs a front and a back.", severity="error", timeout=3)
-            return
-        if d.kind == "cloze" and not re.search(r"\{\{c\d+::.+?\}\}", front, re.S):
-            # Anki cannot turn an imported cloze note into a Q/A note, so the update would be lost.
-            self.notify("A cloze card needs a deletion like {{c1::term}}.", severity="error", timeout=3)
+        problem = edit_problem(d.kind, front, back)
+        if problem:
+            self.notify(problem[0].upper() + problem[1:] + ".", severity="error", timeout=3)
             return
         changed = {k: v for k, v in (("front", front), ("back", back)) if v != getattr(d, k)}
         if changed:

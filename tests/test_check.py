@@ -8,6 +8,7 @@ from cards.check import (
     GROUNDED,
     UNGROUNDED,
     check_card,
+    edit_problem,
     grounding,
     lint,
     plain,
@@ -386,3 +387,15 @@ def test_check_card_keeps_lint_warnings():
     warnings, score = check_card("basic", "Is V3 big?", "Yes", "v3 has 256 experts", "v3 has 256 experts", None)
     assert score == 1.0
     assert [w.split(":")[0] for w in warnings] == ["yes-no"]
+
+
+@pytest.mark.parametrize("kind, front, back, problem", [
+    ("basic", "How many experts does DeepSeek V3 use?", "256", None),
+    ("cloze", "DeepSeek V3 uses {{c1::256}} experts.", "", None),
+    ("basic", "   ", "256", "the front cannot be empty"),
+    ("basic", "How many experts does DeepSeek V3 use?", " ", "a question needs an answer on the back"),
+    ("cloze", "DeepSeek V3 uses 256 experts.", "", "a cloze card's front needs a deletion like {{c1::term}}"),
+    ("cloze", "DeepSeek V3 uses {{c1::  }} experts.", "", "a cloze card's front needs a deletion like {{c1::term}}"),
+])
+def test_edit_problem_is_the_one_rule_for_edits(kind, front, back, problem):
+    assert edit_problem(kind, front, back) == problem
