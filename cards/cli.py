@@ -135,7 +135,8 @@ def align(notes: Notes, transcripts: Transcripts = None, episode: EpisodeOpt = N
           context_tokens: ContextTokens = None, json_out: JsonOpt = False) -> None:
     """Show, for each note, the transcript passage it came from."""
     from cards.pipeline import align as align_all
-    from cards.pipeline import fmt_time, select
+    from cards.models import format_span
+    from cards.pipeline import select
 
     settings = _settings(context_tokens=context_tokens)
     loaded = _load(notes, transcripts, settings)
@@ -153,7 +154,7 @@ def align(notes: Notes, transcripts: Transcripts = None, episode: EpisodeOpt = N
     for d in data:
         c = d["context"]
         passage = "-" if c is None else (c["text"][:160] + "…")
-        when = "" if c is None or c["start"] is None else f"{fmt_time(c['start'])}–{fmt_time(c['end'])}"
+        when = "" if c is None else format_span(c["start"], c["end"]) or ""
         rows.append([d["episode"], d["note"].split("\n")[0][:70], when, "-" if c is None else f"{c['score']:.2f}",
                      passage])
     _table("Alignment", ["episode", "note", "time", "score", "passage"], rows)

@@ -25,6 +25,25 @@ def stable_id(*parts: str, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
+def format_time(seconds: float | None) -> str:
+    """Seconds as m:ss (mm:ss from ten minutes) or h:mm:ss from an hour; '' when unknown."""
+    if seconds is None:
+        return ""
+    total = max(0, int(seconds))
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
+
+
+def format_span(start: float | None, end: float | None) -> str | None:
+    """'12:03–12:40', 'from 12:03', or None when the transcript has no times."""
+    if start is None:
+        return None
+    if end is None or end <= start:
+        return f"from {format_time(start)}"
+    return f"{format_time(start)}–{format_time(end)}"
+
+
 @dataclass(frozen=True)
 class Segment:
     """A piece of transcript text; times in seconds when the format has them."""

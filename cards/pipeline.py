@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cards.config import Settings
 from cards.errors import InputError
-from cards.models import Context, Draft, Episode, NoteItem, stable_id
+from cards.models import Context, Draft, Episode, NoteItem, format_time, stable_id
 
 NOTE_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".org"}
 TRANSCRIPT_SUFFIXES = {".txt", ".srt", ".vtt", ".text", ".md"}
@@ -90,13 +90,6 @@ def align(episodes: list[Episode], settings: Settings, counter=None,
 
 # -- requests ----------------------------------------------------------------------------------
 
-def fmt_time(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
 def _neighbours(items: list[NoteItem], i: int, k: int = 2) -> str:
     lines = []
     for j in range(max(0, i - k), min(len(items), i + k + 1)):
@@ -132,7 +125,7 @@ def build_jobs(episodes: list[Episode], contexts: dict[str, list[Context | None]
             passage = ctx.text if ctx else "(no transcript passage was found for this note)"
             messages = template.render(
                 episode_title=ep.title, section=item.section or "", neighbours=_neighbours(ep.items, i),
-                note=item.text, passage=passage, time=fmt_time(ctx.start) if ctx else "",
+                note=item.text, passage=passage, time=format_time(ctx.start) if ctx else "",
             )
             key = stable_id(model, template.version, json.dumps(messages, sort_keys=True), schema, length=32)
             spec = stable_id(generator_name, model, template.version, item.text, ctx.text if ctx else "")

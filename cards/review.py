@@ -21,7 +21,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Input, Label, Static
 
 from cards.check import GROUNDED, edit_problem
-from cards.models import Draft
+from cards.models import Draft, format_span
 from cards.store import Store
 
 UNDECIDED = ("draft", "duplicate")
@@ -33,23 +33,6 @@ _BADGES = {
     "rejected": "bold white on red3",
     "duplicate": "bold black on dark_orange",
 }
-
-
-def format_time(seconds: float) -> str:
-    """Seconds as m:ss (mm:ss from ten minutes) or h:mm:ss from an hour."""
-    total = max(0, int(seconds))
-    h, rest = divmod(total, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
-
-
-def format_span(start: float | None, end: float | None) -> str | None:
-    """'12:03–12:40', 'from 12:03', or None when the transcript has no times."""
-    if start is None:
-        return None
-    if end is None or end <= start:
-        return f"from {format_time(start)}"
-    return f"{format_time(start)}–{format_time(end)}"
 
 
 def find_quote(passage: str, quote: str) -> tuple[int, int] | None:

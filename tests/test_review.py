@@ -12,7 +12,8 @@ from textual.widgets._footer import FooterKey
 
 from cards import review
 from cards.models import Draft
-from cards.review import ReviewApp, find_quote, format_span, format_time, passage_text, run_review
+from cards.models import format_span, format_time
+from cards.review import ReviewApp, find_quote, passage_text, run_review
 from cards.store import Store
 
 SIZE = (160, 60)
@@ -367,6 +368,7 @@ def test_time_formatting_and_quote_highlight():
     assert format_span(65, 80) == "1:05–1:20"
     assert format_span(65, None) == "from 1:05"
     assert format_span(None, 80) is None
+    assert format_time(None) == ""
     passage = "He said  that V3 has\n256 experts, really."
     span = (passage.index("V3"), passage.index(","))
     assert find_quote(passage, "v3 has 256 experts") == span
