@@ -109,7 +109,7 @@ def _settings(**given):
     return build_settings(**given)
 
 
-def _load(notes, transcripts, settings, *, quiet: bool = False):
+def _load(notes, transcripts, settings):
     from cards.pipeline import load
 
     return load(list(notes), list(transcripts or []), settings)

@@ -61,7 +61,6 @@ def _link_keys(links: tuple[str, ...]) -> tuple[frozenset[str], set[str]]:
 class _Group:
     sections: list[NoteSection] = field(default_factory=list)
     title: str = ""
-    pinned: dict | None = None
 
     @property
     def heading(self) -> str | None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cards.config import Settings
+from cards.config import PRICES_DATE, Settings
 from cards.errors import InputError
 from cards.models import Context, Draft, Episode, NoteItem, format_time, stable_id
 
@@ -316,7 +316,7 @@ def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         "requests": len(todo), "tokens_in": tin, "tokens_out_estimate": tout,
         "tokens_per_request": round(tin / len(todo)) if todo else 0,
         "cost_usd": None if cost is None else round(cost, 4),
-        "prices_date": __import__("cards.config", fromlist=["PRICES_DATE"]).PRICES_DATE,
+        "prices_date": PRICES_DATE,
         "token_counter": counter.label, "episodes": list(per_ep.values()),
     }
 

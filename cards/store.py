@@ -103,7 +103,6 @@ class Store:
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise WorkspaceError(f"workspace schema {version} is newer than this cards ({SCHEMA_VERSION})",
@@ -194,9 +193,6 @@ class Store:
 
     def episodes(self) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM episodes ORDER BY slug").fetchall()
-
-    def episode(self, slug: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM episodes WHERE slug=?", (slug,)).fetchone()
 
     # -- generations and the response cache -----------------------------------------------
 
