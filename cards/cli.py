@@ -163,12 +163,15 @@ def align(notes: Notes, transcripts: Transcripts = None, episode: EpisodeOpt = N
 class _Progress:
     """A rich progress bar per episode while a run goes."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, notice=None):
         self.enabled = enabled
+        self.notice = notice  # said once the run has checked its inputs and is about to start
         self.bars: dict[str, int] = {}
         self.progress = None
 
     def start(self, episodes, jobs) -> None:
+        if self.notice:
+            self.notice()
         if not self.enabled or not jobs:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -224,8 +227,8 @@ def generate(
     settings = _settings(workspace=workspace, model=model, base_url=base_url, concurrency=concurrency,
                          offline=offline or None, prompts=prompts, context_tokens=context_tokens)
     loaded = _load(notes, transcripts, settings)
-    _offline_notice(settings)
-    summary = run(loaded, settings, episode=episode, force=force, progress=_Progress(not json_out))
+    progress = _Progress(not json_out, notice=lambda: _offline_notice(settings))
+    summary = run(loaded, settings, episode=episode, force=force, progress=progress)
     if json_out:
         return _print_json(summary.as_dict())
     _print_summary(summary, settings)

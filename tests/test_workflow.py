@@ -143,3 +143,10 @@ def test_editing_a_cloze_card_keeps_a_deletion(tmp_path):
     edited = json.loads(run("edit", cloze["id"], "--front", "Dylan started {{c1::SemiAnalysis}} in 2021.",
                             "-w", str(ws), "--json"))
     assert edited["front"] == "Dylan started {{c1::SemiAnalysis}} in 2021." and edited["edited"] is True
+
+
+def test_a_run_that_cannot_start_says_only_why(tmp_path):
+    result = CliRunner().invoke(app, ["generate", str(NOTES), "-w", str(tmp_path / "ws"), "--offline",
+                                      "--prompts", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"cards: error: {tmp_path / 'nowhere' / 'cards.md'}: prompt template not found"]
