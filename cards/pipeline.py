@@ -329,22 +329,18 @@ def check_and_dedupe(store, episode: str | None, threshold: float = 0.85, scope:
     from cards.dedupe import candidate, find_duplicates
 
     drafts = store.drafts(include_superseded=False)
+    # Every live draft takes part in finding duplicates; only the selected ones change.
+    selected = {d.id for d in drafts if episode is None or d.episode == episode}
     results = {}
     for d in drafts:
-        if episode and d.episode != episode:
-            continue
-        results[d.id] = check_card(d.kind, d.front, d.back, d.quote, d.note_text, d.context_text)
+        if d.id in selected:
+            d.warnings, d.grounding = results[d.id] = check_card(d.kind, d.front, d.back, d.quote,
+                                                                 d.note_text, d.context_text)
     store.set_checks(results)
-    for d in drafts:
-        if d.id in results:
-            d.warnings, d.grounding = results[d.id]
     live = [d for d in drafts if d.status != "rejected"]
-    cands = [candidate(d) for d in live]
-    mapping = find_duplicates(cands, threshold=threshold, scope=scope)
-    if episode:
-        mapping = {k: v for k, v in mapping.items() if store.draft(k).episode == episode}
-    cleared = [d.id for d in live if d.status == "duplicate" and d.id not in mapping
-               and (episode is None or d.episode == episode)]
+    mapping = find_duplicates([candidate(d) for d in live], threshold=threshold, scope=scope)
+    mapping = {dup: keep for dup, keep in mapping.items() if dup in selected}
+    cleared = [d.id for d in live if d.status == "duplicate" and d.id not in mapping and d.id in selected]
     store.set_duplicates(mapping, cleared)
     return len(mapping)
 
