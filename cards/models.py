@@ -131,8 +131,31 @@ class NoteItem:
 
 
 @dataclass(frozen=True)
+class Excerpt:
+    """One contiguous, verbatim piece of a transcript, with its segment span and times."""
+
+    text: str
+    first_segment: int
+    last_segment: int
+    start: float | None = None
+    end: float | None = None
+
+    def as_dict(self) -> dict:
+        return {"text": self.text, "start": self.start, "end": self.end,
+                "segments": [self.first_segment, self.last_segment]}
+
+
+EXCERPT_SEPARATOR = "\n…\n"
+
+
+@dataclass(frozen=True)
 class Context:
-    """The transcript passage a note item came from."""
+    """The transcript passage a note item came from.
+
+    A note with several claims said far apart gets one excerpt per claim; `text` is
+    then the excerpts in transcript order joined by EXCERPT_SEPARATOR, and the span
+    and times cover them all. A single-excerpt context needs no `excerpts`.
+    """
 
     text: str
     first_segment: int
@@ -140,10 +163,30 @@ class Context:
     start: float | None
     end: float | None
     score: float
+    excerpts: tuple[Excerpt, ...] = ()
+
+    @property
+    def parts(self) -> tuple[Excerpt, ...]:
+        """The excerpts, always at least one."""
+        if self.excerpts:
+            return self.excerpts
+        return (Excerpt(self.text, self.first_segment, self.last_segment, self.start, self.end),)
 
     def as_dict(self) -> dict:
-        return {"text": self.text, "start": self.start, "end": self.end, "score": round(self.score, 3),
-                "segments": [self.first_segment, self.last_segment]}
+        out = {"text": self.text, "start": self.start, "end": self.end, "score": round(self.score, 3),
+               "segments": [self.first_segment, self.last_segment]}
+        if len(self.parts) > 1:
+            out["excerpts"] = [e.as_dict() for e in self.parts]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Context:
+        """The inverse of as_dict, for passages kept in the workspace."""
+        excerpts = tuple(Excerpt(e["text"], e["segments"][0], e["segments"][1], e.get("start"), e.get("end"))
+                         for e in data.get("excerpts") or ())
+        first, last = data.get("segments") or (0, 0)
+        return cls(data["text"], first, last, data.get("start"), data.get("end"), float(data.get("score", 0.0)),
+                   excerpts)
 
 
 @dataclass
