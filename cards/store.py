@@ -13,58 +13,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cards import migrations
 from cards.errors import WorkspaceError
 from cards.models import Context, Draft, NoteItem
 
 DB_NAME = "cards.sqlite"
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS episodes (
-    slug TEXT PRIMARY KEY, title TEXT NOT NULL, url TEXT, video_id TEXT, transcript TEXT,
-    updated REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS notes (
-    id TEXT PRIMARY KEY, episode TEXT NOT NULL, text TEXT NOT NULL, kind TEXT NOT NULL,
-    section TEXT, position INTEGER NOT NULL, sources TEXT NOT NULL,
-    context TEXT, active INTEGER NOT NULL DEFAULT 1, seen REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS notes_episode ON notes(episode, position);
-CREATE TABLE IF NOT EXISTS generations (
-    id TEXT PRIMARY KEY, note_id TEXT NOT NULL, spec TEXT NOT NULL, generator TEXT NOT NULL,
-    model TEXT NOT NULL, prompt_version TEXT NOT NULL, key TEXT NOT NULL, ok INTEGER NOT NULL,
-    error TEXT, cards INTEGER NOT NULL DEFAULT 0, tokens_in INTEGER NOT NULL DEFAULT 0,
-    tokens_out INTEGER NOT NULL DEFAULT 0, cached_tokens INTEGER NOT NULL DEFAULT 0,
-    requests INTEGER NOT NULL DEFAULT 0, from_cache INTEGER NOT NULL DEFAULT 0,
-    run_id INTEGER, created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS generations_note ON generations(note_id, spec, ok);
-CREATE TABLE IF NOT EXISTS responses (
-    key TEXT PRIMARY KEY, model TEXT NOT NULL, prompt_version TEXT NOT NULL, body TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS drafts (
-    id TEXT PRIMARY KEY, generation_id TEXT NOT NULL, note_id TEXT NOT NULL, episode TEXT NOT NULL,
-    kind TEXT NOT NULL, front TEXT NOT NULL, back TEXT NOT NULL, quote TEXT NOT NULL,
-    tags TEXT NOT NULL, generator TEXT NOT NULL, model TEXT NOT NULL, prompt_version TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'draft', duplicate_of TEXT, warnings TEXT NOT NULL DEFAULT '[]',
-    grounding REAL, edited INTEGER NOT NULL DEFAULT 0, superseded INTEGER NOT NULL DEFAULT 0,
-    note_text TEXT NOT NULL, context_text TEXT, context_start REAL, context_end REAL,
-    position INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, updated REAL NOT NULL, exported REAL
-);
-CREATE INDEX IF NOT EXISTS drafts_episode ON drafts(episode, status);
-CREATE INDEX IF NOT EXISTS drafts_note ON drafts(note_id);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY, started REAL NOT NULL, finished REAL, generator TEXT, model TEXT,
-    prompt_version TEXT, notes INTEGER DEFAULT 0, cards INTEGER DEFAULT 0, requests INTEGER DEFAULT 0,
-    cached INTEGER DEFAULT 0, failed INTEGER DEFAULT 0, tokens_in INTEGER DEFAULT 0,
-    tokens_out INTEGER DEFAULT 0, cached_tokens INTEGER DEFAULT 0, cost REAL DEFAULT 0, status TEXT
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY, draft_id TEXT NOT NULL, action TEXT NOT NULL, before TEXT NOT NULL,
-    at REAL NOT NULL
-);
-"""
+SCHEMA_VERSION = migrations.SCHEMA_VERSION
 
 _DRAFT_COLS = (
     "id", "note_id", "episode", "kind", "front", "back", "quote", "tags", "generator", "model",
@@ -97,22 +51,25 @@ class Store:
         self.clock = clock
         if not create and not self.path.exists():
             raise WorkspaceError("no workspace here yet (run `cards generate` first)", path=str(self.path))
+        self._depth = 0
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
+            # Look before changing anything: another program's SQLite file is left exactly as it was.
+            if not migrations.is_ours(self.db):
+                self.db.close()
+                raise WorkspaceError("not a cards workspace (another program's database?); "
+                                     "use --workspace to choose another folder", path=str(self.path))
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
+                self.db.close()
                 raise WorkspaceError(f"workspace schema {version} is newer than this cards ({SCHEMA_VERSION})",
                                      path=str(self.path))
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
             if version < SCHEMA_VERSION:
-                with self.tx():
-                    for stmt in _SCHEMA.split(";"):
-                        if stmt.strip():
-                            self.db.execute(stmt)
-                    self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                migrations.migrate(self.db, self.path)
         except sqlite3.DatabaseError as e:
             raise WorkspaceError(f"cannot open workspace: {e}", path=str(self.path)) from None
         except OSError as e:
@@ -129,14 +86,31 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write; disk-full and similar errors become a WorkspaceError."""
+        """One atomic write; nested calls are savepoints. Disk-full and similar errors become a WorkspaceError."""
+        if self._depth:
+            name = f"sp{self._depth}"
+            self.db.execute(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute(f"ROLLBACK TO {name}")
+                self.db.execute(f"RELEASE {name}")
+                raise
+            finally:
+                self._depth -= 1
+            self.db.execute(f"RELEASE {name}")
+            return
         try:
             self.db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield self.db
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
+            finally:
+                self._depth = 0
             self.db.execute("COMMIT")
         except sqlite3.OperationalError as e:
             raise WorkspaceError(f"cannot write workspace: {e}", path=str(self.path)) from None
