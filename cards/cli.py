@@ -45,6 +45,8 @@ Model = Annotated[Optional[str], typer.Option("--model", "-m", envvar="CARDS_MOD
 BaseUrl = Annotated[Optional[str], typer.Option("--base-url", envvar="OPENAI_BASE_URL",
                                                 help="OpenAI-compatible server URL.")]
 Offline = Annotated[bool, typer.Option("--offline", help="Use the offline extractive generator.")]
+Realign = Annotated[bool, typer.Option("--realign", help="Align notes to their transcripts again, even if "
+                                                          "the passages kept in the workspace are current.")]
 Prompts = Annotated[Optional[Path], typer.Option("--prompts", envvar="CARDS_PROMPTS",
                                                  help="Folder with prompt templates to use instead.")]
 
@@ -217,6 +219,7 @@ def generate(
                                                       help="Requests at once [default: 8].")] = None,
     offline: Offline = False,
     force: Annotated[bool, typer.Option("--force", help="Regenerate the selected notes even if up to date.")] = False,
+    realign: Realign = False,
     prompts: Prompts = None,
     context_tokens: ContextTokens = None,
     json_out: JsonOpt = False,
@@ -228,10 +231,16 @@ def generate(
                          offline=offline or None, prompts=prompts, context_tokens=context_tokens)
     loaded = _load(notes, transcripts, settings)
     progress = _Progress(not json_out, notice=lambda: _offline_notice(settings))
-    summary = run(loaded, settings, episode=episode, force=force, progress=progress)
+    summary = run(loaded, settings, episode=episode, force=force, realign=realign, progress=progress)
     if json_out:
         return _print_json(summary.as_dict())
+    _print_notices(summary.notices)
     _print_summary(summary, settings)
+
+
+def _print_notices(notices: list[str]) -> None:
+    for line in notices:
+        _console(stderr=True).print(line, highlight=False, markup=False)
 
 
 def _print_summary(summary, settings) -> None:
@@ -243,8 +252,10 @@ def _print_summary(summary, settings) -> None:
     gen = "offline generator" if summary.generator == "offline" else f"{summary.model}"
     _table(f"Run {summary.run_id}: {gen}, prompt {summary.prompt_version}",
            ["episode", "notes", "cards", "from cache", "failed", "tokens in", "tokens out"], rows,
-           caption=f"estimated cost {cost}; {summary.skipped} notes already up to date; "
-                   f"{summary.duplicates} duplicates marked")
+           caption=f"estimated cost {cost}; {summary.skipped} notes already up to date"
+                   + "".join(f"; {n} {why}" for why, n in summary.reasons.items())
+                   + (f"; {summary.waiting} waiting for a transcript" if summary.waiting else "")
+                   + f"; {summary.duplicates} duplicates marked")
     if summary.failures:
         reasons: dict[str, int] = {}
         for f in summary.failures:
@@ -266,6 +277,7 @@ def estimate(
     base_url: BaseUrl = None,
     offline: Offline = False,
     force: Annotated[bool, typer.Option("--force", help="Count the selected notes even if up to date.")] = False,
+    realign: Realign = False,
     prompts: Prompts = None,
     context_tokens: ContextTokens = None,
     json_out: JsonOpt = False,
@@ -276,9 +288,10 @@ def estimate(
     settings = _settings(workspace=workspace, model=model, base_url=base_url, offline=offline or None,
                          prompts=prompts, context_tokens=context_tokens)
     loaded = _load(notes, transcripts, settings)
-    data = est(loaded, settings, episode=episode, force=force)
+    data = est(loaded, settings, episode=episode, force=force, realign=realign)
     if json_out:
         return _print_json(data)
+    _print_notices(data["notices"])
     rows = [[e["episode"], e["requests"], e["tokens_in"]] for e in data["episodes"]]
     rows.append(["total", data["requests"], data["tokens_in"]])
     cost = "unknown (model not in the price table)" if data["cost_usd"] is None else f"${data['cost_usd']:.4f}"
@@ -309,7 +322,7 @@ def drafts(
     if json_out:
         return _print_json([d.as_dict() for d in items])
     _table(f"{len(items)} drafts", ["id", "episode", "status", "kind", "front", "back", "warnings"],
-           [[d.id[:8], d.episode[:24], d.status + (" (superseded)" if d.superseded else ""), d.kind,
+           [[d.id[:8], d.episode[:24], d.status + (" (superseded)" if d.superseded else " (revision)" if d.revision_of else ""), d.kind,
              d.front[:80], d.back[:60], len(d.warnings)] for d in items])
 
 
@@ -434,6 +447,50 @@ def edit(
 
 @app.command()
 @handled
+def status(
+    notes: Annotated[Optional[list[Path]], typer.Argument(help="Notes files or folders: also show what the next "
+                                                               "generate would send.", show_default=False)] = None,
+    transcripts: Transcripts = None,
+    episode: EpisodeOpt = None,
+    workspace: Workspace = None,
+    model: Model = None,
+    base_url: BaseUrl = None,
+    offline: Offline = False,
+    prompts: Prompts = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Per episode: notes, what the next generate would send and why, drafts, and what export would do."""
+    from cards.pipeline import status as run
+
+    settings = _settings(workspace=workspace, model=model, base_url=base_url, offline=offline or None,
+                         prompts=prompts)
+    loaded = _load(notes, transcripts, settings) if notes else None
+    data = run(settings, loaded, episode=episode)
+    if json_out:
+        return _print_json(data)
+    _print_notices(data["notices"])
+    rows = []
+    for e in data["episodes"]:
+        n, d, x = e.get("notes"), e["drafts"], e["export"]
+        send = e.get("next_generate")
+        rows.append([
+            e["episode"] + (" (missing)" if e["missing"] else ""),
+            "-" if n is None else f"{n['up to date']} ok, {n['new']} new, {n['changed']} edited, "
+                                  f"{n['outdated']} outdated, {n['failed']} failed"
+                                  + (f", {n['waiting']} waiting" if n["waiting"] else ""),
+            "-" if send is None else str(send["requests"]) + "".join(
+                f"\n{k}: {v}" for k, v in send["reasons"].items()),
+            f"{d['draft']} draft, {d['approved']} approved, {d['rejected']} rejected, {d['duplicate']} dup"
+            + (f", {d['pending_revisions']} revisions" if d["pending_revisions"] else ""),
+            f"{x['new']} new, {x['updated']} updated, {x['unchanged']} same, {x['left_in_anki']} left",
+        ])
+    _table("Status", ["episode", "notes", "to send", "drafts", "export → Anki"], rows,
+           caption=None if notes else "give your notes files to see what the next generate would send")
+    _print_left(data["episodes"])
+
+
+@app.command()
+@handled
 def export(
     workspace: Workspace = None,
     episode: EpisodeOpt = None,
@@ -452,11 +509,28 @@ def export(
     written = run(settings, episode=episode, out=out, include_drafts=include_drafts)
     if json_out:
         return _print_json(written)
-    if not written:
+    if not any(w["path"] for w in written):
         hint = "" if include_drafts else " (approve some with `cards review`, or pass --include-drafts)"
         _console().print(f"No cards to export{hint}.", highlight=False)
-        return
-    _table("Exported", ["episode", "cards", "file"], [[w["title"], w["cards"], w["path"]] for w in written])
+    if written:
+        _table("Exported", ["episode", "cards", "new", "updated", "unchanged", "left in Anki"],
+               [[w["episode"], w["cards"], w["new"], w["updated"], w["unchanged"], w["left_in_anki"]]
+                for w in written])
+    _print_left(written)
+    left_out = sum(w["unreviewed_left_out"] for w in written)
+    pending = sum(w["pending_revisions"] for w in written)
+    if left_out or pending:
+        _console().print(f"Left out: {left_out} unreviewed drafts and {pending} pending revisions "
+                         "(review them with `cards review`).", highlight=False, markup=False)
+
+
+def _print_left(rows: list[dict]) -> None:
+    left = [c for r in rows for c in r.get("left_in_anki_cards", r.get("left_in_anki", []))]
+    if left:
+        _console().print(f"{len(left)} cards ended here but are still in Anki (Anki never deletes on import); "
+                         "find them there by their front and delete them:", highlight=False, markup=False)
+        for c in left:
+            _console().print(f"  {c['guid']}  {c['front'] or ''}", highlight=False, markup=False)
 
 
 def main() -> None:

@@ -33,6 +33,12 @@ class WorkspaceError(CardsError):
     """The workspace database cannot be opened, read or written."""
 
 
+class BusyError(WorkspaceError):
+    """Another run holds the workspace."""
+
+    exit_code = 4
+
+
 class GenerationError(CardsError):
     """The LLM could not be reached or configured at all (per-note failures are recorded, not raised)."""
 

@@ -148,6 +148,11 @@ class DeckInfo:
     url: str | None = None
     video_id: str | None = None
 
+    @property
+    def deck_id(self) -> int:
+        """From the slug, which outlives a reworded title."""
+        return deck_id(f"cards-episode:{self.slug}")
+
 
 def _models() -> tuple[genanki.Model, genanki.Model]:
     # Built per call: genanki mutates template and field dicts in to_json.
@@ -272,7 +277,23 @@ def _note(draft: Draft, deck: DeckInfo, qa: genanki.Model, cloze: genanki.Model,
     # A "cloze" without a deletion would give Anki a note with no card; show it as Q/A.
     model = cloze if draft.kind == "cloze" and cloze_deletions(front) else qa
     fields = [front, _html(draft.back), *common]
-    return genanki.Note(model=model, fields=fields, tags=tags, guid=draft.id, due=due)
+    return _Note(model=model, fields=fields, tags=tags, guid=draft.lineage, due=due, mtime=draft.changed)
+
+
+class _Note(genanki.Note):
+    """A genanki note stamped with its own modification time instead of the export's.
+
+    Anki updates a note on import only when the incoming one is newer, so the time a
+    card's content last changed in cards lets an edit made inside Anki stand until the
+    card changes here again.
+    """
+
+    def __init__(self, *args, mtime: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mtime = mtime
+
+    def write_to_db(self, cursor, timestamp, deck_id, id_gen):
+        super().write_to_db(cursor, self.mtime or timestamp, deck_id, id_gen)
 
 
 def build_deck(drafts: list[Draft], deck: DeckInfo, *, prefix: str = "Podcasts") -> genanki.Deck:
@@ -282,7 +303,7 @@ def build_deck(drafts: list[Draft], deck: DeckInfo, *, prefix: str = "Podcasts")
     url = _safe_url(deck.url)
     if url:
         description = f'<a href="{html.escape(url, quote=True)}">{description}</a>'
-    out = genanki.Deck(deck_id(name), name, description=description)
+    out = genanki.Deck(deck.deck_id, name, description=description)
     qa, cloze = _models()
     out.add_model(qa)
     out.add_model(cloze)

@@ -127,6 +127,30 @@ def m002_lineage(db: sqlite3.Connection) -> None:
     UPDATE episodes SET titles = json_array(title);
     ALTER TABLE events ADD COLUMN grp INTEGER
     """)
+    _respec(db)
+
+
+def _respec(db: sqlite3.Connection) -> None:
+    """Re-key earlier generations with the tagged spec, where the old key can be verified.
+
+    The old key hashed (generator, model, prompt version, note text, passage text). Where
+    recomputing it from the note and its stored passage gives the stored key, the new key
+    is exact, so an upgrade buys nothing again; any other generation was already out of
+    date and stays so.
+    """
+    import json
+
+    from cards.models import Context, generation_spec, stable_id
+
+    rows = db.execute("SELECT g.rowid AS rid, g.spec, g.generator, g.model, g.prompt_version, n.text, n.context"
+                      " FROM generations g JOIN notes n ON n.id = g.note_id").fetchall()
+    for r in rows:
+        ctx = Context.from_dict(json.loads(r[6])) if r[6] else None
+        if stable_id(r[2], r[3], r[4], r[5], ctx.text if ctx else "") != r[1]:
+            continue
+        spec, parts = generation_spec(r[2], r[3], r[4], r[5], ctx)
+        db.execute("UPDATE generations SET spec=?, parts=? WHERE rowid=?", (spec, json.dumps(parts, sort_keys=True),
+                                                                            r[0]))
 
 
 def is_ours(db: sqlite3.Connection) -> bool:

@@ -7,6 +7,7 @@ schema that the LLM fills in is a pydantic model in `cards.schema`.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -23,6 +24,31 @@ def stable_id(*parts: str, length: int = 16) -> str:
     """A short hex id that depends only on its parts."""
     h = hashlib.sha256("\x1f".join(parts).encode("utf-8"))
     return h.hexdigest()[:length]
+
+
+def content_hash(tag: str, value) -> str:
+    """A hash of a JSON-able value, prefixed with a tag that names what it is and its version.
+
+    The tag makes a change of meaning visible (and deliberate): bump it when what goes
+    into the value changes, and every old hash stops matching for a reason one can name.
+    """
+    canonical = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return f"{tag}:{hashlib.sha256(canonical.encode('utf-8')).hexdigest()[:32]}"
+
+
+SPEC_TAG = "spec1"
+
+
+def generation_spec(generator: str, model: str, prompt_version: str, note_text: str,
+                    ctx: Context | None) -> tuple[str, dict]:
+    """What makes a note's generation current, as (hash, parts); the parts say why a spec changed.
+
+    Neighbouring notes are left out on purpose: a new bullet next door is no reason to
+    buy this note again.
+    """
+    parts = {"generator": generator, "model": model, "prompt": prompt_version, "note": note_text,
+             "passage": content_hash("passage1", ctx.text) if ctx else ""}
+    return content_hash(SPEC_TAG, parts), parts
 
 
 def format_time(seconds: float | None) -> str:
@@ -245,6 +271,13 @@ class Draft:
     created: float = 0.0
     updated: float = 0.0
     exported: float | None = None
+    lineage: str = ""  # the Anki GUID; see cards.lineage
+    revision_of: str | None = None  # a pending revision of this current draft
+    changed: float = 0.0  # when front/back last changed in cards: the Anki note's mtime
+
+    def __post_init__(self) -> None:
+        self.lineage = self.lineage or self.id
+        self.changed = self.changed or self.created
 
     def as_dict(self) -> dict:
         return {
@@ -270,4 +303,7 @@ class Draft:
             if self.context_text is None
             else {"text": self.context_text, "start": self.context_start, "end": self.context_end},
             "exported": self.exported,
+            "guid": self.lineage,
+            "revision_of": self.revision_of,
+            "changed": self.changed,
         }

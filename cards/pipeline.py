@@ -14,7 +14,8 @@ from pathlib import Path
 
 from cards.config import PRICES_DATE, Settings
 from cards.errors import InputError
-from cards.models import Context, Draft, Episode, NoteItem, format_time, stable_id
+from cards.models import (Context, Draft, Episode, NoteItem, Transcript, content_hash, format_time,
+                          generation_spec, stable_id)
 
 NOTE_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".org"}
 TRANSCRIPT_SUFFIXES = {".txt", ".srt", ".vtt", ".text", ".md"}
@@ -45,6 +46,7 @@ class Loaded:
     episodes: list[Episode]
     note_files: list[str]
     transcript_files: list[str]
+    notices: list[str] = field(default_factory=list)  # things the person should know, one line each
 
 
 def load(notes: list[Path], transcripts: list[Path], settings: Settings) -> Loaded:
@@ -60,8 +62,52 @@ def load(notes: list[Path], transcripts: list[Path], settings: Settings) -> Load
         raise InputError("no notes files given")
     sections = [s for f in n_files for s in parse_notes(f)]
     parsed = [parse_transcript(f) for f in t_files]
-    return Loaded(build_episodes(sections, parsed, settings.pins), [str(f) for f in n_files],
-                  [str(f) for f in t_files])
+    loaded = Loaded(build_episodes(sections, parsed, settings.pins), [str(f) for f in n_files],
+                    [str(f) for f in t_files])
+    loaded.notices = recognise_episodes(loaded.episodes, settings)
+    return loaded
+
+
+def recognise_episodes(episodes: list[Episode], settings: Settings) -> list[str]:
+    """Give an episode whose heading was reworded the slug the workspace knows it by.
+
+    An episode with a slug the workspace has never seen, whose notes mostly (half or
+    more) are the current notes of a known episode absent from this reading, is that
+    episode: it keeps its slug (so its note ids, cards and deck), and the new heading
+    becomes its title. Pinned episodes keep the slug their pin gives them.
+    """
+    from dataclasses import replace
+
+    from cards.models import normalise
+    from cards.store import DB_NAME, Store
+
+    if not (settings.workspace / DB_NAME).is_file():
+        return []
+    with Store(settings.workspace, create=False) as store:
+        known = {e.slug: e for e in store.episodes()}
+        present = {e.slug for e in episodes}
+        unknown = [e for e in episodes if e.slug not in known and e.slug not in settings.pins and e.items]
+        if not unknown:
+            return []
+        texts = {slug: {normalise(t) for t in ts} for slug, ts in store.active_note_texts().items()
+                 if slug not in present}
+    notices = []
+    for ep in unknown:
+        mine = {normalise(i.text) for i in ep.items}
+        best, overlap = None, 0
+        for slug, theirs in texts.items():
+            shared = len(mine & theirs)
+            if shared > overlap:
+                best, overlap = slug, shared
+        if best is None or overlap * 2 < len(mine) or (overlap < 2 and len(mine) > 1):
+            continue
+        old_title = known[best].title
+        ep.slug = best
+        ep.items = [replace(i, episode=best, id=NoteItem.make_id(best, i.text)) for i in ep.items]
+        del texts[best]
+        notices.append(f"heading reworded: {ep.title!r} is the episode {best} (was {old_title!r}); "
+                       "it keeps its cards and deck")
+    return notices
 
 
 def select(episodes: list[Episode], slug: str | None) -> list[Episode]:
@@ -110,26 +156,31 @@ class Job:
     episode: Episode
     note: NoteItem
     context: Context | None
-    spec: str  # what makes a generation current: generator, model, prompt version, note, passage
+    spec: str  # content_hash of `parts`
+    parts: dict
     request: object  # cards.generate.base.Request
 
 
 def build_jobs(episodes: list[Episode], contexts: dict[str, list[Context | None]], template,
-               generator_name: str, model: str) -> list[Job]:
+               generator_name: str, model: str, only: set[str] | None = None) -> list[Job]:
+    """The request for each note (of `only`, when given), rendered from the prompt template."""
     from cards.generate.base import Request
 
     schema = _schema_json()
     jobs = []
     for ep in episodes:
         for i, (item, ctx) in enumerate(zip(ep.items, contexts[ep.slug])):
+            if only is not None and item.id not in only:
+                continue
             passage = ctx.text if ctx else "(no transcript passage was found for this note)"
             messages = template.render(
                 episode_title=ep.title, section=item.section or "", neighbours=_neighbours(ep.items, i),
                 note=item.text, passage=passage, time=format_time(ctx.start) if ctx else "",
             )
             key = stable_id(model, template.version, json.dumps(messages, sort_keys=True), schema, length=32)
-            spec = stable_id(generator_name, model, template.version, item.text, ctx.text if ctx else "")
-            jobs.append(Job(ep, item, ctx, spec, Request(item, ctx, ep.title, tuple(messages), key)))
+            spec, parts = generation_spec(generator_name, model, template.version, item.text, ctx)
+            jobs.append(Job(ep, item, ctx, spec, parts,
+                            Request(item, ctx, ep.title, tuple(messages), key)))
     return jobs
 
 
@@ -148,12 +199,16 @@ class RunSummary:
     cost: float = 0.0
     priced: bool = True
     duplicates: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # why notes were sent
+    notices: list[str] = field(default_factory=list)
+    waiting: int = 0  # new notes held back until their episode's transcript is given
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "generator": self.generator, "model": self.model,
                 "prompt_version": self.prompt_version, "episodes": self.per_episode, "total": self.total,
                 "failures": self.failures, "up_to_date": self.skipped, "cost_usd": round(self.cost, 6),
-                "priced": self.priced, "duplicates": self.duplicates}
+                "priced": self.priced, "duplicates": self.duplicates, "reasons": self.reasons,
+                "notices": self.notices, "waiting": self.waiting}
 
 
 def make_generator(settings: Settings):
@@ -201,8 +256,8 @@ async def _run(jobs: list[Job], store, generator, version: str, run_id: int, con
         if cached is not None:
             cards = CardSet.model_validate_json(cached).cards
             store.record_generation(
-                gen_id=gen_id, note=job.note, spec=job.spec, generator=generator.name, model=generator.model,
-                prompt_version=version, key=request.key, error=None,
+                gen_id=gen_id, note=job.note, spec=job.spec, parts=job.parts, generator=generator.name,
+                model=generator.model, prompt_version=version, key=request.key, error=None,
                 drafts=_drafts_from(job, cards, gen_id, generator.name, generator.model, version, store.clock()),
                 tokens_in=0, tokens_out=0, cached_tokens=0, requests=0, from_cache=True, raw=None, run_id=run_id)
             on_done(job, True)
@@ -210,8 +265,8 @@ async def _run(jobs: list[Job], store, generator, version: str, run_id: int, con
         async with sem:
             result = await generator.generate(request)
         store.record_generation(
-            gen_id=gen_id, note=job.note, spec=job.spec, generator=generator.name, model=generator.model,
-            prompt_version=version, key=request.key, error=result.error,
+            gen_id=gen_id, note=job.note, spec=job.spec, parts=job.parts, generator=generator.name,
+            model=generator.model, prompt_version=version, key=request.key, error=result.error,
             drafts=_drafts_from(job, result.cards, gen_id, generator.name, generator.model, version, store.clock())
             if result.ok else [],
             tokens_in=result.tokens_in, tokens_out=result.tokens_out, cached_tokens=result.cached_tokens,
@@ -228,37 +283,183 @@ async def _run(jobs: list[Job], store, generator, version: str, run_id: int, con
         await generator.aclose()
 
 
-def pending_jobs(store, jobs: list[Job], force: bool) -> tuple[list[Job], int]:
-    """Jobs whose note has no current generation (or all, with force); and how many are up to date."""
-    if force:
-        return jobs, 0
-    done = store.done_specs(j.note.id for j in jobs)
-    todo = [j for j in jobs if (j.note.id, j.spec) not in done]
-    return todo, len(jobs) - len(todo)
+# -- planning: what a run would send, and why --------------------------------------------------------
+
+def transcript_hash(transcript: Transcript) -> str:
+    """The transcript's content (text and times), not its file: a moved or re-saved file is the same."""
+    return content_hash("transcript1", [[x.text, x.start, x.end] for x in transcript.segments])
+
+
+def _align_version() -> str:
+    from cards import align
+
+    return getattr(align, "ALIGN_VERSION", "1")
+
+
+@dataclass
+class EpisodePlan:
+    episode: Episode
+    contexts: list[Context | None]
+    align_versions: list[str | None]
+    changes: object  # cards.lineage.NoteChanges
+    transcript_hash: str | None
+    waiting: set[str] = field(default_factory=set)  # new notes held back until the transcript is given
+
+
+@dataclass
+class Plan:
+    episodes: list[EpisodePlan]
+    jobs: list[Job]  # what would be sent
+    states: dict[str, str]  # note id -> new | changed | outdated | failed | up to date | waiting
+    reasons: dict[str, str]  # note id -> why it would be sent
+    notices: list[str]
+    missing: list[str]  # workspace episodes gone from notes files that were read
+    old_passages: int  # notes whose passage an older aligner chose
+
+
+def _why(parts: dict, before: dict | None) -> str:
+    if before is None:
+        return "inputs unknown"
+    if parts["generator"] != before.get("generator"):
+        return "offline → LLM" if before.get("generator") == "offline" else "generator changed"
+    for key, reason in (("model", "new model"), ("prompt", "new prompt"), ("note", "edited note"),
+                        ("passage", "passage changed")):
+        if parts[key] != before.get(key):
+            return reason
+    return "inputs unknown"
+
+
+def make_plan(store, loaded: Loaded, settings: Settings, template, generator_name: str, model: str, *,
+              episode: str | None = None, force: bool = False, realign: bool = False, counter=None) -> Plan:
+    """Decide each note's passage and whether it needs generating, without changing anything.
+
+    Passages already in the workspace are kept: they are refreshed only when the
+    episode's transcript changed or with `realign`. An episode aligned before and read
+    without its transcript keeps its passages, and its new notes wait for it.
+    """
+    from cards.lineage import note_changes
+
+    episodes = [e for e in select(loaded.episodes, episode) if e.items]
+    read = set(loaded.note_files)
+    version = _align_version()
+    plans: list[EpisodePlan] = []
+    fresh_needed: dict[str, set[str] | None] = {}  # slug -> note ids needing a passage (None: all)
+    notices: list[str] = []
+    preds: dict[str, str | None] = {}  # note id -> the bullet it was edited from
+    old_passages = 0
+    for ep in episodes:
+        stored = store.notes(ep.slug) if store else {}
+        record = store.episode(ep.slug) if store else None
+        changes = note_changes(stored, ep.items, read)
+        for item in ep.items:
+            preds[item.id] = changes.edited.get(item.id) or (stored[item.id].predecessor if item.id in stored
+                                                             else None)
+        th = transcript_hash(ep.transcript) if ep.transcript else None
+        known = [stored.get(i.id) for i in ep.items]
+        plan = EpisodePlan(ep, [k.context if k else None for k in known],
+                           [k.align_version if k else version for k in known], changes, th)
+        if ep.transcript is None and record is not None and record.transcript_hash:
+            plan.waiting = {i.id for i, k in zip(ep.items, known) if k is None}
+            notices.append(f"{ep.slug}: no transcript given; kept the passages aligned before"
+                           + (f", and {len(plan.waiting)} new notes wait for it" if plan.waiting else ""))
+        elif ep.transcript is not None and (realign or record is None or record.transcript_hash != th):
+            fresh_needed[ep.slug] = None
+            if record is not None and record.transcript_hash and not realign:
+                notices.append(f"{ep.slug}: its transcript changed; passages aligned again")
+        elif ep.transcript is not None:
+            new = {i.id for i, k in zip(ep.items, known) if k is None}
+            if new:
+                fresh_needed[ep.slug] = new
+        old_passages += sum(1 for i, k in zip(ep.items, known)
+                            if k is not None and k.context is not None and k.align_version not in (None, version)
+                            and ep.slug not in fresh_needed)
+        plans.append(plan)
+    to_align = [p.episode for p in plans if p.episode.slug in fresh_needed]
+    if to_align:
+        fresh = align(to_align, settings, counter)
+        for p in plans:
+            wanted = fresh_needed.get(p.episode.slug, set())
+            if p.episode.slug not in fresh_needed:
+                continue
+            for n, item in enumerate(p.episode.items):
+                if wanted is None or item.id in wanted:
+                    p.contexts[n] = fresh[p.episode.slug][n]
+                    p.align_versions[n] = version
+
+    # Which notes need generating, and why.
+    ids = [i.id for p in plans for i in p.episode.items]
+    lookup = ids + [x for x in preds.values() if x]
+    good = store.last_generations(lookup, ok_only=True) if store else {}
+    last = store.last_generations(ids) if store else {}
+    states: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    todo: set[str] = set()
+    for p in plans:
+        for item, ctx in zip(p.episode.items, p.contexts):
+            if item.id in p.waiting:
+                states[item.id] = "waiting"
+                continue
+            spec, parts = generation_spec(generator_name, model, template.version, item.text, ctx)
+            g = good.get(item.id)
+            failed = item.id in last and not last[item.id]["ok"] and (g is None or last[item.id]["created"]
+                                                                       >= g["created"])
+            if g is not None and g["spec"] == spec and not force:
+                states[item.id] = "up to date"
+                continue
+            todo.add(item.id)
+            pred = good.get(preds[item.id]) if preds[item.id] else None
+            if g is None and pred is None:
+                states[item.id], reasons[item.id] = ("failed", "failed before") if failed else ("new", "new note")
+            elif g is None:
+                states[item.id], reasons[item.id] = "changed", "edited note"
+            elif g["spec"] == spec:
+                states[item.id], reasons[item.id] = "up to date", "forced"
+            else:
+                why = _why(parts, json.loads(g["parts"]) if g["parts"] else None)
+                states[item.id] = "changed" if why == "edited note" else "outdated"
+                reasons[item.id] = why
+            if failed:
+                states[item.id] = "failed"
+    contexts = {p.episode.slug: p.contexts for p in plans}
+    jobs = build_jobs([p.episode for p in plans], contexts, template, generator_name, model, only=todo)
+    missing: list[str] = []
+    if store is not None and episode is None:
+        present = {e.slug for e in loaded.episodes}
+        for slug, files in store.note_sources().items():
+            if slug not in present and files and files <= read:
+                missing.append(slug)
+        for slug in missing:
+            notices.append(f"{slug}: no longer in your notes; its cards end, and any already in Anki are "
+                           "left there (see `cards status`)")
+    if old_passages:
+        notices.append(f"{old_passages} passages were chosen by an older aligner; "
+                       "`cards generate --realign` refreshes them (notes whose passage changes are sent again)")
+    return Plan(plans, jobs, states, reasons, notices, missing, old_passages)
 
 
 def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, force: bool = False,
-             generator=None, progress=None) -> RunSummary:
+             realign: bool = False, generator=None, progress=None) -> RunSummary:
     """Generate drafts for every note that needs them; each result is committed as it arrives."""
     from cards.prompts import load_prompt
     from cards.store import Store
 
     template = load_prompt(settings.prompts)
-    episodes = [e for e in select(loaded.episodes, episode) if e.items]
     generator = generator or make_generator(settings)
-    contexts = align(episodes, settings)
-    jobs = build_jobs(episodes, contexts, template, generator.name, generator.model)
-    read_files = set(loaded.note_files)
-    with Store(settings.workspace) as store:
-        for ep in episodes:
-            store.sync_episode(ep.slug, ep.title, ep.url, ep.video_id, ep.transcript.path if ep.transcript else None,
-                               ep.items, contexts[ep.slug], read_files)
-        todo, skipped = pending_jobs(store, jobs, force)
+    with Store(settings.workspace) as store, store.exclusive("cards generate"):
+        plan = make_plan(store, loaded, settings, template, generator.name, generator.model, episode=episode,
+                         force=force, realign=realign)
+        for p in plan.episodes:
+            store.sync_episode(p.episode, p.contexts, p.changes, align_versions=p.align_versions,
+                               transcript_hash=p.transcript_hash)
+        if plan.missing:
+            store.mark_missing(plan.missing)
+        todo = plan.jobs
+        skipped = sum(1 for s in plan.states.values() if s == "up to date")
         run_id = store.start_run(generator.name, generator.model, template.version)
         status = "interrupted"
         try:
             if progress:
-                progress.start(episodes, todo)
+                progress.start([p.episode for p in plan.episodes], todo)
             asyncio.run(_run(todo, store, generator, template.version, run_id, settings.concurrency, force,
                              progress.advance if progress else (lambda job, ok: None)))
             status = "ok"
@@ -278,30 +479,57 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
                                              "tokens_out", "cached_tokens")}
         summary.failures = [{"episode": r["episode"], "note": r["note_text"], "error": r["error"]}
                             for r in store.failed_generations(run_id)]
+        summary.reasons = _count(plan.reasons[j.note.id] for j in todo)
+        summary.notices = loaded.notices + plan.notices
+        summary.waiting = sum(1 for s in plan.states.values() if s == "waiting")
         summary.duplicates = check_and_dedupe(store, None)
     return summary
 
 
+def _count(values) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
+
+
 # -- estimates -----------------------------------------------------------------------------------
 
-def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, force: bool = False) -> dict:
-    """What a run would send, without sending anything."""
+def _offline_model() -> str:
+    from cards.generate.offline import OfflineGenerator
+
+    return OfflineGenerator.model
+
+
+def _plan_readonly(loaded: Loaded, settings: Settings, *, episode: str | None, force: bool = False,
+                   realign: bool = False, counter=None) -> tuple[Plan, object]:
+    """The plan a generate run would make now, from the workspace if there is one; changes nothing."""
     from cards.prompts import load_prompt
+    from cards.store import DB_NAME, Store
+
+    template = load_prompt(settings.prompts)
+    name = "openai" if settings.llm_configured else "offline"
+    model = settings.model if name == "openai" else _offline_model()
+    if (settings.workspace / DB_NAME).is_file():
+        with Store(settings.workspace, create=False) as store:
+            return make_plan(store, loaded, settings, template, name, model, episode=episode, force=force,
+                             realign=realign, counter=counter), template
+    return make_plan(None, loaded, settings, template, name, model, episode=episode, force=force,
+                     realign=realign, counter=counter), template
+
+
+def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, force: bool = False,
+             realign: bool = False) -> dict:
+    """What a run would send, without sending anything."""
     from cards.store import DB_NAME, Store
     from cards.tokens import counter_for
 
-    template = load_prompt(settings.prompts)
-    episodes = [e for e in select(loaded.episodes, episode) if e.items]
     counter = counter_for(settings.model)
-    contexts = align(episodes, settings, counter)
-    name = "openai" if settings.llm_configured else "offline"
-    model = settings.model if name == "openai" else "extractive-v1"
-    jobs = build_jobs(episodes, contexts, template, name, model)
-    todo = jobs
-    if (settings.workspace / DB_NAME).exists():
-        with Store(settings.workspace) as store:
-            todo, _ = pending_jobs(store, jobs, force)
-            todo = [j for j in todo if force or store.cached_response(j.request.key) is None]
+    plan, _ = _plan_readonly(loaded, settings, episode=episode, force=force, realign=realign, counter=counter)
+    todo = plan.jobs
+    if not force and (settings.workspace / DB_NAME).is_file():
+        with Store(settings.workspace, create=False) as store:
+            todo = [j for j in todo if store.cached_response(j.request.key) is None]
     schema_tokens = counter.count(_schema_json())
     per_ep: dict[str, dict] = {}
     for j in todo:
@@ -312,13 +540,63 @@ def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
     tout = OUTPUT_TOKENS_GUESS * len(todo)
     cost = cost_of(settings, settings.model, tin, 0, tout)
     return {
-        "model": settings.model, "llm_configured": settings.llm_configured, "notes": len(jobs),
+        "model": settings.model, "llm_configured": settings.llm_configured, "notes": len(plan.states),
         "requests": len(todo), "tokens_in": tin, "tokens_out_estimate": tout,
         "tokens_per_request": round(tin / len(todo)) if todo else 0,
         "cost_usd": None if cost is None else round(cost, 4),
-        "prices_date": PRICES_DATE,
+        "prices_date": PRICES_DATE, "reasons": _count(plan.reasons[j.note.id] for j in todo),
+        "notices": loaded.notices + plan.notices,
         "token_counter": counter.label, "episodes": list(per_ep.values()),
     }
+
+
+# -- status ----------------------------------------------------------------------------------------
+
+_NOTE_STATES = ("new", "changed", "outdated", "failed", "waiting", "up to date")
+
+
+def status(settings: Settings, loaded: Loaded | None = None, *, episode: str | None = None) -> dict:
+    """Per episode: notes by state, what the next generate would send and why, drafts, and what export does.
+
+    Without notes (`loaded` None) only what the workspace knows is shown.
+    """
+    from cards.store import Store
+
+    plan = None
+    if loaded is not None:
+        plan, _ = _plan_readonly(loaded, settings, episode=episode)
+    out: dict = {"episodes": [], "notices": (loaded.notices + plan.notices) if plan else []}
+    with Store(settings.workspace, create=False) as store:
+        records = {e.slug: e for e in store.episodes()}
+        slugs = sorted(records)
+        if plan is not None:
+            slugs = sorted(set(slugs) | {p.episode.slug for p in plan.episodes})
+        if episode is not None:
+            if episode not in slugs:
+                raise InputError(f"no episode {episode!r} (known: {', '.join(slugs) or 'none'})")
+            slugs = [episode]
+        by_slug = {p.episode.slug: p for p in plan.episodes} if plan else {}
+        for slug in slugs:
+            rec = records.get(slug)
+            row: dict = {"episode": slug, "title": by_slug[slug].episode.title if slug in by_slug else rec.title,
+                         "missing": bool(rec and rec.missing) or (plan is not None and slug in plan.missing)}
+            if plan is not None and slug in by_slug:
+                ids = [i.id for i in by_slug[slug].episode.items]
+                row["notes"] = {k: sum(1 for i in ids if plan.states.get(i) == k) for k in _NOTE_STATES}
+                row["next_generate"] = {"requests": sum(1 for j in plan.jobs if j.episode.slug == slug),
+                                        "reasons": _count(plan.reasons[i] for i in ids if i in plan.reasons)}
+            drafts = store.drafts(episode=slug, include_superseded=False)
+            counts = {k: 0 for k in ("draft", "approved", "rejected", "duplicate")}
+            for d in drafts:
+                if d.revision_of is None:
+                    counts[d.status] = counts.get(d.status, 0) + 1
+            counts["pending_revisions"] = sum(1 for d in drafts if d.revision_of)
+            row["drafts"] = counts
+            export_plan = store.export_plan(slug, include_drafts=False)
+            row["export"] = export_plan.counts()
+            row["left_in_anki"] = export_plan.left_in_anki
+            out["episodes"].append(row)
+    return out
 
 
 # -- checks and duplicates -----------------------------------------------------------------------
@@ -349,7 +627,12 @@ def check_and_dedupe(store, episode: str | None, threshold: float = 0.85, scope:
 
 def export(settings: Settings, *, episode: str | None = None, out: Path | None = None,
            include_drafts: bool = False, now: float | None = None) -> list[dict]:
-    """Write one .apkg per episode with approved (and optionally draft) cards."""
+    """Write one .apkg per episode with its current cards; say what Anki will do with each.
+
+    Each card is written under its lineage's GUID with the time its content last
+    changed, so a re-import updates what changed here and leaves the rest (and any
+    edit made inside Anki) alone.
+    """
     from cards.export import DeckInfo, export_deck
     from cards.store import Store
 
@@ -358,21 +641,21 @@ def export(settings: Settings, *, episode: str | None = None, out: Path | None =
     with Store(settings.workspace, create=False) as store:
         eps = store.episodes()
         if episode:
-            eps = [e for e in eps if e["slug"] == episode]
+            eps = [e for e in eps if e.slug == episode]
             if not eps:
-                raise InputError(f"no episode {episode!r} in the workspace")
+                known = ", ".join(e.slug for e in store.episodes()) or "none"
+                raise InputError(f"no episode {episode!r} in the workspace (known: {known})")
         for ep in eps:
-            wanted = {"approved", "draft"} if include_drafts else {"approved"}
-            drafts = [d for d in store.drafts(episode=ep["slug"]) if d.status in wanted
-                      and (not d.superseded or d.status == "approved")]
-            if not drafts:
-                continue
-            for d in drafts:
-                d.superseded = False  # an approved card outlives its note's regeneration
-            when = now if now is not None else time.time()
-            path = export_deck(drafts, DeckInfo(ep["slug"], ep["title"], ep["url"], ep["video_id"]), out,
-                               prefix=settings.deck_prefix, now=when)
-            store.mark_exported([d.id for d in drafts], when)
-            written.append({"episode": ep["slug"], "title": ep["title"], "path": str(path), "cards": len(drafts),
-                            "approved": sum(d.status == "approved" for d in drafts)})
+            plan = store.export_plan(ep.slug, include_drafts)
+            row = {"episode": ep.slug, "title": ep.title, "path": None, "cards": len(plan.cards),
+                   "approved": sum(d.status == "approved" for d in plan.cards), **plan.counts(),
+                   "left_in_anki_cards": plan.left_in_anki}
+            if plan.cards:
+                when = now if now is not None else time.time()
+                path = export_deck(plan.cards, DeckInfo(ep.slug, ep.title, ep.url, ep.video_id), out,
+                                   prefix=settings.deck_prefix, now=when)
+                store.record_export(plan.cards, when)
+                row["path"] = str(path)
+            if plan.cards or plan.left_in_anki or plan.left_out:
+                written.append(row)
     return written

@@ -128,7 +128,7 @@ class ReviewApp(App[dict]):
         self.show_all = False
         self.editing = False
         self.index = 0
-        self._titles: dict[str, str] = {r["slug"]: r["title"] for r in store.episodes()}
+        self._titles: dict[str, str] = {e.slug: e.title for e in store.episodes()}
         self._known: dict[str, Draft] = {}
         # This session's decisions, newest last: what `u` walks back through.
         self._log: list[tuple[str, str]] = []

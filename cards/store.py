@@ -11,23 +11,28 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from cards import migrations
-from cards.errors import WorkspaceError
+from cards.errors import BusyError, WorkspaceError
 from cards.models import Context, Draft, NoteItem
 
 DB_NAME = "cards.sqlite"
+LOCK_NAME = "cards.lock"
 SCHEMA_VERSION = migrations.SCHEMA_VERSION
 
 _DRAFT_COLS = (
     "id", "note_id", "episode", "kind", "front", "back", "quote", "tags", "generator", "model",
     "prompt_version", "status", "duplicate_of", "warnings", "grounding", "edited", "superseded",
     "note_text", "context_text", "context_start", "context_end", "created", "updated", "exported",
+    "lineage", "revision_of", "changed",
 )
 _JSON_COLS = {"tags", "warnings"}
 _BOOL_COLS = {"edited", "superseded"}
 EDITABLE = {"front", "back", "status", "duplicate_of", "warnings", "grounding", "superseded", "exported"}
+# What an undo puts back: the review state and text of each draft a decision touched.
+_UNDOABLE = ("front", "back", "status", "duplicate_of", "edited", "superseded", "revision_of", "changed")
 
 
 def _row_to_draft(row: sqlite3.Row) -> Draft:
@@ -40,6 +45,48 @@ def _row_to_draft(row: sqlite3.Row) -> Draft:
             v = bool(v)
         values[col] = v
     return Draft(**values)
+
+
+@dataclass(frozen=True)
+class EpisodeRecord:
+    """An episode as the workspace remembers it."""
+
+    slug: str
+    title: str
+    titles: tuple[str, ...]  # every title it has had, oldest first
+    url: str | None
+    video_id: str | None
+    transcript: str | None
+    transcript_hash: str | None
+    missing: bool  # gone from notes files that were read
+
+
+def _row_to_episode(row: sqlite3.Row) -> EpisodeRecord:
+    return EpisodeRecord(row["slug"], row["title"], tuple(json.loads(row["titles"] or "[]")), row["url"],
+                         row["video_id"], row["transcript"], row["transcript_hash"], bool(row["missing"]))
+
+
+@dataclass(frozen=True)
+class StoredNote:
+    """A note as the workspace last saw it, with the passage it was aligned to."""
+
+    id: str
+    episode: str
+    text: str
+    position: int
+    sources: tuple[str, ...]  # file paths
+    context: Context | None
+    active: bool
+    predecessor: str | None
+    align_version: str | None
+
+
+def _row_to_note(row: sqlite3.Row) -> StoredNote:
+    ctx = json.loads(row["context"]) if row["context"] else None
+    return StoredNote(row["id"], row["episode"], row["text"], row["position"],
+                      tuple(src[0] for src in json.loads(row["sources"])),
+                      None if ctx is None else Context.from_dict(ctx), bool(row["active"]), row["predecessor"],
+                      row["align_version"])
 
 
 class Store:
@@ -115,80 +162,165 @@ class Store:
         except sqlite3.OperationalError as e:
             raise WorkspaceError(f"cannot write workspace: {e}", path=str(self.path)) from None
 
+    @contextmanager
+    def exclusive(self, what: str) -> Iterator[None]:
+        """Hold the workspace's run lock; a second run at the same time is refused, not doubled.
+
+        The lock is an advisory lock on `cards.lock` beside the database: the operating
+        system releases it when the process ends, however it ends.
+        """
+        try:
+            import fcntl
+        except ImportError:  # no advisory locks on this platform
+            yield
+            return
+        path = self.folder / LOCK_NAME
+        try:
+            fh = open(path, "a+")
+        except OSError as e:
+            raise WorkspaceError(f"cannot create lock: {e.strerror}", path=str(path)) from None
+        try:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise BusyError(f"another {what} is using this workspace; wait for it to finish",
+                                path=str(self.folder)) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        finally:
+            fh.close()
+
     # -- notes and episodes ----------------------------------------------------------
 
-    def sync_episode(self, slug: str, title: str, url: str | None, video_id: str | None,
-                     transcript: str | None, items: list[NoteItem], contexts: list[Context | None],
-                     read_files: set[str]) -> list[str]:
-        """Record an episode's current notes; retire notes gone from files that were read.
+    def episodes(self) -> list[EpisodeRecord]:
+        return [_row_to_episode(r) for r in self.db.execute("SELECT * FROM episodes ORDER BY slug")]
 
-        Returns the ids of retired notes (their drafts are marked superseded).
+    def episode(self, slug: str) -> EpisodeRecord | None:
+        row = self.db.execute("SELECT * FROM episodes WHERE slug=?", (slug,)).fetchone()
+        return _row_to_episode(row) if row else None
+
+    def notes(self, episode: str) -> dict[str, StoredNote]:
+        """Every note the workspace has seen for an episode, active or retired, by id."""
+        return {r["id"]: _row_to_note(r)
+                for r in self.db.execute("SELECT * FROM notes WHERE episode=? ORDER BY position", (episode,))}
+
+    def active_note_texts(self) -> dict[str, list[str]]:
+        """Each episode's current note texts, for recognising an episode under a reworded heading."""
+        out: dict[str, list[str]] = {}
+        for r in self.db.execute("SELECT episode, text FROM notes WHERE active=1"):
+            out.setdefault(r[0], []).append(r[1])
+        return out
+
+    def sync_episode(self, ep, contexts: list[Context | None], changes, *, align_versions: list[str | None],
+                     transcript_hash: str | None) -> None:
+        """Record an episode's current notes and passages, and retire notes gone from files that were read.
+
+        `changes` is `cards.lineage.note_changes` for these items. A retired note that was
+        reworded keeps its cards until the reworded note is generated (they carry its
+        lineages); one that was deleted has its cards retired, ending their lineages.
         """
         now = self.clock()
-        retired: list[str] = []
         with self.tx() as db:
+            known = self.episode(ep.slug)
+            titles = list(known.titles) if known else []
+            if ep.title not in titles:
+                titles.append(ep.title)
             db.execute(
-                "INSERT INTO episodes(slug, title, url, video_id, transcript, updated) VALUES (?,?,?,?,?,?)"
-                " ON CONFLICT(slug) DO UPDATE SET title=excluded.title, url=excluded.url,"
-                " video_id=excluded.video_id, transcript=excluded.transcript, updated=excluded.updated",
-                (slug, title, url, video_id, transcript, now),
+                "INSERT INTO episodes(slug, title, url, video_id, transcript, updated, titles, transcript_hash,"
+                " missing) VALUES (?,?,?,?,?,?,?,?,0) ON CONFLICT(slug) DO UPDATE SET title=excluded.title,"
+                " url=coalesce(excluded.url, url), video_id=coalesce(excluded.video_id, video_id),"
+                " transcript=coalesce(excluded.transcript, transcript), updated=excluded.updated,"
+                " titles=excluded.titles, transcript_hash=coalesce(excluded.transcript_hash, transcript_hash),"
+                " missing=0",
+                (ep.slug, ep.title, ep.url, ep.video_id, ep.transcript.path if ep.transcript else None, now,
+                 json.dumps(titles), transcript_hash),
             )
-            current = {i.id for i in items}
-            returning = [r[0] for r in db.execute("SELECT id FROM notes WHERE episode=? AND active=0", (slug,))
-                         if r[0] in current]
-            for item, ctx in zip(items, contexts):
+            for item, ctx, version in zip(ep.items, contexts, align_versions):
                 db.execute(
-                    "INSERT INTO notes(id, episode, text, kind, section, position, sources, context, active, seen)"
-                    " VALUES (?,?,?,?,?,?,?,?,1,?) ON CONFLICT(id) DO UPDATE SET position=excluded.position,"
-                    " sources=excluded.sources, context=excluded.context, active=1, seen=excluded.seen,"
-                    " section=excluded.section",
-                    (item.id, slug, item.text, item.kind, item.section, item.position,
+                    "INSERT INTO notes(id, episode, text, kind, section, position, sources, context, active, seen,"
+                    " predecessor, align_version) VALUES (?,?,?,?,?,?,?,?,1,?,?,?) ON CONFLICT(id) DO UPDATE SET"
+                    " position=excluded.position, sources=excluded.sources, context=excluded.context, active=1,"
+                    " seen=excluded.seen, section=excluded.section,"
+                    " predecessor=coalesce(excluded.predecessor, predecessor), align_version=excluded.align_version",
+                    (item.id, ep.slug, item.text, item.kind, item.section, item.position,
                      json.dumps([[s.path, s.line_start, s.line_end] for s in item.sources]),
-                     None if ctx is None else json.dumps(ctx.as_dict()), now),
+                     None if ctx is None else json.dumps(ctx.as_dict()), now, changes.edited.get(item.id), version),
                 )
-            for row in db.execute("SELECT id, sources FROM notes WHERE episode=? AND active=1", (slug,)).fetchall():
-                if row["id"] in current:
-                    continue
-                if any(src[0] in read_files for src in json.loads(row["sources"])):
-                    retired.append(row["id"])
-            for nid in retired:
+            reworded = set(changes.edited.values())
+            for nid in changes.retired:
                 db.execute("UPDATE notes SET active=0 WHERE id=?", (nid,))
-                db.execute("UPDATE drafts SET superseded=1, updated=? WHERE note_id=? AND superseded=0",
-                           (now, nid))
-            # A note back in the files (an edit undone, a bullet restored) gets its last result's
-            # drafts back, review decisions included: its generation still counts as done, so
-            # nothing would regenerate them.
-            for nid in returning:
+                if nid not in reworded:
+                    db.execute("UPDATE drafts SET superseded=1, updated=? WHERE note_id=? AND superseded=0",
+                               (now, nid))
+            # A bullet back as it was (an edit undone, a bullet restored) gets its last result's cards
+            # back, unless their lineages went on without it: its generation still counts as done.
+            for nid in changes.returning:
+                if nid in changes.edited:
+                    # Its edit was undone: revisions that edit prompted are moot.
+                    db.execute(
+                        "UPDATE drafts SET superseded=1, updated=? WHERE note_id=? AND superseded=0 AND revision_of IN"
+                        " (SELECT id FROM drafts WHERE note_id=?)", (now, changes.edited[nid], nid))
+                    continue
                 db.execute(
-                    "UPDATE drafts SET superseded=0, updated=? WHERE note_id=? AND generation_id=(SELECT id FROM"
-                    " generations WHERE note_id=? AND ok=1 ORDER BY created DESC, rowid DESC LIMIT 1)",
+                    "UPDATE drafts SET superseded=0, updated=? WHERE note_id=? AND revision_of IS NULL"
+                    " AND generation_id=(SELECT id FROM generations WHERE note_id=? AND ok=1"
+                    " ORDER BY created DESC, rowid DESC LIMIT 1)"
+                    " AND NOT EXISTS (SELECT 1 FROM drafts o WHERE o.lineage=drafts.lineage AND o.superseded=0)",
                     (now, nid, nid))
-        return retired
 
-    def episodes(self) -> list[sqlite3.Row]:
-        return self.db.execute("SELECT * FROM episodes ORDER BY slug").fetchall()
+    def mark_missing(self, slugs: Iterable[str]) -> None:
+        """Episodes gone from notes files that were read: their notes retire and their cards' lineages end."""
+        now = self.clock()
+        with self.tx() as db:
+            for slug in slugs:
+                db.execute("UPDATE episodes SET missing=1, updated=? WHERE slug=?", (now, slug))
+                db.execute("UPDATE notes SET active=0 WHERE episode=?", (slug,))
+                db.execute("UPDATE drafts SET superseded=1, updated=? WHERE episode=? AND superseded=0", (now, slug))
+
+    def note_sources(self) -> dict[str, set[str]]:
+        """Each episode's notes files, as last read."""
+        out: dict[str, set[str]] = {}
+        for r in self.db.execute("SELECT episode, sources FROM notes WHERE active=1"):
+            out.setdefault(r[0], set()).update(src[0] for src in json.loads(r[1]))
+        return out
 
     # -- generations and the response cache -----------------------------------------------
 
-    def done_specs(self, note_ids: Iterable[str]) -> set[tuple[str, str]]:
-        """(note id, spec) pairs that already have a successful generation."""
+    def last_generations(self, note_ids: Iterable[str], *, ok_only: bool = False) -> dict[str, sqlite3.Row]:
+        """Each note's most recent generation (only successful ones with ok_only)."""
         ids = list(note_ids)
-        out: set[tuple[str, str]] = set()
+        out: dict[str, sqlite3.Row] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            q = f"SELECT note_id, spec FROM generations WHERE ok=1 AND note_id IN ({','.join('?' * len(chunk))})"
-            out.update((r[0], r[1]) for r in self.db.execute(q, chunk))
+            q = (f"SELECT * FROM generations WHERE {'ok=1 AND ' if ok_only else ''}"
+                 f"note_id IN ({','.join('?' * len(chunk))}) ORDER BY created, rowid")
+            for r in self.db.execute(q, chunk):
+                out[r["note_id"]] = r
         return out
 
     def cached_response(self, key: str) -> str | None:
         row = self.db.execute("SELECT body FROM responses WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
-    def record_generation(self, *, gen_id: str, note: NoteItem, spec: str, generator: str, model: str,
+    def _note_chain(self, note_id: str) -> list[str]:
+        """The note and the bullets it was edited from, newest first."""
+        chain = [note_id]
+        while len(chain) < 50:
+            row = self.db.execute("SELECT predecessor FROM notes WHERE id=?", (chain[-1],)).fetchone()
+            if row is None or not row[0] or row[0] in chain:
+                break
+            chain.append(row[0])
+        return chain
+
+    def record_generation(self, *, gen_id: str, note: NoteItem, spec: str, parts: dict, generator: str, model: str,
                           prompt_version: str, key: str, error: str | None, drafts: list[Draft],
                           tokens_in: int, tokens_out: int, cached_tokens: int, requests: int,
                           from_cache: bool, raw: str | None, run_id: int | None) -> None:
-        """Store one note's result atomically: cache entry, generation, drafts, superseding older drafts."""
+        """Store one note's result atomically: cache entry, generation, and its cards carried into their lineages."""
+        from cards import lineage
+
         now = self.clock()
         with self.tx() as db:
             if error is None and raw is not None and not from_cache:
@@ -196,14 +328,18 @@ class Store:
                            " VALUES (?,?,?,?,?)", (key, model, prompt_version, raw, now))
             db.execute(
                 "INSERT INTO generations(id, note_id, spec, generator, model, prompt_version, key, ok, error,"
-                " cards, tokens_in, tokens_out, cached_tokens, requests, from_cache, run_id, created)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " cards, tokens_in, tokens_out, cached_tokens, requests, from_cache, run_id, created, parts)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (gen_id, note.id, spec, generator, model, prompt_version, key, int(error is None), error,
-                 len(drafts), tokens_in, tokens_out, cached_tokens, requests, int(from_cache), run_id, now),
+                 len(drafts), tokens_in, tokens_out, cached_tokens, requests, int(from_cache), run_id, now,
+                 json.dumps(parts, sort_keys=True)),
             )
             if error is None:
-                db.execute("UPDATE drafts SET superseded=1, updated=? WHERE note_id=? AND superseded=0",
-                           (now, note.id))
+                chain = self._note_chain(note.id)
+                live = self.drafts(note_ids=chain, include_superseded=False)
+                current = [d for d in live if d.revision_of is None]
+                pending = [d for d in live if d.revision_of is not None]
+                lineage.carry_forward(db, current, drafts, now, pending)
                 for d in drafts:
                     self._insert_draft(db, d, gen_id, note.position)
 
@@ -260,9 +396,14 @@ class Store:
     # -- drafts --------------------------------------------------------------------------
 
     def drafts(self, *, episode: str | None = None, status: str | None = None,
-               include_superseded: bool = True, ids: Iterable[str] | None = None) -> list[Draft]:
+               include_superseded: bool = True, ids: Iterable[str] | None = None,
+               note_ids: Iterable[str] | None = None) -> list[Draft]:
         q = "SELECT * FROM drafts WHERE 1=1"
         args: list = []
+        if note_ids is not None:
+            note_ids = list(note_ids)
+            q += f" AND note_id IN ({','.join('?' * len(note_ids))})"
+            args.extend(note_ids)
         if episode:
             q += " AND episode=?"
             args.append(episode)
@@ -275,7 +416,7 @@ class Store:
             ids = list(ids)
             q += f" AND id IN ({','.join('?' * len(ids))})"
             args.extend(ids)
-        q += " ORDER BY episode, position, created, id"
+        q += " ORDER BY episode, position, created, rowid"
         return [_row_to_draft(r) for r in self.db.execute(q, args)]
 
     def draft(self, draft_id: str) -> Draft | None:
@@ -293,28 +434,47 @@ class Store:
             out.append(rows[0][0])
         return out
 
+    def _apply(self, db: sqlite3.Connection, action: str, changes: list[tuple[str, dict]], now: float) -> None:
+        """Write changes to drafts, remembering each one's previous state as one undoable group."""
+        grp = db.execute("SELECT coalesce(max(grp), 0) + 1 FROM events").fetchone()[0]
+        for draft_id, sets in changes:
+            before = self.draft(draft_id)
+            if before is None:
+                raise WorkspaceError(f"no draft with id {draft_id!r}")
+            db.execute("INSERT INTO events(draft_id, action, before, at, grp) VALUES (?,?,?,?,?)",
+                       (draft_id, action, json.dumps({k: getattr(before, k) for k in _UNDOABLE}), now, grp))
+            sets = {k: (json.dumps(v) if k in _JSON_COLS else int(v) if k in _BOOL_COLS else v)
+                    for k, v in sets.items()}
+            sets["updated"] = now
+            db.execute(f"UPDATE drafts SET {', '.join(f'{k}=?' for k in sets)} WHERE id=?",
+                       [*sets.values(), draft_id])
+
     def update_draft(self, draft_id: str, *, action: str, **fields) -> Draft:
-        """Change a draft, remembering its previous state so the change can be undone."""
+        """Change a draft, remembering its previous state so the change can be undone.
+
+        Approving or rejecting goes through `cards.lineage.decide`, so a pending revision
+        is accepted (or dropped) as a whole; an edit of the text dates the card's content.
+        """
+        from cards import lineage
+
         bad = set(fields) - EDITABLE
         if bad:
             raise ValueError(f"not editable: {sorted(bad)}")
-        before = self.draft(draft_id)
-        if before is None:
+        current = self.draft(draft_id)
+        if current is None:
             raise WorkspaceError(f"no draft with id {draft_id!r}")
         now = self.clock()
         sets = dict(fields)
         if "front" in sets or "back" in sets:
-            sets["edited"] = True
-        for c in _JSON_COLS & set(sets):
-            sets[c] = json.dumps(sets[c])
-        for c in _BOOL_COLS & set(sets):
-            sets[c] = int(sets[c])
-        sets["updated"] = now
+            sets.update(edited=True, changed=now)
+        changes = [(draft_id, sets)]
+        if sets.get("status") in ("approved", "rejected"):
+            status = sets.pop("status")
+            changes = lineage.decide(current, status, now)
+            if sets:
+                changes.append((draft_id, sets))
         with self.tx() as db:
-            db.execute("INSERT INTO events(draft_id, action, before, at) VALUES (?,?,?,?)",
-                       (draft_id, action, json.dumps(before.as_dict()), now))
-            db.execute(f"UPDATE drafts SET {', '.join(f'{k}=?' for k in sets)} WHERE id=?",
-                       [*sets.values(), draft_id])
+            self._apply(db, action, changes, now)
         return self.draft(draft_id)  # type: ignore[return-value]
 
     def undo_last(self, draft_ids: Iterable[str] | None = None) -> Draft | None:
@@ -328,14 +488,16 @@ class Store:
         row = self.db.execute(q + " ORDER BY id DESC LIMIT 1", args).fetchone()
         if row is None:
             return None
-        b = json.loads(row["before"])
+        group = (self.db.execute("SELECT * FROM events WHERE grp=? ORDER BY id DESC", (row["grp"],)).fetchall()
+                 if row["grp"] is not None else [row])
         with self.tx() as db:
-            db.execute(
-                "UPDATE drafts SET front=?, back=?, status=?, duplicate_of=?, edited=?, updated=? WHERE id=?",
-                (b["front"], b["back"], b["status"], b["duplicate_of"], int(b["edited"]), self.clock(),
-                 row["draft_id"]),
-            )
-            db.execute("DELETE FROM events WHERE id=?", (row["id"],))
+            for ev in group:
+                b = json.loads(ev["before"])
+                sets = {k: (int(b[k]) if k in _BOOL_COLS else b[k]) for k in _UNDOABLE if k in b}
+                sets["updated"] = self.clock()
+                db.execute(f"UPDATE drafts SET {', '.join(f'{k}=?' for k in sets)} WHERE id=?",
+                           [*sets.values(), ev["draft_id"]])
+                db.execute("DELETE FROM events WHERE id=?", (ev["id"],))
         return self.draft(row["draft_id"])
 
     def set_checks(self, results: dict[str, tuple[list[str], float]]) -> None:
@@ -353,6 +515,20 @@ class Store:
                            " AND status IN ('draft', 'duplicate')",
                            [(keep, now, dup) for dup, keep in mapping.items()])
 
-    def mark_exported(self, draft_ids: Iterable[str], when: float) -> None:
+    # -- lineages and export ---------------------------------------------------------------
+
+    def lineages(self, episode: str) -> dict[str, sqlite3.Row]:
+        return {r["guid"]: r for r in self.db.execute("SELECT * FROM lineages WHERE episode=?", (episode,))}
+
+    def export_plan(self, episode: str, include_drafts: bool):
+        """What exporting this episode writes and what Anki will make of it (`cards.lineage.ExportPlan`)."""
+        from cards import lineage
+
+        return lineage.export_plan(self.drafts(episode=episode, include_superseded=False),
+                                   self.lineages(episode), include_drafts)
+
+    def record_export(self, cards: list[Draft], when: float) -> None:
+        from cards import lineage
+
         with self.tx() as db:
-            db.executemany("UPDATE drafts SET exported=? WHERE id=?", [(when, i) for i in draft_ids])
+            lineage.record_export(db, cards, when)

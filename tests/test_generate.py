@@ -166,7 +166,7 @@ def test_one_new_bullet_sends_exactly_one_request(write_notes, tmp_path):
     assert before < {d.id for d in after} and len(after) == 7  # the old drafts stay current
 
 
-def test_a_changed_bullet_regenerates_once_and_keeps_the_edited_draft_as_superseded(write_notes, tmp_path):
+def test_a_reworded_bullet_regenerates_once_and_an_edited_card_waits_as_a_revision(write_notes, tmp_path):
     ws = tmp_path / "ws"
     old = "copper fungicide only slows the blight, it never cures an infected plant"
     new = "copper fungicide only slows tomato blight down, it never cures an infected plant"
@@ -177,16 +177,18 @@ def test_a_changed_bullet_regenerates_once_and_keeps_the_edited_draft_as_superse
         with Store(ws) as st:
             st.update_draft(mine.id, action="edit", front="What does copper fungicide do to tomato blight?")
         write_notes.rewrite(write_notes.text.replace(old, new))
-        run(write_notes, settings_for(ws, srv))
+        summary = run(write_notes, settings_for(ws, srv))
 
     assert srv.count == 7
     assert sent_notes(srv, 6) == [new]
-    kept = {d.id: d for d in all_drafts(ws)}[mine.id]
-    assert kept.superseded and kept.edited
+    assert summary.reasons == {"edited note": 1}
+    live = {d.id: d for d in live_drafts(ws)}
+    kept = live[mine.id]  # the listener's edit stays current, unchanged
+    assert not kept.superseded and kept.edited
     assert kept.front == "What does copper fungicide do to tomato blight?"
-    live = live_drafts(ws)
-    assert {d.id for d in live} - others == {d.id for d in live if d.note_text == new}
-    assert len(live) == 6 and others <= {d.id for d in live}
+    [revision] = [d for d in live.values() if d.note_text == new]
+    assert revision.revision_of == mine.id and revision.lineage == mine.lineage
+    assert others <= set(live) and len(live) == 7
 
 
 def test_force_resends_every_note(write_notes, tmp_path):
@@ -489,6 +491,7 @@ def test_a_bullet_changed_and_changed_back_gets_its_drafts_back(write_notes, tmp
     assert srv.count == 7  # the old note's result is still current: nothing to ask again
     assert summary.skipped == 6
     live = live_drafts(ws)
+    # The revision the abandoned edit prompted is gone; the approved card never left.
     assert sorted(d.note_text for d in live) == sorted(write_notes.bullets)
     [back] = [d for d in live if d.note_text == old]
-    assert back.id == mine.id and back.status == "approved"
+    assert back.id == mine.id and back.status == "approved" and back.revision_of is None

@@ -11,7 +11,8 @@ from textual.widgets import Footer, Input
 from textual.widgets._footer import FooterKey
 
 from cards import review
-from cards.models import Draft
+from cards.lineage import NoteChanges
+from cards.models import Draft, Episode, NoteItem
 from cards.models import format_span, format_time
 from cards.review import ReviewApp, find_quote, passage_text, run_review
 from cards.store import Store
@@ -45,12 +46,16 @@ def draft(n: int, episode: str = "ep-a", **kw) -> Draft:
 
 
 def workspace(folder: Path, drafts: list[Draft], titles: dict[str, str] | None = None) -> Store:
+    """A workspace holding these drafts, built the way a generate run builds one."""
     store = Store(folder)
     for slug, title in (titles or {"ep-a": "Episode A", "ep-b": "Episode B"}).items():
-        store.sync_episode(slug, title, None, None, None, [], [], set())
-    with store.tx() as db:
-        for pos, d in enumerate(drafts):
-            store._insert_draft(db, d, f"gen{pos}", pos)
+        store.sync_episode(Episode(slug, title), [], NoteChanges(), align_versions=[], transcript_hash=None)
+    for pos, d in enumerate(drafts):
+        note = NoteItem(d.note_id, d.episode, d.note_text, "bullet", None, (), pos)
+        store.record_generation(gen_id=f"gen{pos}", note=note, spec="spec", parts={}, generator=d.generator,
+                                model=d.model, prompt_version=d.prompt_version, key=f"key{pos}", error=None,
+                                drafts=[d], tokens_in=0, tokens_out=0, cached_tokens=0, requests=1,
+                                from_cache=False, raw=None, run_id=None)
     return store
 
 

@@ -70,15 +70,18 @@ def test_generate_review_export_import_edit_reexport(tmp_path):
             "Podcasts::Dylan Patel on Latent Space"}
         models_before = sorted(m["name"] for m in col.models.all())
 
-        # Edit one card in the workspace, export later, import again: the same note changes.
+        # Edit one card in the workspace a while later, export, import again: the same note changes.
         new_front = "How many H100s were manufactured last quarter, according to Dylan Patel?"
         edited = json.loads(run("edit", keep[0]["id"], "--front", new_front, "--back", "400k to 500k",
                                 "-w", str(ws), "--json"))
         assert edited["id"] == keep[0]["id"] and edited["front"] == new_front
         from cards.config import build_settings
         from cards.pipeline import export
+        from cards.store import Store
 
-        again = export(build_settings(workspace=ws), out=out, now=4_000_000_000.0)  # later than the first export
+        with Store(ws, clock=lambda: 4_000_000_000.0) as later:  # the edit lands in a later second
+            later.update_draft(keep[0]["id"], action="edit", front=new_front)
+        again = export(build_settings(workspace=ws), out=out, now=4_000_000_001.0)
         import_into(col, Path(again[0]["path"]))
         after = notes_by_guid(col)
         assert set(after) == set(notes)  # updated, not duplicated
