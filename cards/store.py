@@ -92,10 +92,13 @@ def _row_to_note(row: sqlite3.Row) -> StoredNote:
 class Store:
     """A workspace folder's database. Use as a context manager or call close()."""
 
-    def __init__(self, folder: Path, *, create: bool = True, clock=time.time):
+    # The clock every Store uses unless given one; tests replace it to order events deterministically.
+    default_clock = staticmethod(time.time)
+
+    def __init__(self, folder: Path, *, create: bool = True, clock=None):
         self.folder = Path(folder)
         self.path = self.folder / DB_NAME
-        self.clock = clock
+        self.clock = clock or self.default_clock
         if not create and not self.path.exists():
             raise WorkspaceError("no workspace here yet (run `cards generate` first)", path=str(self.path))
         self._depth = 0
