@@ -495,3 +495,42 @@ def test_a_bullet_changed_and_changed_back_gets_its_drafts_back(write_notes, tmp
     assert sorted(d.note_text for d in live) == sorted(write_notes.bullets)
     [back] = [d for d in live if d.note_text == old]
     assert back.id == mine.id and back.status == "approved" and back.revision_of is None
+
+
+def test_two_runs_at_once_never_buy_a_note_twice(tmp_path):
+    """The second run on a busy workspace is refused in one line; the first finishes alone."""
+    import threading
+
+    from fakeserver import default_responder
+
+    ws = tmp_path / "ws"
+    release = threading.Event()
+
+    def held(body: dict) -> dict:
+        release.wait(60)  # a safety net, not a speed check: the test sets it as soon as run two ends
+        return default_responder(body)
+
+    with FakeOpenAI(responder=held) as srv:
+        env = dict(os.environ, OPENAI_API_KEY=KEY, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+            env.pop(name, None)
+        cmd = [sys.executable, "-m", "cards", "generate", str(EXAMPLE_NOTES), "-t", str(EXAMPLE_TRANSCRIPT),
+               "-w", str(ws), "--base-url", srv.base_url, "-c", "2", "--json"]
+        first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60  # a safety net for a hung child, not a speed check
+            while srv.count == 0 and first.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert srv.count > 0  # run one holds the workspace and is waiting on the server
+            second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        finally:
+            release.set()
+            _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err.decode(errors="replace")
+    assert second.returncode == 4
+    assert second.stderr.strip().splitlines() == [
+        f"cards: error: {ws}: another cards generate is using this workspace; wait for it to finish"]
+    notes = len(query(ws, "SELECT id FROM notes"))
+    assert srv.count == notes  # every note bought once
+    assert set(query(ws, "SELECT count(DISTINCT generation_id) FROM drafts WHERE superseded=0"
+                         " GROUP BY note_id")) == {(1,)}
