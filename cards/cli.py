@@ -119,9 +119,10 @@ def _load(notes, transcripts, settings):
 
 @app.command()
 @handled
-def episodes(notes: Notes, transcripts: Transcripts = None, json_out: JsonOpt = False) -> None:
-    """List the episodes found in the notes, with their transcripts."""
-    settings = _settings()
+def episodes(notes: Notes, transcripts: Transcripts = None, workspace: Workspace = None,
+             json_out: JsonOpt = False) -> None:
+    """List the episodes found in the notes, with their transcripts (and slugs the workspace knows)."""
+    settings = _settings(workspace=workspace)
     loaded = _load(notes, transcripts, settings)
     data = [e.as_dict() for e in loaded.episodes]
     if json_out:
@@ -134,13 +135,13 @@ def episodes(notes: Notes, transcripts: Transcripts = None, json_out: JsonOpt = 
 @app.command()
 @handled
 def align(notes: Notes, transcripts: Transcripts = None, episode: EpisodeOpt = None,
-          context_tokens: ContextTokens = None, json_out: JsonOpt = False) -> None:
+          context_tokens: ContextTokens = None, workspace: Workspace = None, json_out: JsonOpt = False) -> None:
     """Show, for each note, the transcript passage it came from."""
     from cards.pipeline import align as align_all
     from cards.models import format_span
     from cards.pipeline import select
 
-    settings = _settings(context_tokens=context_tokens)
+    settings = _settings(context_tokens=context_tokens, workspace=workspace)
     loaded = _load(notes, transcripts, settings)
     eps = select(loaded.episodes, episode)
     contexts = align_all(eps, settings)
@@ -470,22 +471,22 @@ def status(
         return _print_json(data)
     _print_notices(data["notices"])
     rows = []
+    reasons: dict[str, int] = {}
     for e in data["episodes"]:
-        n, d, x = e.get("notes"), e["drafts"], e["export"]
-        send = e.get("next_generate")
-        rows.append([
-            e["episode"] + (" (missing)" if e["missing"] else ""),
-            "-" if n is None else f"{n['up to date']} ok, {n['new']} new, {n['changed']} edited, "
-                                  f"{n['outdated']} outdated, {n['failed']} failed"
-                                  + (f", {n['waiting']} waiting" if n["waiting"] else ""),
-            "-" if send is None else str(send["requests"]) + "".join(
-                f"\n{k}: {v}" for k, v in send["reasons"].items()),
-            f"{d['draft']} draft, {d['approved']} approved, {d['rejected']} rejected, {d['duplicate']} dup"
-            + (f", {d['pending_revisions']} revisions" if d["pending_revisions"] else ""),
-            f"{x['new']} new, {x['updated']} updated, {x['unchanged']} same, {x['left_in_anki']} left",
-        ])
-    _table("Status", ["episode", "notes", "to send", "drafts", "export → Anki"], rows,
-           caption=None if notes else "give your notes files to see what the next generate would send")
+        n, d, x, send = e.get("notes"), e["drafts"], e["export"], e.get("next_generate")
+        for why, k in (send or {}).get("reasons", {}).items():
+            reasons[why] = reasons.get(why, 0) + k
+        rows.append([e["episode"] + (" (gone)" if e["missing"] else ""),
+                     "-" if n is None else sum(n.values()), "-" if send is None else send["requests"],
+                     d["draft"], d["approved"], d["pending_revisions"],
+                     x["new"], x["updated"], x["unchanged"], x["left_in_anki"]])
+    _table("Status", ["episode", "notes", "send", "draft", "appr", "rev", "new", "upd", "same", "left"], rows,
+           caption="send: requests the next generate makes; rev: pending revisions; new/upd/same: what "
+                   "export does in Anki; left: cards ended here but still in Anki"
+                   + ("" if notes else "; give your notes files to see what generate would send"))
+    if reasons:
+        _console().print("Next generate sends: " + ", ".join(f"{k} × {why}" for why, k in reasons.items()),
+                         highlight=False, markup=False)
     _print_left(data["episodes"])
 
 
