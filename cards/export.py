@@ -4,14 +4,15 @@ Identity is what makes re-import safe:
 
 - the two note types have fixed ids and a field list that never changes (a new field
   means a new note type with a new id, otherwise Anki would fork a copy on import);
-- a deck's id derives from its name;
-- a note's GUID is the Draft id, so an edited card updates the note already in Anki
-  and keeps its review history.
+- a deck's id derives from its episode's slug, which outlives a reworded title;
+- a note's GUID is the card's lineage (`cards.lineage`), so a regenerated, edited or
+  revised card updates the note already in Anki and keeps its review history.
 
 Anki's importer updates an existing note only when the incoming note's modification
-time is newer than the one in the collection. genanki stamps every note, card and note
-type with `int(timestamp)` (whole seconds), so each export must be written with a
-later second than the previous one: `now` (or the clock) is that timestamp.
+time is newer than the one in the collection. Each note is stamped with the time its
+content last changed in cards (`Draft.changed`), not the export time: an unchanged card
+then leaves an edit made inside Anki alone, and a card changed here afterwards wins.
+`now` stamps the deck and note types only.
 """
 
 from __future__ import annotations
@@ -372,8 +373,8 @@ def export_deck(
     """Write `<out_dir>/<slug>.apkg` atomically and return its path.
 
     Rejected, duplicate and superseded drafts and drafts with an empty front are left out.
-    `now` stamps the notes; it must advance (by at least a second) between exports for
-    Anki to take the new version of a note on re-import.
+    Each note carries its draft's `changed` time (`now` when a draft has none); `now`
+    stamps the deck and note types.
     """
     timestamp = time.time() if now is None else float(now)
     out_dir = Path(out_dir)
