@@ -482,7 +482,10 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         summary.reasons = _count(plan.reasons[j.note.id] for j in todo)
         summary.notices = loaded.notices + plan.notices
         summary.waiting = sum(1 for s in plan.states.values() if s == "waiting")
-        summary.duplicates = check_and_dedupe(store, None)
+        touched = bool(todo or plan.missing) or any(p.changes.retired or p.changes.returning
+                                                     for p in plan.episodes)
+        # With nothing new, every draft was already checked; a no-op rerun stays cheap.
+        summary.duplicates = check_and_dedupe(store, None) if touched else 0
     return summary
 
 
@@ -615,7 +618,8 @@ def check_and_dedupe(store, episode: str | None, threshold: float = 0.85, scope:
             d.warnings, d.grounding = results[d.id] = check_card(d.kind, d.front, d.back, d.quote,
                                                                  d.note_text, d.context_text)
     store.set_checks(results)
-    live = [d for d in drafts if d.status != "rejected"]
+    # A pending revision is judged against the card it revises, in review, not here.
+    live = [d for d in drafts if d.status != "rejected" and not d.revision_of]
     mapping = find_duplicates([candidate(d) for d in live], threshold=threshold, scope=scope)
     mapping = {dup: keep for dup, keep in mapping.items() if dup in selected}
     cleared = [d.id for d in live if d.status == "duplicate" and d.id not in mapping and d.id in selected]
