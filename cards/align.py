@@ -51,6 +51,7 @@ import numpy as np
 from cards.lexicon import (
     BREAK,
     NUMBER_WORDS,
+    RELATED,
     SCALE_WORDS,
     match_tokens,
     match_tokens_joined,
@@ -93,6 +94,7 @@ ABBREV_CONF = 0.6  # "quant" for "quantitative", "yrs" for "years"
 COMPOUND_CONF = 0.9  # "microwavegang" for "microwave gang", "power plant" for "powerplant"
 ACRONYM_CONF = 0.8  # "nlp" for "natural language processing"
 NEAR_NUMBER_CONF = 0.4  # "60" for "80"
+RELATED_CONF = 0.6  # a near-synonym ("unipolar" for "superpower") or irregular form ("bought")
 NEAR_NUMBER_RATIO = 1.5  # "60+%" may be "80%": notes round and misremember
 TIE = 1e-3  # among passages holding equal evidence, prefer the one with it LEAN of the way in
 HIT_MARGIN = 5  # words around a hit that a passage must hold for the hit to count
@@ -340,6 +342,9 @@ class _Lookup:
                 self._compound(word, found)
             if acronym:
                 self._acronym(word, found)
+            for other in RELATED.get(word) or RELATED.get(word[:-1] if word.endswith("s") else "", ()):
+                if stem(other) != s:
+                    self._add(found, RELATED_CONF, stem(other))
         if not found:
             return None
         groups = [(np.unique(np.concatenate(v)), c) for c, v in found.items()]
