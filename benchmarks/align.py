@@ -59,6 +59,9 @@ class Tally:
             self.claims_found += sum(_has(ctx, c) for c in claims)
         if ctx is not None and len(ctx.parts) > 1:
             self.excerpts += 1
+        lost = [c for c in claims if not _has(ctx, c)]
+        if verbose and ok and lost:
+            print(f"CLAIM MISSED {self.name}: {label[:60]!r} -> {_where(ctx)}; missing {lost}")
         if verbose and not ok:
             missing = [p for p in phrases if not _has(ctx, p)]
             print(f"MISS {self.name}: {label[:60]!r} -> {_where(ctx)}; missing {missing}")

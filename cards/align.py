@@ -106,6 +106,7 @@ CLAIM_MIN_SCORE = 0.45  # a claim's best window elsewhere must hold this share o
 CLAIM_GAIN = 0.15  # and this much more of them than the main passage does
 CLAIM_COVERED = 0.5  # a claim with this share of its terms in the main passage is in it: it may
 # only move the passage a little (its excerpt then merges with the main one), never split it
+CLAIM_HERE = 0.8  # share of a claim's best match anywhere that its window near the note must hold
 CLAIM_REACH = 12  # passages: how far from the main evidence a claim's own excerpt may lie
 _SUFFIXES = ("ities", "ity", "ness", "ings", "ing", "edly", "ed", "ies", "es", "ers", "er", "est",
              "ly", "s", "e")
@@ -869,18 +870,26 @@ class Aligner:
                      main: Context) -> Context:
         """The passage with an excerpt of its own for each claim of the note said far from
         the main evidence; `main` when every claim is in it (or the note has one claim)."""
-        claims = _claims(text)
+        claims = [_query(self.lookup, c) for c in _claims(text)]
         if len(claims) < 2:
             return main
-        far = self._far_claims(claims, focus, main)
+        far = sorted(self._far_claims(claims, focus, main), key=lambda c: -c[1])[:MAX_EXCERPTS - 1]
         if not far:
             return main
-        far = sorted(far, key=lambda c: -c[1])[:MAX_EXCERPTS - 1]
         sep = self.passages.counter.count(EXCERPT_SEPARATOR) + 1
-        # The budget is shared by claim: the main excerpt keeps the share of those it holds.
+        # The budget is shared by claim: the main excerpt keeps the share of those it holds,
+        # and is placed by their words alone.
         room = self.budget - len(far) * sep
         share = max(room // len(claims), room // (MAX_EXCERPTS + 1))
-        first = self.passages.place(query, focus, score, room - len(far) * share)
+        apart = {id(q) for _, _, q, covered in far if not covered}
+        held: dict[str, _Term] = {}
+        for q in claims:
+            if id(q) not in apart:
+                for t in q:
+                    if t.key not in held or held[t.key].weight < t.weight:
+                        held[t.key] = t
+        first = self.passages.place(list(held.values()) or query, focus, score,
+                                    room - len(far) * share)
         parts = [first]
         for f, _, q, covered in far:
             part = self.passages.place(q, f, score, share)
@@ -892,31 +901,34 @@ class Aligner:
             return main
         return self._join(parts, main, sep)
 
-    def _far_claims(self, claims: list[str], focus: int,
+    def _far_claims(self, claims: list[list[_Term]], focus: int,
                     main: Context) -> list[tuple[int, float, list[_Term], bool]]:
-        """(focus, share of terms found, query) of each claim whose evidence is clearly better
-        in a window away from the main passage, within reach of it; and whether the main
-        passage holds it already."""
+        """(focus, share of terms found, query, held by the main passage) of each claim whose
+        evidence is clearly better in a window away from the main passage, within reach of it.
+
+        The window must be where the claim was said, not where some of its words recur: it
+        holds at least two of the claim's words and nearly as much of it as the claim's best
+        window anywhere.
+        """
         ix = self.index
         lo_w = int(np.searchsorted(ix.word_seg, main.first_segment))
         hi_w = int(np.searchsorted(ix.word_seg, main.last_segment, side="right"))
         reach = CLAIM_REACH * ix.passage_words
         i0 = int(np.searchsorted(self.focus, focus - reach))
         i1 = int(np.searchsorted(self.focus, focus + reach, side="right"))
-        near = self.focus[i0:i1]
         far: list[tuple[int, float, list[_Term], bool]] = []
-        for claim in claims:
-            q = _query(self.lookup, claim)
+        for q in claims:
             norm = sum(t.weight for t in q)
-            if not q or norm <= 0 or not len(near):
+            if not q or norm <= 0 or i1 <= i0:
                 continue
             inside = _coverage(q, lo_w, hi_w) / norm
-            scores = _window_scores(ix, q, near) / norm
-            w = int(np.argmax(scores))
+            scores = _window_scores(ix, q, self.focus) / norm
+            w = i0 + int(np.argmax(scores[i0:i1]))
             best = float(scores[w])
-            if best < CLAIM_MIN_SCORE or best - inside < CLAIM_GAIN:
+            if (best < CLAIM_MIN_SCORE or best - inside < CLAIM_GAIN
+                    or best < CLAIM_HERE * float(scores.max())):
                 continue
-            f = int(near[w])
+            f = int(self.focus[w])
             lo, hi = f - ix.width * LEAN, f + ix.width * (1 - LEAN)
             words = sum(_coverage([_Term(t.key, t.groups, 1.0)], lo, hi) > 0 for t in q
                         if "+" not in t.key)
