@@ -317,6 +317,28 @@ class _Lookup:
     def __init__(self, index: _Index):
         self.index = index
         self.cache: dict[tuple[str, bool], _Found | None] = {}
+        self.exacts: dict[int, _Groups] = {}
+        self.phrases: dict[tuple[int, int, int, int], tuple[_Groups, _Groups, _Found | None]] = {}
+
+    def exact(self, sid: int) -> _Groups:
+        """A word's own positions, as one group (the same list each time: phrases key on it)."""
+        if sid not in self.exacts:
+            self.exacts[sid] = [(self.index.positions(sid), 1.0)]
+        return self.exacts[sid]
+
+    def phrase(self, a: _Term, b: _Term, gap: int, rgap: int) -> _Found | None:
+        """Where two terms are said together, and the phrase's IDF; memoised, as the claims
+        of a note repeat the note's own phrases."""
+        key = (id(a.groups), id(b.groups), gap, rgap)
+        hit = self.phrases.get(key)
+        # The groups are kept with the entry, so their ids cannot be reused by other lists.
+        if hit is not None and hit[0] is a.groups and hit[1] is b.groups:
+            return hit[2]
+        ph = _phrase(a, b, gap, rgap)
+        # A phrase is as informative as it is rare, like a word.
+        found = None if ph is None else (ph, self.index.idf_of(np.concatenate([g for g, _ in ph])))
+        self.phrases[key] = (a.groups, b.groups, found)
+        return found
 
     def spellings(self, word: str, acronym: bool) -> _Found | None:
         """(position groups with confidences, IDF) for a normalised note word, None if absent."""
@@ -536,7 +558,7 @@ def _query(lookup: _Lookup, text: str) -> list[_Term]:
                 # A function word makes a phrase ("went below") unless it is everywhere ("the").
                 sid = index.stem_id.get(stem(w))
                 useful = sid is not None and len(w) > 1 and index.idf[sid] >= FUNCTION_MIN_IDF
-                seq.append(_Term(w, [(index.positions(sid), 1.0)], 0.0) if useful else None)
+                seq.append(_Term(w, lookup.exact(sid), 0.0) if useful else None)
                 continue
             # An acronym is written in capitals ("MLA") or cannot be said as a word ("nlp").
             acr = w in caps or (w.isalpha() and 2 <= len(w) <= 5
@@ -576,10 +598,9 @@ def _query(lookup: _Lookup, text: str) -> list[_Term]:
         for a, b, gap, rgap in pairs:
             if a is None or b is None or not a.groups or not b.groups or a.key == b.key:
                 continue
-            ph = _phrase(a, b, gap, rgap)
-            if ph is not None:
-                # A phrase is as informative as it is rare, like a word.
-                idf = index.idf_of(np.concatenate([g for g, _ in ph]))
+            found = lookup.phrase(a, b, gap, rgap)
+            if found is not None:
+                ph, idf = found
                 phrases.append(_Term(f"{a.key}+{b.key}", ph, PAIR_FACTOR * factor * idf))
     return list(terms.values()) + phrases
 
@@ -922,13 +943,17 @@ class Aligner:
             if not q or norm <= 0 or i1 <= i0:
                 continue
             inside = _coverage(q, lo_w, hi_w) / norm
-            scores = _window_scores(ix, q, self.focus) / norm
-            w = i0 + int(np.argmax(scores[i0:i1]))
-            best = float(scores[w])
-            if (best < CLAIM_MIN_SCORE or best - inside < CLAIM_GAIN
-                    or best < CLAIM_HERE * float(scores.max())):
+            if 1.0 - inside < CLAIM_GAIN:
                 continue
-            f = int(self.focus[w])
+            scores = _window_scores(ix, q, self.focus[i0:i1]) / norm
+            w = int(np.argmax(scores))
+            best = float(scores[w])
+            if best < CLAIM_MIN_SCORE or best - inside < CLAIM_GAIN:
+                continue
+            # Scoring every window costs more: only for the few claims that got this far.
+            if best < CLAIM_HERE * float(_window_scores(ix, q, self.focus).max()) / norm:
+                continue
+            f = int(self.focus[i0 + w])
             lo, hi = f - ix.width * LEAN, f + ix.width * (1 - LEAN)
             words = sum(_coverage([_Term(t.key, t.groups, 1.0)], lo, hi) > 0 for t in q
                         if "+" not in t.key)
@@ -958,18 +983,21 @@ class Aligner:
             return self.passages.grow(lo, hi, score, self.budget)
         left = self.budget - (len(merged) - 1) * sep - sum(
             self.passages.tokens_of(lo, hi) for lo, hi in merged)
-        excerpts = []
-        for i, (lo, hi) in enumerate(merged):
-            floor = merged[i - 1][1] + 2 if i else 0
-            ceiling = merged[i + 1][0] - 2 if i + 1 < len(merged) else None
-            own = self.passages.tokens_of(lo, hi)
-            # Share what is left evenly among the excerpts not yet grown.
-            extra = left // (len(merged) - i)
-            grown = self.passages.grow(lo, hi, score, own + extra, floor, ceiling)
-            left -= self.passages.tokens_of(grown.first_segment, grown.last_segment) - own
-            merged[i] = [grown.first_segment, grown.last_segment]
-            excerpts.append(Excerpt(grown.text, grown.first_segment, grown.last_segment,
-                                    grown.start, grown.end))
+        grown: list[Context] = []
+        # Share what is left evenly among the excerpts not yet grown; then what is still
+        # left (less than a segment each) to whichever can take it.
+        for rest in (True, False):
+            grown = []
+            for i, (lo, hi) in enumerate(merged):
+                floor = merged[i - 1][1] + 2 if i else 0
+                ceiling = merged[i + 1][0] - 2 if i + 1 < len(merged) else None
+                own = self.passages.tokens_of(lo, hi)
+                extra = left // (len(merged) - i) if rest else left
+                g = self.passages.grow(lo, hi, score, own + extra, floor, ceiling)
+                left -= self.passages.tokens_of(g.first_segment, g.last_segment) - own
+                merged[i] = [g.first_segment, g.last_segment]
+                grown.append(g)
+        excerpts = [Excerpt(g.text, g.first_segment, g.last_segment, g.start, g.end) for g in grown]
         starts = [e.start for e in excerpts if e.start is not None]
         ends = [e.end for e in excerpts if e.end is not None]
         return Context(EXCERPT_SEPARATOR.join(e.text for e in excerpts), excerpts[0].first_segment,
