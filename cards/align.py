@@ -14,7 +14,9 @@ misheard. The method, with no LLM:
    also has right); an abbreviation ("quant", "yrs"); a compound heard as two
    words ("microwavegang") or two note words heard as one ("power plant"); an
    acronym written in capitals or without vowels ("MLA", "nlp") as initials; a
-   number of about the same size ("60+%" for "80%"). A term weighs its word's
+   number of about the same size ("60+%" for "80%"); a near-synonym or irregular
+   form from `lexicon.RELATED` ("unipolar" for "superpower", "bought" for "buy").
+   A term weighs its word's
    IDF; a weaker spelling discounts its hits, never the term. A note word the
    transcript lacks still counts in the note's total, so a note from elsewhere
    scores low. The note's first sentence is the claim heard: later sentences,
@@ -37,6 +39,15 @@ misheard. The method, with no LLM:
    its middle; then grown to the budget. Tokens are counted only for segments
    looked at. Times are the first and last timed segment's; a single segment
    longer than the budget is cut to the words around the evidence.
+7. A passage for every claim: a note is split into claims (at "…", ";", " - ",
+   sentence ends, lines and child bullets, and "and"/"but" between clauses with
+   content words of their own). A claim whose evidence lies clearly better in a
+   window within reach of the main passage than inside it, where the claim was
+   said (at least two of its words, nearly its best match anywhere), gets an
+   excerpt of its own. The budget is shared by claim, the main excerpt placed by
+   the claims it holds; excerpts that touch merge, the rest join in transcript
+   order with `models.EXCERPT_SEPARATOR`. A note with one claim, or whose claims
+   are all in its passage, keeps a single passage.
 """
 
 from __future__ import annotations
