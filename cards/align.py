@@ -14,7 +14,9 @@ misheard. The method, with no LLM:
    also has right); an abbreviation ("quant", "yrs"); a compound heard as two
    words ("microwavegang") or two note words heard as one ("power plant"); an
    acronym written in capitals or without vowels ("MLA", "nlp") as initials; a
-   number of about the same size ("60+%" for "80%"). A term weighs its word's
+   number of about the same size ("60+%" for "80%"); a near-synonym or irregular
+   form from `lexicon.RELATED` ("unipolar" for "superpower", "bought" for "buy").
+   A term weighs its word's
    IDF; a weaker spelling discounts its hits, never the term. A note word the
    transcript lacks still counts in the note's total, so a note from elsewhere
    scores low. The note's first sentence is the claim heard: later sentences,
@@ -37,6 +39,15 @@ misheard. The method, with no LLM:
    its middle; then grown to the budget. Tokens are counted only for segments
    looked at. Times are the first and last timed segment's; a single segment
    longer than the budget is cut to the words around the evidence.
+7. A passage for every claim: a note is split into claims (at "…", ";", " - ",
+   sentence ends, lines and child bullets, and "and"/"but" between clauses with
+   content words of their own). A claim whose evidence lies clearly better in a
+   window within reach of the main passage than inside it, where the claim was
+   said (at least two of its words, nearly its best match anywhere), gets an
+   excerpt of its own. The budget is shared by claim, the main excerpt placed by
+   the claims it holds; excerpts that touch merge, the rest join in transcript
+   order with `models.EXCERPT_SEPARATOR`. A note with one claim, or whose claims
+   are all in its passage, keeps a single passage.
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ import numpy as np
 from cards.lexicon import (
     BREAK,
     NUMBER_WORDS,
+    RELATED,
     SCALE_WORDS,
     match_tokens,
     match_tokens_joined,
@@ -60,8 +72,10 @@ from cards.lexicon import (
     spoken_numbers,
 )
 from cards.lexicon import MATCH_STOPWORDS as STOPWORDS
-from cards.models import Context, NoteItem, Transcript
+from cards.models import EXCERPT_SEPARATOR, Context, Excerpt, NoteItem, Transcript
 from cards.tokens import TokenCounter
+
+ALIGN_VERSION = "2"  # bump when the passages alignment returns change
 
 DEFAULT_CONTEXT_TOKENS = 350
 STEP = 16  # words between scoring window starts
@@ -91,11 +105,20 @@ ABBREV_CONF = 0.6  # "quant" for "quantitative", "yrs" for "years"
 COMPOUND_CONF = 0.9  # "microwavegang" for "microwave gang", "power plant" for "powerplant"
 ACRONYM_CONF = 0.8  # "nlp" for "natural language processing"
 NEAR_NUMBER_CONF = 0.4  # "60" for "80"
+RELATED_CONF = 0.6  # a near-synonym ("unipolar" for "superpower") or irregular form ("bought")
 NEAR_NUMBER_RATIO = 1.5  # "60+%" may be "80%": notes round and misremember
 TIE = 1e-3  # among passages holding equal evidence, prefer the one with it LEAN of the way in
 HIT_MARGIN = 5  # words around a hit that a passage must hold for the hit to count
 ABSENT_WEIGHT = 0.5  # a note word the transcript lacks weighs this share of the rarest word's IDF
 MIN_SCORE = 0.15  # below this a note gets no context: too little of it is in the transcript
+MAX_EXCERPTS = 3  # excerpts per passage: each keeps at least a third of the budget
+CLAIM_MIN_WORDS = 2  # content words a part of a note needs to be a claim of its own
+CLAIM_MIN_SCORE = 0.45  # a claim's best window elsewhere must hold this share of its terms
+CLAIM_GAIN = 0.15  # and this much more of them than the main passage does
+CLAIM_COVERED = 0.5  # a claim with this share of its terms in the main passage is in it: it may
+# only move the passage a little (its excerpt then merges with the main one), never split it
+CLAIM_HERE = 0.8  # share of a claim's best match anywhere that its window near the note must hold
+CLAIM_REACH = 12  # passages: how far from the main evidence a claim's own excerpt may lie
 _SUFFIXES = ("ities", "ity", "ness", "ings", "ing", "edly", "ed", "ies", "es", "ers", "er", "est",
              "ly", "s", "e")
 _VOWELS = frozenset("aeiou")
@@ -305,6 +328,28 @@ class _Lookup:
     def __init__(self, index: _Index):
         self.index = index
         self.cache: dict[tuple[str, bool], _Found | None] = {}
+        self.exacts: dict[int, _Groups] = {}
+        self.phrases: dict[tuple[int, int, int, int], tuple[_Groups, _Groups, _Found | None]] = {}
+
+    def exact(self, sid: int) -> _Groups:
+        """A word's own positions, as one group (the same list each time: phrases key on it)."""
+        if sid not in self.exacts:
+            self.exacts[sid] = [(self.index.positions(sid), 1.0)]
+        return self.exacts[sid]
+
+    def phrase(self, a: _Term, b: _Term, gap: int, rgap: int) -> _Found | None:
+        """Where two terms are said together, and the phrase's IDF; memoised, as the claims
+        of a note repeat the note's own phrases."""
+        key = (id(a.groups), id(b.groups), gap, rgap)
+        hit = self.phrases.get(key)
+        # The groups are kept with the entry, so their ids cannot be reused by other lists.
+        if hit is not None and hit[0] is a.groups and hit[1] is b.groups:
+            return hit[2]
+        ph = _phrase(a, b, gap, rgap)
+        # A phrase is as informative as it is rare, like a word.
+        found = None if ph is None else (ph, self.index.idf_of(np.concatenate([g for g, _ in ph])))
+        self.phrases[key] = (a.groups, b.groups, found)
+        return found
 
     def spellings(self, word: str, acronym: bool) -> _Found | None:
         """(position groups with confidences, IDF) for a normalised note word, None if absent."""
@@ -331,6 +376,9 @@ class _Lookup:
                 self._compound(word, found)
             if acronym:
                 self._acronym(word, found)
+            for other in RELATED.get(word) or RELATED.get(word[:-1] if word.endswith("s") else "", ()):
+                if stem(other) != s:
+                    self._add(found, RELATED_CONF, stem(other))
         if not found:
             return None
         groups = [(np.unique(np.concatenate(v)), c) for c, v in found.items()]
@@ -469,6 +517,44 @@ def _parts(text: str) -> list[tuple[str, float]]:
     return parts
 
 
+# Where a note moves on to another claim: an ellipsis, a semicolon, a dash between spaces, or
+# the end of a sentence. Lines (run-on lines, child bullets) are claims of their own too.
+_CLAIM_BREAK = re.compile(r"\s*(?:…|\.{2,}|;|\s[-–—]\s)\s*|(?<=[.?!])\s+")
+_BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+_CONJUNCTION = re.compile(r",?\s+(?:and|but)\s+", re.IGNORECASE)
+
+
+def _claims(text: str) -> list[str]:
+    """The separate claims of a note, in its order; parts too small to be one are dropped.
+
+    "v3 has 256 experts … some gpus sit idle … they use auxiliary loss" is three claims;
+    so are a line and its child bullets. Two clauses joined by "and"/"but" are two claims
+    when each has content words of its own ("intel said no to the iphone and lost its
+    lead"), not when one side is a bare name ("alibaba and deepseek aren't close").
+    """
+    pieces: list[str] = []
+    for line in text.split("\n"):
+        for piece in _CLAIM_BREAK.split(_BULLET.sub("", line)):
+            if piece and piece.strip():
+                pieces.extend(_clauses(piece.strip()))
+    return [p for p in pieces if _n_content(p) >= CLAIM_MIN_WORDS]
+
+
+def _n_content(text: str) -> int:
+    return sum(not _is_stop(w) for w in match_words(text))
+
+
+def _clauses(piece: str) -> list[str]:
+    chunks = _CONJUNCTION.split(piece)
+    out = [chunks[0]]
+    for chunk in chunks[1:]:
+        if _n_content(out[-1]) >= CLAIM_MIN_WORDS and _n_content(chunk) >= CLAIM_MIN_WORDS:
+            out.append(chunk)
+        else:
+            out[-1] = f"{out[-1]} and {chunk}"
+    return out
+
+
 def _query(lookup: _Lookup, text: str) -> list[_Term]:
     """The note's terms (weighted, with spellings) and the phrases of adjacent terms."""
     index = lookup.index
@@ -483,7 +569,7 @@ def _query(lookup: _Lookup, text: str) -> list[_Term]:
                 # A function word makes a phrase ("went below") unless it is everywhere ("the").
                 sid = index.stem_id.get(stem(w))
                 useful = sid is not None and len(w) > 1 and index.idf[sid] >= FUNCTION_MIN_IDF
-                seq.append(_Term(w, [(index.positions(sid), 1.0)], 0.0) if useful else None)
+                seq.append(_Term(w, lookup.exact(sid), 0.0) if useful else None)
                 continue
             # An acronym is written in capitals ("MLA") or cannot be said as a word ("nlp").
             acr = w in caps or (w.isalpha() and 2 <= len(w) <= 5
@@ -523,10 +609,9 @@ def _query(lookup: _Lookup, text: str) -> list[_Term]:
         for a, b, gap, rgap in pairs:
             if a is None or b is None or not a.groups or not b.groups or a.key == b.key:
                 continue
-            ph = _phrase(a, b, gap, rgap)
-            if ph is not None:
-                # A phrase is as informative as it is rare, like a word.
-                idf = index.idf_of(np.concatenate([g for g, _ in ph]))
+            found = lookup.phrase(a, b, gap, rgap)
+            if found is not None:
+                ph, idf = found
                 phrases.append(_Term(f"{a.key}+{b.key}", ph, PAIR_FACTOR * factor * idf))
     return list(terms.values()) + phrases
 
@@ -628,6 +713,19 @@ def _evidence_centre(index: _Index, query: list[_Term], focus: int) -> int:
     return int(round(np.average(pts, weights=wts))) if pts else focus
 
 
+def _coverage(query: list[_Term], lo: int, hi: int) -> float:
+    """The weighted terms of `query` found between words lo and hi (exclusive)."""
+    total = 0.0
+    for t in query:
+        best = 0.0
+        for pos, conf in t.groups:
+            a, b = np.searchsorted(pos, [lo, hi])
+            if b > a:
+                best = max(best, conf)
+        total += t.weight * best
+    return total
+
+
 # --- Passages -----------------------------------------------------------------------------
 
 
@@ -645,7 +743,8 @@ class _Passages:
             self.tokens[i] = self.counter.count(self.index.transcript.segments[i].text) + 1
         return int(self.tokens[i])
 
-    def place(self, query: list[_Term], focus: int, score: float) -> Context:
+    def place(self, query: list[_Term], focus: int, score: float,
+              budget: int | None = None) -> Context:
         """The budget-sized run of whole segments near the chosen spot that holds the most evidence.
 
         Every maximal run of segments that fits the budget and starts near the spot is
@@ -653,28 +752,29 @@ class _Passages:
         one with the evidence LEAN of the way through wins.
         """
         ix = self.index
+        budget = self.budget if budget is None else budget
         centre_word = min(max(_evidence_centre(ix, query, focus), 0), ix.n_words - 1)
         centre = int(ix.word_seg[centre_word])
-        if self.seg_tokens(centre) > self.budget:
-            return self._cut(centre, centre_word, score)
+        if self.seg_tokens(centre) > budget:
+            return self._cut(centre, centre_word, score, budget)
         # Runs that hold the centre of the evidence, starting at most a passage before it.
-        first = int(ix.word_seg[max(0, centre_word - ix.passage_words)])
+        first = int(ix.word_seg[max(0, centre_word - ix.passage_words * budget // self.budget)])
         last = centre
         # Token counts from `first` on, far enough for a run starting at `last` to fill the budget.
         toks = [self.seg_tokens(i) for i in range(first, last + 1)]
         end = last + 1
         extra = 0
-        while end < len(ix.transcript.segments) and extra <= self.budget:
+        while end < len(ix.transcript.segments) and extra <= budget:
             toks.append(self.seg_tokens(end))
             extra += toks[-1]
             end += 1
         cum = np.concatenate([[0], np.cumsum(toks)])
         starts = np.arange(first, last + 1)
         rel = starts - first
-        ends = np.searchsorted(cum, cum[rel] + self.budget, side="right") - 2 + first
+        ends = np.searchsorted(cum, cum[rel] + budget, side="right") - 2 + first
         ok = ends >= centre
         if not ok.any():
-            return self._cut(centre, centre_word, score)
+            return self._cut(centre, centre_word, score, budget)
         starts, ends = starts[ok], ends[ok]
         lo_word = int(np.searchsorted(ix.word_seg, first))
         hi_word = int(np.searchsorted(ix.word_seg, end, side="left"))
@@ -698,23 +798,29 @@ class _Passages:
         value -= TIE * np.abs(lean_point - centre) / (ends - starts + 1)
         k = int(np.argmax(value))
         lo, hi = int(starts[k]), int(ends[k])
-        return self._grow(lo, hi, score)
+        return self.grow(lo, hi, score, budget)
 
-    def _grow(self, lo: int, hi: int, score: float) -> Context:
-        """Fill what is left of the budget, alternately before and after."""
+    def tokens_of(self, lo: int, hi: int) -> int:
+        return sum(self.seg_tokens(i) for i in range(lo, hi + 1))
+
+    def grow(self, lo: int, hi: int, score: float, budget: int, floor: int = 0,
+             ceiling: int | None = None) -> Context:
+        """Fill what is left of the budget, alternately before and after, within
+        segments floor..ceiling."""
         segs = self.index.transcript.segments
-        used = sum(self.seg_tokens(i) for i in range(lo, hi + 1))
+        ceiling = len(segs) - 1 if ceiling is None else ceiling
+        used = self.tokens_of(lo, hi)
         grown = True
         while grown:
             grown = False
             for nlo, nhi in ((lo - 1, hi), (lo, hi + 1)):
-                if nlo >= 0 and nhi < len(segs):
+                if nlo >= floor and nhi <= ceiling:
                     cost = self.seg_tokens(nlo if nlo < lo else nhi)
-                    if used + cost <= self.budget:
+                    if used + cost <= budget:
                         lo, hi, used, grown = nlo, nhi, used + cost, True
         return self._context(lo, hi, " ".join(s.text for s in segs[lo:hi + 1]), score)
 
-    def _cut(self, si: int, word: int, score: float) -> Context:
+    def _cut(self, si: int, word: int, score: float, budget: int) -> Context:
         """A segment longer than the budget: the words around the evidence that fit."""
         text = self.index.transcript.segments[si].text
         spans = [m.span() for m in re.finditer(r"\S+", text)]
@@ -727,7 +833,7 @@ class _Passages:
             grown = False
             for nlo, nhi in ((lo - 1, hi), (lo, hi + 1)):
                 if 0 <= nlo and nhi < len(spans):
-                    if self.counter.count(text[spans[nlo][0]:spans[nhi][1]]) <= self.budget:
+                    if self.counter.count(text[spans[nlo][0]:spans[nhi][1]]) <= budget:
                         lo, hi, grown = nlo, nhi, True
             if not grown:
                 break
@@ -783,13 +889,131 @@ class Aligner:
         cands = [self.candidates(n) for n in notes]
         path = self._viterbi([c for c, _ in cands])
         out: list[Context | None] = []
-        for (picks, query), choice in zip(cands, path):
+        for note, (picks, query), choice in zip(notes, cands, path):
             if choice is None:
                 out.append(None)
                 continue
             score, focus = picks[choice]
-            out.append(self.passages.place(query, focus, score))
+            main = self.passages.place(query, focus, score)
+            out.append(self._every_claim(note.text, query, focus, score, main))
         return out
+
+    def _every_claim(self, text: str, query: list[_Term], focus: int, score: float,
+                     main: Context) -> Context:
+        """The passage with an excerpt of its own for each claim of the note said far from
+        the main evidence; `main` when every claim is in it (or the note has one claim)."""
+        claims = [_query(self.lookup, c) for c in _claims(text)]
+        if len(claims) < 2:
+            return main
+        far = sorted(self._far_claims(claims, focus, main), key=lambda c: -c[1])[:MAX_EXCERPTS - 1]
+        if not far:
+            return main
+        sep = self.passages.counter.count(EXCERPT_SEPARATOR) + 1
+        # The budget is shared by claim: the main excerpt keeps the share of those it holds,
+        # and is placed by their words alone.
+        room = self.budget - len(far) * sep
+        share = max(room // len(claims), room // (MAX_EXCERPTS + 1))
+        apart = {id(q) for _, _, q, covered in far if not covered}
+        held: dict[str, _Term] = {}
+        for q in claims:
+            if id(q) not in apart:
+                for t in q:
+                    if t.key not in held or held[t.key].weight < t.weight:
+                        held[t.key] = t
+        first = self.passages.place(list(held.values()) or query, focus, score,
+                                    room - len(far) * share)
+        parts = [first]
+        for f, _, q, covered in far:
+            part = self.passages.place(q, f, score, share)
+            # A claim the main passage holds may move it a little, never split it.
+            if not covered or (part.first_segment <= main.last_segment + 1
+                               and part.last_segment >= main.first_segment - 1):
+                parts.append(part)
+        if len(parts) == 1:
+            return main
+        return self._join(parts, main, sep)
+
+    def _far_claims(self, claims: list[list[_Term]], focus: int,
+                    main: Context) -> list[tuple[int, float, list[_Term], bool]]:
+        """(focus, share of terms found, query, held by the main passage) of each claim whose
+        evidence is clearly better in a window away from the main passage, within reach of it.
+
+        The window must be where the claim was said, not where some of its words recur: it
+        holds at least two of the claim's words and nearly as much of it as the claim's best
+        window anywhere.
+        """
+        ix = self.index
+        lo_w = int(np.searchsorted(ix.word_seg, main.first_segment))
+        hi_w = int(np.searchsorted(ix.word_seg, main.last_segment, side="right"))
+        reach = CLAIM_REACH * ix.passage_words
+        i0 = int(np.searchsorted(self.focus, focus - reach))
+        i1 = int(np.searchsorted(self.focus, focus + reach, side="right"))
+        far: list[tuple[int, float, list[_Term], bool]] = []
+        for q in claims:
+            norm = sum(t.weight for t in q)
+            if not q or norm <= 0 or i1 <= i0:
+                continue
+            inside = _coverage(q, lo_w, hi_w) / norm
+            if 1.0 - inside < CLAIM_GAIN:
+                continue
+            scores = _window_scores(ix, q, self.focus[i0:i1]) / norm
+            w = int(np.argmax(scores))
+            best = float(scores[w])
+            if best < CLAIM_MIN_SCORE or best - inside < CLAIM_GAIN:
+                continue
+            # Scoring every window costs more: only for the few claims that got this far.
+            if best < CLAIM_HERE * float(_window_scores(ix, q, self.focus).max()) / norm:
+                continue
+            f = int(self.focus[i0 + w])
+            lo, hi = f - ix.width * LEAN, f + ix.width * (1 - LEAN)
+            words = sum(_coverage([_Term(t.key, t.groups, 1.0)], lo, hi) > 0 for t in q
+                        if "+" not in t.key)
+            if words < CLAIM_MIN_WORDS:  # one word alone is no evidence of where a claim was said
+                continue
+            if any(abs(f - g) < ix.width for g, _, _, _ in far):  # the same spot as another claim
+                continue
+            far.append((f, best, q, inside >= CLAIM_COVERED))
+        return far
+
+    def _join(self, parts: list[Context], main: Context, sep: int) -> Context:
+        """Excerpts in transcript order, those touching or overlapping merged, then grown into
+        what is left of the budget without meeting their neighbours."""
+        merged: list[list[int]] = []
+        for p in sorted(parts, key=lambda c: c.first_segment):
+            if merged and p.first_segment <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], p.last_segment)
+            else:
+                merged.append([p.first_segment, p.last_segment])
+        whole = all(p.text == " ".join(s.text for s in self.index.transcript.segments[
+            p.first_segment:p.last_segment + 1]) for p in parts)
+        if not whole:  # a segment longer than its share was cut: keep the single passage
+            return main
+        score = main.score
+        if len(merged) == 1:
+            lo, hi = merged[0]
+            return self.passages.grow(lo, hi, score, self.budget)
+        left = self.budget - (len(merged) - 1) * sep - sum(
+            self.passages.tokens_of(lo, hi) for lo, hi in merged)
+        grown: list[Context] = []
+        # Share what is left evenly among the excerpts not yet grown; then what is still
+        # left (less than a segment each) to whichever can take it.
+        for rest in (True, False):
+            grown = []
+            for i, (lo, hi) in enumerate(merged):
+                floor = merged[i - 1][1] + 2 if i else 0
+                ceiling = merged[i + 1][0] - 2 if i + 1 < len(merged) else None
+                own = self.passages.tokens_of(lo, hi)
+                extra = left // (len(merged) - i) if rest else left
+                g = self.passages.grow(lo, hi, score, own + extra, floor, ceiling)
+                left -= self.passages.tokens_of(g.first_segment, g.last_segment) - own
+                merged[i] = [g.first_segment, g.last_segment]
+                grown.append(g)
+        excerpts = [Excerpt(g.text, g.first_segment, g.last_segment, g.start, g.end) for g in grown]
+        starts = [e.start for e in excerpts if e.start is not None]
+        ends = [e.end for e in excerpts if e.end is not None]
+        return Context(EXCERPT_SEPARATOR.join(e.text for e in excerpts), excerpts[0].first_segment,
+                       excerpts[-1].last_segment, min(starts) if starts else None,
+                       max(ends) if ends else None, score, tuple(excerpts))
 
     def _jump(self, prev: int, cur: int) -> float:
         """Cost of moving from one note's spot to the next: far jumps are unlikely, backward

@@ -73,6 +73,43 @@ UNITS = {
     "mins": "minutes",
     "tflops": "teraflops", "pflops": "petaflops",
 }
+# Words a listener writes for what the speaker said in other words: a small table of
+# near-synonyms common in talk about technology, business and geopolitics, and the
+# irregular verb forms a suffix-stripping stemmer cannot join ("bought" / "buy").
+# Alignment counts them as weaker spellings, never as the word itself. Keep the groups
+# tight: words that can stand for each other in a claim, not merely the same topic.
+RELATED_GROUPS = (
+    "superpower unipolar hegemon hegemony",
+    "cheap inexpensive cheaper cheapest",
+    "expensive costly pricey",
+    "obsolete outdated",
+    "huge massive enormous gigantic",
+    "tiny minuscule",
+    "fast quick rapid",
+    "buy bought purchase acquire",
+    "sell sold",
+    "win won",
+    "lose lost",
+    "build built",
+    "spend spent",
+    "teach taught",
+    "begin began begun",
+    "run ran",
+    "peaceful peace",
+    "crazy insane",
+    "underrated overlooked underappreciated",
+    "firm company",
+    "dominant dominate dominating",
+    "bottleneck constraint",
+    "invasion invade",
+    "idle unused underutilized",
+)
+RELATED: dict[str, tuple[str, ...]] = {}
+for _group in RELATED_GROUPS:
+    _ws = _group.split()
+    for _w in _ws:
+        RELATED[_w] = tuple(dict.fromkeys(RELATED.get(_w, ()) + tuple(x for x in _ws if x != _w)))
+
 _NUM = r"\d+(?:,\d{3})+(?:\.\d+)?|\d+\.\d+|\d+"
 # A number glued to a unit is two words ("70gb"); glued to anything else it stays whole
 # ("70b", "27x", "4o", "400,000").
