@@ -125,6 +125,7 @@ def m002_lineage(db: sqlite3.Connection) -> None:
     ALTER TABLE episodes ADD COLUMN transcript_hash TEXT;
     ALTER TABLE episodes ADD COLUMN missing INTEGER NOT NULL DEFAULT 0;
     UPDATE episodes SET titles = json_array(title);
+    UPDATE notes SET align_version = '1' WHERE context IS NOT NULL;
     ALTER TABLE events ADD COLUMN grp INTEGER
     """)
     _respec(db)

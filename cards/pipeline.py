@@ -358,11 +358,14 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
         known = [stored.get(i.id) for i in ep.items]
         plan = EpisodePlan(ep, [k.context if k else None for k in known],
                            [k.align_version if k else version for k in known], changes, th)
-        if ep.transcript is None and record is not None and record.transcript_hash:
+        # Passages from before the workspace kept transcript hashes are taken as current.
+        legacy = record is not None and not record.transcript_hash and any(k and k.context for k in known)
+        if ep.transcript is None and record is not None and (record.transcript_hash or legacy):
             plan.waiting = {i.id for i, k in zip(ep.items, known) if k is None}
             notices.append(f"{ep.slug}: no transcript given; kept the passages aligned before"
                            + (f", and {len(plan.waiting)} new notes wait for it" if plan.waiting else ""))
-        elif ep.transcript is not None and (realign or record is None or record.transcript_hash != th):
+        elif ep.transcript is not None and (realign or record is None
+                                            or (record.transcript_hash != th and not legacy)):
             fresh_needed[ep.slug] = None
             if record is not None and record.transcript_hash and not realign:
                 notices.append(f"{ep.slug}: its transcript changed; passages aligned again")

@@ -102,3 +102,45 @@ def test_transactions_nest_as_savepoints(tmp_path):
                     raise RuntimeError("inner fails")
         slugs = [r[0] for r in store.db.execute("SELECT slug FROM episodes")]
     assert slugs == ["a"]
+
+
+def test_upgrading_a_workspace_from_before_lineages_buys_nothing_again(tmp_path):
+    """Build the old shape from a real run's data, upgrade it, and run generate again."""
+    import json
+
+    from conftest import EXAMPLES
+    from fakeserver import no_network
+
+    from cards.config import build_settings
+    from cards.models import Context, stable_id
+    from cards.pipeline import generate, load
+
+    notes, transcript = EXAMPLES / "notes.md", EXAMPLES / "latent-space-dylan-patel.txt"
+    new_ws, old_ws = tmp_path / "new", tmp_path / "old"
+    with no_network():
+        s = build_settings(workspace=new_ws, offline=True)
+        generate(load([notes], [transcript], s), s)
+    db = _v1_workspace(old_ws)
+    db.execute("DELETE FROM drafts")
+    db.execute("DELETE FROM episodes")
+    db.execute(f"ATTACH DATABASE '{new_ws / DB_NAME}' AS src")
+    cols = {t: [r[1] for r in db.execute(f"PRAGMA main.table_info({t})")] for t in ("episodes", "notes", "drafts",
+                                                                                  "generations")}
+    for table, names in cols.items():
+        db.execute(f"INSERT INTO main.{table} ({','.join(names)}) SELECT {','.join(names)} FROM src.{table}")
+    for gid, gen, model, version, text, ctx in db.execute(
+            "SELECT g.id, g.generator, g.model, g.prompt_version, n.text, n.context FROM generations g"
+            " JOIN notes n ON n.id = g.note_id").fetchall():
+        passage = Context.from_dict(json.loads(ctx)).text if ctx else ""
+        db.execute("UPDATE generations SET spec=? WHERE id=?", (stable_id(gen, model, version, text, passage), gid))
+    db.execute("DETACH DATABASE src")
+    live_before = {r[0] for r in db.execute("SELECT id FROM drafts WHERE superseded=0")}
+    db.close()
+
+    with no_network():
+        s = build_settings(workspace=old_ws, offline=True)
+        summary = generate(load([notes], [transcript], s), s)
+    assert summary.total["requests"] == 0 and summary.skipped == 8  # every note of the example
+    with Store(old_ws) as store:
+        assert {d.id for d in store.drafts(include_superseded=False)} == live_before
+        assert all(d.lineage == d.id for d in store.drafts())
