@@ -141,6 +141,8 @@ def test_upgrading_a_workspace_from_before_lineages_buys_nothing_again(tmp_path)
         s = build_settings(workspace=old_ws, offline=True)
         summary = generate(load([notes], [transcript], s), s)
     assert summary.total["requests"] == 0 and summary.skipped == 8  # every note of the example
+    # The kept passages are from the aligner of their time: said, not acted on.
+    assert any("older aligner" in n for n in summary.notices)
     with Store(old_ws) as store:
         assert {d.id for d in store.drafts(include_superseded=False)} == live_before
         assert all(d.lineage == d.id for d in store.drafts())
