@@ -127,9 +127,15 @@ def episodes(notes: Notes, transcripts: Transcripts = None, workspace: Workspace
     data = [e.as_dict() for e in loaded.episodes]
     if json_out:
         return _print_json(data)
-    _table("Episodes", ["slug", "title", "notes", "transcript", "match"],
-           [[e["slug"], e["title"], e["notes"], e["transcript"] or "-",
-             "-" if e["match_score"] is None else f"{e['match_score']:.2f}"] for e in data])
+    def transcript(e: dict) -> str:
+        if not e["transcript"]:
+            return "-"
+        name = Path(e["transcript"]).name
+        return name if e["match_score"] is None else f"{name} ({e['match_score']:.2f})"
+
+    _table("Episodes", ["slug", "title", "show", "people", "date", "notes", "transcript (match)"],
+           [[e["slug"], e["title"], e["show"] or "-", ", ".join(e["people"]) or "-", e["date"] or "-", e["notes"],
+             transcript(e)] for e in data])
 
 
 @app.command()

@@ -111,6 +111,11 @@ def _pins(data: dict, path: Path) -> dict[str, dict]:
             raise ConfigError(f"[episodes.{slug}] aliases must be a list of headings", path=where)
         if "title" in p and not isinstance(p["title"], str):
             raise ConfigError(f"[episodes.{slug}] title must be text", path=where)
+        if "show" in p and not (isinstance(p["show"], str) and p["show"].strip()):
+            raise ConfigError(f"[episodes.{slug}] show must be text", path=where)
+        people = p.get("people", [])
+        if not isinstance(people, list) or not all(isinstance(n, str) and n.strip() for n in people):
+            raise ConfigError(f"[episodes.{slug}] people must be a list of names", path=where)
         out[slug] = p
     return out
 

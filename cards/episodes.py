@@ -10,6 +10,7 @@ from pathlib import Path, PurePath
 from statistics import median
 from urllib.parse import parse_qs, urlparse
 
+from cards.context import episode_context
 from cards.lexicon import content_words, words
 from cards.models import Episode, NoteItem, NoteSection, Source, Transcript, normalise
 
@@ -314,7 +315,8 @@ def build_episodes(
         ep = Episode(slug=slug, title=title, sources=list(dict.fromkeys(s.path for s in g.sections)),
                      items=_merge_items(slug, g.sections),
                      date=next((s.date for s in g.sections if s.date), None))
-        link_words, ids = _link_keys(tuple(u for s in g.sections for u in s.links))
+        ep.links = tuple(u for s in g.sections for u in s.links)
+        link_words, ids = _link_keys(ep.links)
         if ids:
             ep.video_id = sorted(ids)[0]
             ep.url = f"https://www.youtube.com/watch?v={ep.video_id}"
@@ -349,4 +351,6 @@ def build_episodes(
             seen_slugs.add(slug)
             episodes.append(Episode(slug=slug, title=title, transcript=t, match_score=None,
                                     video_id=t.video_id, url=t.url))
+    for ep in episodes:
+        episode_context(ep, pins.get(ep.slug))
     return episodes

@@ -226,11 +226,19 @@ class Episode:
     url: str | None = None
     video_id: str | None = None
     date: str | None = None
+    # Who and what the episode is, for the prompt (cards.context): `title` stays the deck title.
+    show: str | None = None
+    full_title: str | None = None
+    people: list[str] = field(default_factory=list)
+    links: tuple[str, ...] = ()  # the links in its notes sections
 
     def as_dict(self) -> dict:
         return {
             "slug": self.slug,
             "title": self.title,
+            "show": self.show,
+            "full_title": self.full_title,
+            "people": list(self.people),
             "notes": len(self.items),
             "sources": self.sources,
             "transcript": self.transcript.path if self.transcript else None,

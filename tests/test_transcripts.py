@@ -255,7 +255,7 @@ def test_vtt_strips_settings_tags_and_entities(tmp_path):
     t = parse_transcript(write(tmp_path, "talk.vtt", VTT))
     assert t.format == "vtt"
     assert t.segments == (
-        Segment("We are in New York <City> today", 13, 1.0, 2.5),
+        Segment("» Roger Bingham: We are in New York <City> today", 13, 1.0, 2.5),
         Segment("Café talk & more", 16, 3.0, 4.0),
     )
 

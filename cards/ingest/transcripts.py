@@ -39,6 +39,8 @@ _VTT_BLOCK = re.compile(r"^(?:NOTE|STYLE|REGION)(?:\s|$)")
 # Markup inside cues: <c>, </c>, <v Speaker>, <00:00:01.234>, <font ...>;
 # a bare "<" followed by a space ("3 < 5") is text.
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>|<\d[\d:.]*>")
+# A WebVTT voice tag names who speaks: <v Roger Bingham>, <v.loud Esme>.
+_VOICE = re.compile(r"<v(?:\.[^\s>]*)?\s+([^<>]+?)\s*>")
 _ASS_TAG = re.compile(r"\{\\[^{}]*\}")
 _SPACE = re.compile(r"\s+")
 
@@ -101,6 +103,7 @@ def parse_transcript_text(text: str, path: str) -> Transcript:
         segments = _parse_plain(lines)
     if not segments:
         raise InputError("no transcript text", path=path)
+    segments = _mark_turns(segments)
     return Transcript(path=path, format=fmt, segments=tuple(segments), title=title,
                       video_id=video_id)
 
@@ -240,12 +243,46 @@ def _parse_whisper(lines: list[str], path: str) -> list[Segment]:
 
 def _clean_cue_line(text: str, srt: bool) -> str:
     if "<" in text:
-        text = _TAG.sub("", text)
+        text = _TAG.sub("", _VOICE.sub(_voice_marker, text))
     if srt and "{" in text:
         text = _ASS_TAG.sub("", text)
     if "&" in text:
         text = html.unescape(text)
     return _SPACE.sub(" ", text).strip()
+
+
+# Speaker turns. Captions and Whisper mark a new speaker with ">>"; WebVTT names
+# them with voice tags. Both become TURN, a plain mark that HTML escaping, Anki
+# syntax and word matching all pass over, so a passage still shows who takes over.
+TURN = "»"
+_CHEVRONS = re.compile(r"(?:^|(?<=\s))>>+\s*")
+_VOICE_MARK = re.compile(rf"^{TURN} ([^:{TURN}]{{1,60}}): ")
+
+
+def _voice_marker(m: re.Match) -> str:
+    return f"{TURN} {m.group(1).strip()}: "
+
+
+def _mark_turns(segments: list[Segment]) -> list[Segment]:
+    """">>" as a turn mark; a voice named again by the same speaker's next cue is dropped."""
+    out = []
+    voice = None
+    for seg in segments:
+        text = seg.text
+        if ">>" in text:
+            text = _CHEVRONS.sub(f"{TURN} ", text).strip()
+        if text.startswith(TURN):
+            m = _VOICE_MARK.match(text)
+            if m and m.group(1) == voice:
+                text = text[m.end():]
+            elif m:
+                voice = m.group(1)
+        if text != seg.text:
+            if not text.strip(f" {TURN}"):
+                continue
+            seg = _segment(text, seg.line, seg.start, seg.end)
+        out.append(seg)
+    return out
 
 
 def _parse_cues(lines: list[str], path: str, *, vtt: bool) -> list[Segment]:

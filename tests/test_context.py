@@ -1,0 +1,116 @@
+"""Episode context: show, full title and people from the header, the opening, links, heading and cards.toml."""
+
+from __future__ import annotations
+
+import pytest
+
+from cards.config import build_settings
+from cards.context import heading_people, opening_people, split_title
+from cards.episodes import build_episodes
+from cards.errors import ConfigError
+from cards.ingest.notes import parse_notes_text
+from cards.ingest.transcripts import parse_transcript_text
+
+YOUTUBE = """\
+Transcript
+_1f-o0nqpEI • DeepSeek, China, OpenAI, NVIDIA, xAI, TSMC, Stargate, and AI Megaclusters | Lex Fridman Podcast #459
+Kind: captions
+Language: en
+the following is a conversation with
+Dylan Patel and Nathan Lambert Dylan
+runs semi analysis A well respected
+research and Analysis company
+"""
+
+WHISPER = """\
+[00:00:00.000 --> 00:00:06.500]   [MUSIC]
+[00:00:06.500 --> 00:00:09.240]   Hey everyone, welcome to the Latent Space Podcast.
+[00:00:09.240 --> 00:00:12.620]   This is Alessio, partner and CTO of Residence at Decibel Partners.
+[00:00:12.620 --> 00:00:15.540]   I'm joined by my co-host Swiggs, founder of Small AI.
+[00:00:15.540 --> 00:00:19.720]   >> And today we have Dylan Patel in the new pod, in the new studios, welcome.
+[00:00:19.720 --> 00:00:20.900]   >> Well, thank you for having me. >> Sure.
+"""
+
+
+@pytest.mark.parametrize("title, show, number", [
+    ("DeepSeek, China, OpenAI, NVIDIA, xAI, TSMC, Stargate, and AI Megaclusters | Lex Fridman Podcast #459",
+     "Lex Fridman Podcast", "459"),
+    ("Acquired Ep. 12: The Story of Costco", "Acquired", "12"),
+    ("Why chips matter - The Gradient Podcast", "The Gradient Podcast", None),
+    ("GPT-4 cost $100M to train", None, None),
+    (None, None, None),
+])
+def test_a_title_names_its_show_and_number(title, show, number):
+    assert split_title(title) == (show, number)
+
+
+def test_the_opening_names_guests_and_hosts_not_the_words_around_them():
+    lex = parse_transcript_text(YOUTUBE, "lex.txt")
+    assert opening_people(lex) == ["Dylan Patel", "Nathan Lambert"]
+    latent = parse_transcript_text(WHISPER, "latent.txt")
+    assert opening_people(latent) == ["Alessio", "Swiggs", "Dylan Patel"]
+
+
+def test_speaker_turns_become_a_plain_mark_in_the_passage():
+    t = parse_transcript_text(WHISPER, "latent.txt")
+    texts = [s.text for s in t.segments]
+    assert texts[3].startswith("» And today we have")
+    assert texts[4] == "» Well, thank you for having me. » Sure."
+    assert not any(">>" in s for s in texts)
+
+
+def test_a_vtt_voice_is_named_at_each_change_of_speaker_only():
+    vtt = ("WEBVTT\n\n00:01.000 --> 00:02.000\n<v Ann Lee>One\n\n00:02.000 --> 00:03.000\n<v Ann Lee>two\n\n"
+           "00:03.000 --> 00:04.000\n<v.loud Bo>three\n")
+    t = parse_transcript_text(vtt, "t.vtt")
+    assert [s.text for s in t.segments] == ["» Ann Lee: One", "two", "» Bo: three"]
+
+
+def test_heading_people_only_from_a_list_of_names():
+    assert heading_people("Dylan, Nathan on Lex") == ["Dylan", "Nathan"]
+    assert heading_people("Patrick McKenzie on Dwarkesh (7/28)") == ["Patrick McKenzie"]
+    assert heading_people("notes from a long talk on economics") == []
+    assert heading_people("Random thoughts") == []
+
+
+def test_episode_carries_show_full_title_and_people_from_transcript_and_heading():
+    sections = parse_notes_text("# Dylan, Nathan on Lex (7/28)\n- v3 has 256 experts\n", "n.md")
+    pins = {"dylan-nathan-on-lex-7-28": {"transcript": "lex.txt"}}
+    (ep,) = build_episodes(sections, [parse_transcript_text(YOUTUBE, "lex.txt")], pins)
+    assert ep.title == "Dylan, Nathan on Lex (7/28)"  # the deck title stays the heading
+    assert ep.show == "Lex Fridman Podcast"
+    assert ep.full_title.startswith("DeepSeek, China") and ep.full_title.endswith("#459")
+    # First names in the heading give way to the full names the opening says.
+    assert ep.people == ["Dylan Patel", "Nathan Lambert"]
+    data = ep.as_dict()
+    assert data["show"] == "Lex Fridman Podcast" and data["people"] == ["Dylan Patel", "Nathan Lambert"]
+
+
+def test_a_link_slug_completes_first_names_from_the_heading():
+    notes = ("# Sholto, Trenton on Dwarkesh\nhttps://www.dwarkeshpatel.com/p/sholto-douglas-trenton-bricken\n"
+             "- residual stream is working memory\n")
+    (ep,) = build_episodes(parse_notes_text(notes, "n.md"), [])
+    assert ep.people == ["Sholto Douglas", "Trenton Bricken"]
+
+
+def test_cards_toml_sets_show_and_people(tmp_path):
+    cfg = tmp_path / "cards.toml"
+    cfg.write_text('[episodes.dylan-nathan-on-lex]\nshow = "Lex Fridman Podcast"\n'
+                   'people = ["Lex Fridman", "Dylan Patel", "Nathan Lambert"]\n', encoding="utf-8")
+    settings = build_settings(config_path=cfg)
+    sections = parse_notes_text("# Dylan, Nathan on Lex\n- v3 has 256 experts\n", "n.md")
+    (ep,) = build_episodes(sections, [], settings.pins)
+    assert ep.show == "Lex Fridman Podcast"
+    assert ep.people == ["Lex Fridman", "Dylan Patel", "Nathan Lambert"]
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('people = "Dylan Patel"', "people must be a list of names"),
+    ('people = ["Dylan", 3]', "people must be a list of names"),
+    ("show = 5", "show must be text"),
+])
+def test_bad_show_or_people_is_a_config_error(tmp_path, toml, message):
+    cfg = tmp_path / "cards.toml"
+    cfg.write_text(f"[episodes.ep]\n{toml}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        build_settings(config_path=cfg)
