@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cards.config import PRICES_DATE, Settings
 from cards.errors import InputError
-from cards.models import (Context, Draft, Episode, NoteItem, Transcript, content_hash, format_time,
+from cards.models import (Context, Draft, Episode, NoteItem, Transcript, content_hash, format_span,
                           generation_spec, stable_id)
 
 NOTE_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".org"}
@@ -165,6 +165,7 @@ def build_jobs(episodes: list[Episode], contexts: dict[str, list[Context | None]
                generator_name: str, model: str, only: set[str] | None = None) -> list[Job]:
     """The request for each note (of `only`, when given), rendered from the prompt template."""
     from cards.generate.base import Request
+    from cards.prompts import render_passage
 
     schema = _schema_json()
     jobs = []
@@ -172,10 +173,11 @@ def build_jobs(episodes: list[Episode], contexts: dict[str, list[Context | None]
         for i, (item, ctx) in enumerate(zip(ep.items, contexts[ep.slug])):
             if only is not None and item.id not in only:
                 continue
-            passage = ctx.text if ctx else "(no transcript passage was found for this note)"
             messages = template.render(
-                episode_title=ep.title, section=item.section or "", neighbours=_neighbours(ep.items, i),
-                note=item.text, passage=passage, time=format_time(ctx.start) if ctx else "",
+                episode_title=ep.full_title or ep.title, show=ep.show or "", people=", ".join(ep.people),
+                date=ep.date or "", section=item.section or "", neighbours=_neighbours(ep.items, i),
+                note=item.text, passage=render_passage(ctx.parts if ctx else ()),
+                time=(format_span(ctx.start, ctx.end) or "") if ctx else "",
             )
             key = stable_id(model, template.version, json.dumps(messages, sort_keys=True), schema, length=32)
             spec, parts = generation_spec(generator_name, model, template.version, item.text, ctx)

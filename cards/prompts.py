@@ -4,6 +4,9 @@ A template is markdown with a small front matter (`version: ...`) and two parts,
 `## system` and `## user`. Variables are `$name` (string.Template; `$$` is a
 literal dollar). The system part is static, so a provider's prompt cache can
 serve it across notes; everything that varies is in the user part, last.
+
+A user line starting with `? ` is optional: it is sent only when every variable on
+it has a value, so the model never sees an empty tag such as `<section></section>`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from string import Template
 from cards.errors import ConfigError
 
 TEMPLATE_NAME = "cards.md"
-VARIABLES = frozenset({"episode_title", "section", "neighbours", "note", "passage", "time"})
+VARIABLES = frozenset({"episode_title", "show", "people", "date", "section", "neighbours", "note", "passage",
+                       "time"})
+OPTIONAL = "? "
 _FRONT_MATTER = re.compile(r"---\n(.*?)^---[ \t]*\n", re.S | re.M)
 _PART = re.compile(r"^## (system|user)[ \t]*$", re.M)
 
@@ -32,10 +37,31 @@ class PromptTemplate:
         missing = VARIABLES - set(values)
         if missing:
             raise ConfigError(f"prompt needs values for {sorted(missing)}", path=self.path)
+        lines = []
+        for line in self.user.template.split("\n"):
+            if line.startswith(OPTIONAL):
+                line = line[len(OPTIONAL):]
+                if not all(str(values[v]).strip() for v in Template(line).get_identifiers()):
+                    continue
+            lines.append(Template(line).substitute(values))
         return [
             {"role": "system", "content": self.system},
-            {"role": "user", "content": self.user.substitute(values)},
+            {"role": "user", "content": "\n".join(lines)},
         ]
+
+
+def render_passage(parts, missing: str = "(no transcript passage was found for this note)") -> str:
+    """A passage's excerpts (cards.models.Excerpt) as <excerpt> blocks, each with its times when known."""
+    from cards.models import format_span
+
+    if not parts:
+        return missing
+    blocks = []
+    for part in parts:
+        span = format_span(part.start, part.end)
+        attr = f' time="{span}"' if span else ""
+        blocks.append(f"<excerpt{attr}>\n{part.text.strip()}\n</excerpt>")
+    return "\n".join(blocks)
 
 
 def _builtin_dir() -> Path:
@@ -84,4 +110,11 @@ def load_prompt(folder: Path | None = None) -> PromptTemplate:
         raise ConfigError(f"unknown variable(s) {sorted(unknown)}; known: {sorted(VARIABLES)}", path=str(path))
     if not {"note", "passage"} <= used:
         raise ConfigError("the user part must use $note and $passage", path=str(path))
+    for line in sections["user"].split("\n"):
+        if line.startswith(OPTIONAL):
+            names = set(Template(line).get_identifiers())
+            if not names:
+                raise ConfigError(f"optional line {line!r} has no $variable to test", path=str(path))
+            if names & {"note", "passage"}:
+                raise ConfigError("$note and $passage cannot be on an optional line", path=str(path))
     return PromptTemplate(version, system, user, str(path))

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Card(BaseModel):
-    """One flashcard that tests exactly one idea from the listener's note, grounded in the transcript passage."""
+    """One flashcard that tests one idea the listener's note records, made precise by the transcript passage."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -26,8 +26,9 @@ class Card(BaseModel):
     front: str = Field(
         description=(
             "basic: a precise question with exactly one acceptable answer, which shows what shape of "
-            "answer is wanted and names the speaker or episode instead of 'the guest'; never a yes/no "
-            "question. cloze: one sentence with exactly one deletion written {{c1::like this}}."
+            "answer is wanted; never yes/no; no claim in the premise, no other card's answer, no "
+            "opening with the show or guests. cloze: one sentence with exactly one deletion written "
+            "{{c1::like this}}."
         )
     )
     back: str = Field(
@@ -53,5 +54,8 @@ class CardSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     cards: list[Card] = Field(
-        description="Zero to three cards, one idea each. Empty for reactions, hype or notes with nothing to test."
+        description=(
+            "Zero to three cards, one idea each, testing the note's own point. Empty only for pure "
+            "reactions or hype with no nameable idea."
+        )
     )

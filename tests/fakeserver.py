@@ -45,9 +45,9 @@ import pytest
 
 Responder = Callable[[dict], "dict | str"]
 
-_TAG = r"<{name}>\s*(.*?)\s*</{name}>"
+_TAG = r"<{name}(?:\s[^<>]*)?>\s*(.*?)\s*</{name}>"
 _NOTE_TAGS = ("note", "bullet", "notes")
-_PASSAGE_TAGS = ("passage", "context", "transcript", "excerpt")
+_PASSAGE_TAGS = ("excerpt", "passage", "context", "transcript")  # a passage's first excerpt when it has them
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from cards.config import build_settings
@@ -114,3 +116,49 @@ def test_bad_show_or_people_is_a_config_error(tmp_path, toml, message):
     cfg.write_text(f"[episodes.ep]\n{toml}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=message):
         build_settings(config_path=cfg)
+
+
+# -- the context reaches the request ---------------------------------------------------------------
+
+_EMPTY_TAG = re.compile(r"<(\w+)[^<>]*>\s*</\1>")
+
+
+def _sent(tmp_path, notes: str, transcript_name: str, transcript: str, toml: str = "") -> list[str]:
+    from fakeserver import FakeOpenAI, no_network, user_text
+
+    from cards.pipeline import generate, load
+
+    (tmp_path / "notes.md").write_text(notes, encoding="utf-8")
+    (tmp_path / transcript_name).write_text(transcript, encoding="utf-8")
+    cfg = tmp_path / "cards.toml"
+    cfg.write_text(toml, encoding="utf-8")
+    with FakeOpenAI() as srv, no_network():
+        settings = build_settings(config_path=cfg, workspace=tmp_path / "ws", base_url=srv.base_url, api_key="k")
+        generate(load([tmp_path / "notes.md"], [tmp_path / transcript_name], settings), settings)
+    return [user_text(r.json) for r in srv.requests]
+
+
+def test_requests_carry_show_title_and_people_and_no_empty_tag(tmp_path):
+    notes = "# Dylan, Nathan on Lex\n- dylan runs semi analysis, a research company for semiconductors\n"
+    (user,) = _sent(tmp_path, notes, "lex.txt", YOUTUBE)
+    assert "<show>Lex Fridman Podcast</show>" in user
+    assert ("<title>DeepSeek, China, OpenAI, NVIDIA, xAI, TSMC, Stargate, and AI Megaclusters | "
+            "Lex Fridman Podcast #459</title>") in user
+    assert "<people>Dylan Patel, Nathan Lambert</people>" in user
+    # No section, no date, an untimed transcript: those tags and attributes are left out.
+    assert "<section" not in user and "<date" not in user and 'time=""' not in user
+    assert "<excerpt>\n" in user
+    assert not _EMPTY_TAG.search(user), _EMPTY_TAG.search(user).group(0)
+
+
+def test_timed_excerpts_carry_their_times_and_cards_toml_people_win(tmp_path):
+    notes = ("---\ndate: 2024-10-02\n---\n# Latent Space (3/1)\n## Chips\n"
+             "- dylan patel came to the new studios on very short notice\n")
+    toml = ('[episodes.latent-space-3-1]\ntranscript = "latent.txt"\nshow = "Latent Space"\n'
+            'people = ["Alessio Fanelli", "swyx", "Dylan Patel"]\n')
+    (user,) = _sent(tmp_path, notes, "latent.txt", WHISPER, toml)
+    assert "<show>Latent Space</show>" in user and "<people>Alessio Fanelli, swyx, Dylan Patel</people>" in user
+    assert "<date>2024-10-02</date>" in user and "<section>Chips</section>" in user
+    assert re.search(r'<excerpt time="0:\d\d–0:\d\d">\n', user)
+    assert "» " in user  # speaker turns kept in the passage
+    assert not _EMPTY_TAG.search(user)

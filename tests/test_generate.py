@@ -30,7 +30,7 @@ KEY = "sk-test-secret"
 EXAMPLE_NOTES = EXAMPLES / "notes.md"
 EXAMPLE_TRANSCRIPT = EXAMPLES / "latent-space-dylan-patel.txt"
 _NOTE = re.compile(r"<note>\n(.*?)\n</note>", re.S)
-_PASSAGE = re.compile(r"<passage[^>]*>\n(.*?)\n</passage>", re.S)
+_PASSAGE = re.compile(r"<excerpt[^>]*>\n(.*?)\n</excerpt>", re.S)  # one excerpt per passage here
 
 runner = CliRunner()
 

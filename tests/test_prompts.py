@@ -34,7 +34,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_builtin_prompt_loads_with_a_version_and_a_static_system_part():
     p = load_prompt()
     assert p.version
-    messages = p.render(episode_title="E", section="S", neighbours="- n", note="NOTE", passage="PASSAGE", time="")
+    messages = p.render(episode_title="E", show="", people="", date="", section="S", neighbours="- n", note="NOTE",
+                        passage="PASSAGE", time="")
     assert [m["role"] for m in messages] == ["system", "user"]
     assert "NOTE" not in messages[0]["content"] and "NOTE" in messages[1]["content"]
     # The prompt asks for what the linter accepts: one deletion written {{c1::...}}.
@@ -44,7 +45,8 @@ def test_builtin_prompt_loads_with_a_version_and_a_static_system_part():
 def test_prompts_folder_overrides_the_builtin(tmp_path):
     p = load_prompt(write(tmp_path, GOOD))
     assert p.version == "test-1"
-    out = p.render(episode_title="E", section="", neighbours="", note="n", passage="cost $5", time="")
+    out = p.render(episode_title="E", show="", people="", date="", section="", neighbours="", note="n",
+                   passage="cost $5", time="")
     assert "cost $5" in out[1]["content"]
 
 
@@ -55,6 +57,8 @@ def test_prompts_folder_overrides_the_builtin(tmp_path):
     (GOOD.replace("## user", "## usr"), "needs a `## system` and a `## user`"),
     (GOOD.replace("$passage", "${passage"), "malformed"),
     (GOOD.replace("<passage>$passage</passage>", ""), "must use $note and $passage"),
+    (GOOD.replace("<passage>$passage</passage>", "? <passage>$passage</passage>"), "cannot be on an optional"),
+    (GOOD + "? no variable here\n", "has no $variable"),
 ])
 def test_a_broken_template_is_an_error_at_load_time(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:
@@ -65,6 +69,32 @@ def test_a_broken_template_is_an_error_at_load_time(tmp_path, text, message):
 def test_a_missing_template_names_the_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_prompt(tmp_path)
+
+
+def test_optional_lines_are_sent_only_with_a_value(tmp_path):
+    p = load_prompt(write(tmp_path, GOOD.replace("<note>$note</note>", "? <show>$show</show>\n<note>$note</note>")))
+    values = dict(episode_title="E", people="", date="", section="", neighbours="", note="n", passage="p", time="")
+    assert "<show>Acme Hour</show>" in p.render(show="Acme Hour", **values)[1]["content"]
+    assert "<show>" not in p.render(show="  ", **values)[1]["content"]
+
+
+def test_passage_excerpts_are_blocks_with_their_times_or_none():
+    from cards.models import Excerpt
+    from cards.prompts import render_passage
+
+    timed = render_passage((Excerpt("first claim", 0, 2, 723.0, 760.0), Excerpt("second claim", 9, 9, 3600.0, 3630.0)))
+    assert timed == ('<excerpt time="12:03–12:40">\nfirst claim\n</excerpt>\n'
+                     '<excerpt time="1:00:00–1:00:30">\nsecond claim\n</excerpt>')
+    assert render_passage((Excerpt("untimed", 0, 0),)) == "<excerpt>\nuntimed\n</excerpt>"
+    assert "no transcript passage" in render_passage(())
+
+
+def test_the_builtin_prompt_keeps_the_card_rules():
+    system = load_prompt().system
+    # The rules the graded cards called for, in the words the schema also uses.
+    for phrase in ("Test the note's point", "premise", "another card's", "this year", "do not open questions",
+                   "deserves a card", "Zero cards"):
+        assert phrase in system, phrase
 
 
 def test_rendering_without_a_value_is_an_error():
