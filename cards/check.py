@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
+
+from cards.lexicon import MATCH_STOPWORDS, SCALE_WORDS, match_words, number_value
 
 GROUNDED = 0.8
 """A card whose quote scores below this was probably not copied from its source."""
@@ -22,6 +24,9 @@ MAX_SENTENCES = 2
 MAX_CLOZES = 2
 
 UNGROUNDED = "ungrounded: the quote was not found in the transcript passage or the note"
+ANSWER_SUPPORTED = 0.5
+"""An answer with fewer than this share of its words in the passage or the note is unsupported."""
+UNSUPPORTED = "unsupported-answer: most of the answer's words are in neither the transcript passage nor the note"
 
 CLOZE = re.compile(r"\{\{c(\d+)::(.*?)(?:::(.*?))?\}\}", re.S)
 
@@ -176,18 +181,22 @@ def _is_yes_no(front: str) -> bool:
 
 
 def _joins_questions(front: str) -> bool:
-    """'What is X and how does it work?'; a comma joins two questions only after a question."""
+    """'What is X and how does it work?': a second question joined to a first one."""
+    # Only after a question: "FLOPS, memory, and what third one?" completes a list.
     q = _question(front)
-    for m in _SECOND_QUESTION.finditer(q):
-        if m.group(1).casefold() == "and" or _QUESTION_START.match(q[: m.start()]):
-            return True
-    return False
+    return any(_QUESTION_START.match(q[: m.start()]) for m in _SECOND_QUESTION.finditer(q))
+
+
+# Examples and glosses are not the answer's items: "Reasoning models, such as R1 and o1".
+_EXAMPLES = re.compile(r"\s*\([^()]*\)|[,;:]?\s*\b(?:such as|e\.g\.|for example|for instance|including|like)\b[^.;]*",
+                       re.I)
 
 
 def _enumeration_in(answer: str) -> bool:
     text = answer.strip()
     if len(_BULLET_LINE.findall(text)) >= 2 or len(_INLINE_NUMBERED.findall(text)) >= 2:
         return True
+    text = _EXAMPLES.sub("", text)
     for sentence in sentences(text) or [text]:
         items = [i for i in _ITEM_SPLIT.split(sentence.strip().rstrip(".!?")) if _WORD.search(i)]
         # Short items are a list; long ones are clauses of an ordinary sentence.
@@ -202,6 +211,23 @@ def _readable_from(answer: str, question: str) -> bool:
         return False
     given = content_stems(question)
     return len(wanted & given) / len(wanted) >= 0.8
+
+
+_ASKED_FOR = re.compile(r"\b(?:what|which|how many|how much)\s+(?:kind of\s+|sort of\s+|type of\s+)?([^\W_]+)", re.I)
+
+
+def _circular(front: str, back: str) -> bool:
+    """The answer opens by repeating a phrase of the question (not the kind of thing asked for).
+
+    "If superhuman persuasion arrives, what could be embedded?" -> "Superhuman persuasion…".
+    """
+    lead = terms(_PARENS.sub("", back))[:2]
+    if len(lead) < 2:
+        return False
+    question = _question(front)
+    asked = {stem(m.group(1).casefold()) for m in _ASKED_FOR.finditer(question)}
+    q = terms(question)
+    return not asked & set(lead) and any(q[i:i + 2] == lead for i in range(len(q) - 1))
 
 
 def lint(kind: str, front: str, back: str) -> list[str]:
@@ -236,7 +262,8 @@ def lint(kind: str, front: str, back: str) -> list[str]:
             warnings.append(
                 f"cloze-many: {len(deletions)} deletions; delete only the one key term"
             )
-        if any(_enumeration_in(d) for d in deletions) or _enumeration_in(back):
+        # The back of a cloze is extra context (often the episode), not the answer.
+        if any(_enumeration_in(d) for d in deletions):
             warnings.append("enumeration: the deletion is a list; make one card per item")
         rest = CLOZE.sub(" ", front)
         if deletions and all(_readable_from(d, rest) for d in deletions):
@@ -254,6 +281,8 @@ def lint(kind: str, front: str, back: str) -> list[str]:
             warnings.append("answer-in-question: the answer can be read from the question")
         if front.count("?") >= 2 or _joins_questions(front):
             warnings.append("several-ideas: the question asks more than one thing; split it")
+        if _circular(front, back):
+            warnings.append("circular: the answer begins with the question's own words; ask for what is new")
 
     if _VAGUE_SPEAKER.search(shown_front) or _VAGUE_SPEAKER.search(back):
         warnings.append("vague-speaker: name the speaker or the episode instead of 'the guest'")
@@ -286,6 +315,163 @@ def grounding(quote: str, note: str, context: str | None) -> float:
     return max(_found_in(q, plain(context or "")), _found_in(q, plain(note)))
 
 
+# --------------------------------------------------------------- support of words
+#
+# Whether the words of one text are found in another, the way a listener or an
+# automatic transcript may have spelt them: numbers compared by value (lexicon's
+# match_words: "27x" = "27 times", "1M" = "1 million"), words by `stem`, then
+# tolerating a mis-hearing or misspelling ("tranium" for "trainium"), a clipped word
+# ("quant" for "quantitative") and an acronym ("nlp" for "natural language processing").
+
+FUZZY = 80  # rapidfuzz ratio for a misspelt or misheard word ("mman" heard for "altman")
+_PREFIX = 4  # a clipped word keeps at least this many letters
+_PARENS = re.compile(r"\s*\([^()]*\)")
+
+
+def terms(text: str) -> list[str]:
+    """The content terms of a text, in order: numbers by value, other words stemmed."""
+    out = []
+    for w in match_words(text):
+        if number_value(w) is not None:
+            out.append(w)
+        elif len(w) > 1 and w not in MATCH_STOPWORDS and w not in STOPWORDS and w != "yes":
+            out.append(stem(w))
+    return out
+
+
+def _acronyms(order: list[str]) -> set[str]:
+    return {"".join(t[0] for t in order[i:i + n]) for n in (2, 3, 4) for i in range(len(order) - n + 1)}
+
+
+class Pool:
+    """The terms of a source text, for tolerant look-ups."""
+
+    def __init__(self, *texts: str | None):
+        self.order = [t for text in texts if text for t in terms(text)]
+        # A scale word said alone is a number too: "trillion RMB" holds "a trillion".
+        self.set = set(self.order) | {str(v) for w, v in SCALE_WORDS.items() if w in self.order}
+        self.words = sorted(t for t in self.set if number_value(t) is None)
+        self.acronyms = _acronyms(self.order)
+
+    def has(self, term: str) -> bool:
+        if term in self.set:
+            return True
+        if number_value(term) is not None or len(term) < 3:
+            return False
+        if 2 <= len(term) <= 4 and term in self.acronyms:
+            return True
+        if len(term) >= _PREFIX and any(w.startswith(term) or (len(w) >= _PREFIX and term.startswith(w))
+                                        for w in self.words):
+            return True
+        return len(term) >= 5 and process.extractOne(term, self.words, scorer=fuzz.ratio,
+                                                      score_cutoff=FUZZY) is not None
+
+    @classmethod
+    def of(cls, text_terms: list[str]) -> Pool:
+        """A pool over terms already computed."""
+        pool = cls()
+        pool.order = list(text_terms)
+        pool.set = set(pool.order)
+        pool.words = sorted(t for t in pool.set if number_value(t) is None)
+        pool.acronyms = _acronyms(pool.order)
+        return pool
+
+    def share(self, text_terms: list[str] | set[str]) -> float | None:
+        """The share of the terms found here; None when there are none."""
+        text_terms = set(text_terms)
+        if not text_terms:
+            return None
+        return sum(self.has(t) for t in text_terms) / len(text_terms)
+
+
+def answer_of(kind: str, front: str, back: str) -> str:
+    """What the learner must recall: the deletions of a cloze, the back of a question."""
+    return " ".join(cloze_deletions(front)) if kind == "cloze" else back
+
+
+def answer_support(kind: str, front: str, back: str, note: str, context: str | None) -> float | None:
+    """The share of the answer's content words and numbers found in the passage or the note.
+
+    A parenthesis in the answer glosses it ("MLA (multi-head latent attention)"); it is
+    judged only when the answer has nothing outside one.
+    """
+    answer = answer_of(kind, front, back)
+    main = terms(_PARENS.sub("", answer))
+    return Pool(context, note).share(main or terms(answer))
+
+
+# ------------------------------------------------------------- the note and its cards
+#
+# Checks that need the listener's note or the other cards made from it: a card must
+# test what the note says (not a side detail of the passage), must not state the
+# note's claim as its premise, and must not give away a sibling card's answer.
+
+# A leading clause that states something as given: "Given X, …", "If X, …".
+_PREMISE_CLAUSE = re.compile(
+    r"^(?:given|since|because|if|as|after|with|despite|although|though|while|now that|considering|assuming)"
+    r"\b[^,?]*,", re.I)
+# Premises inside a question: a parenthesis, or a comparison it leans on.
+_PREMISE_INNER = re.compile(r"\([^()]*\)|\b(?:in contrast (?:with|to)|unlike|compared (?:with|to))\b[^,?]*", re.I)
+# "Besides X, what…", "X, Y and what third one?": naming the other items is the point.
+_EXCLUDES = re.compile(
+    r"\b(?:besides|other than|apart from|aside from|except|alongside|in addition to|not counting)\b"
+    r"|\b(?:what|which)\s+(?:other|else|second|third|fourth|fifth|last|remaining|final)\b",
+    re.I)
+OFF_NOTE = 0.2  # below this share of the note's words in the card, and none in its answer
+PREMISE_TERMS = 2  # note words in a premise that make it the note's claim
+
+
+def _premise(question: str) -> str:
+    q = _question(question)
+    parts = [m.group(0) for m in _PREMISE_INNER.finditer(q)]
+    m = _PREMISE_CLAUSE.match(q)
+    if m:
+        parts.append(m.group(0))
+    return " ".join(parts)
+
+
+def _meets(a: list[str], b: list[str]) -> bool:
+    """Whether two term lists share a term, tolerating spelling either way."""
+    return bool(a and b) and (bool(Pool.of(b).share(a)) or bool(Pool.of(a).share(b)))
+
+
+def note_warnings(kind: str, front: str, back: str, note: str) -> list[str]:
+    """Warnings for a card measured against the note it was made from."""
+    note_terms = terms(note)
+    if not note_terms:
+        return []
+    question = unclozed(front) if kind == "cloze" else front
+    answer = terms(answer_of(kind, front, back))
+    out = []
+    if answer and not _meets(answer, note_terms):
+        covered = Pool(question, back).share(note_terms) or 0.0
+        premise = terms(_premise(question)) if kind != "cloze" else []
+        if covered < OFF_NOTE:
+            out.append("off-note: the card tests a detail the note does not mention; test the note's point")
+        elif premise and sum(Pool.of(premise).has(t) for t in set(note_terms)) >= PREMISE_TERMS:
+            out.append("claim-in-premise: the question states the note's claim as given; ask for the claim")
+    return out
+
+
+def sibling_warnings(cards: list[tuple[str, str, str]]) -> list[list[str]]:
+    """For the cards (kind, front, back) of one note: warnings where a question holds another card's answer."""
+    out: list[list[str]] = [[] for _ in cards]
+    answers = [terms(_PARENS.sub("", answer_of(*c))) for c in cards]
+    for i, (kind, front, _back) in enumerate(cards):
+        question = _question(CLOZE.sub(" ", front) if kind == "cloze" else front)
+        if _EXCLUDES.search(question):
+            continue
+        pool = Pool(question)
+        for j, answer in enumerate(answers):
+            if j != i and answer and (pool.share(answer) or 0) >= SIBLING_SHARE:
+                out[i].append(f"sibling-answer: the question gives away the answer of card {j + 1} of this note")
+                break
+    return out
+
+
+SIBLING_SHARE = 0.6
+
+
 def edit_problem(kind: str, front: str, back: str) -> str | None:
     """Why an edited card cannot be saved, or None.
 
@@ -304,9 +490,27 @@ def edit_problem(kind: str, front: str, back: str) -> str | None:
 def check_card(
     kind: str, front: str, back: str, quote: str, note: str, context: str | None
 ) -> tuple[list[str], float]:
-    """Lint warnings and grounding score for one card; an ungrounded quote adds a warning."""
-    warnings = lint(kind, front, back)
+    """Lint and note warnings and the grounding score for one card.
+
+    The score is the lower of how well the quote is found in the passage or the note and
+    the share of the answer's words found there; either falling short adds a warning.
+    """
+    warnings = lint(kind, front, back) + note_warnings(kind, front, back, note)
     score = grounding(quote, note, context)
     if score < GROUNDED:
         warnings.append(UNGROUNDED)
+    support = answer_support(kind, front, back, note, context)
+    if support is not None:
+        if support < ANSWER_SUPPORTED:
+            warnings.append(UNSUPPORTED)
+        score = min(score, support)
     return warnings, score
+
+
+def check_note_cards(
+    cards: list[tuple[str, str, str, str]], note: str, context: str | None
+) -> list[tuple[list[str], float]]:
+    """check_card for each card (kind, front, back, quote) of one note, plus the checks across them."""
+    results = [check_card(kind, front, back, quote, note, context) for kind, front, back, quote in cards]
+    extra = sibling_warnings([(kind, front, back) for kind, front, back, _quote in cards])
+    return [(warnings + more, score) for (warnings, score), more in zip(results, extra)]

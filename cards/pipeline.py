@@ -611,17 +611,23 @@ def status(settings: Settings, loaded: Loaded | None = None, *, episode: str | N
 
 def check_and_dedupe(store, episode: str | None, threshold: float = 0.85, scope: str = "all") -> int:
     """Lint and ground every live draft, then mark duplicates; returns how many are duplicates."""
-    from cards.check import check_card
+    from cards.check import check_note_cards
     from cards.dedupe import candidate, find_duplicates
 
     drafts = store.drafts(include_superseded=False)
     # Every live draft takes part in finding duplicates; only the selected ones change.
     selected = {d.id for d in drafts if episode is None or d.episode == episode}
     results = {}
+    # A note's cards are checked together: one card's question must not give away another's answer.
+    by_note: dict[str, list[Draft]] = {}
     for d in drafts:
         if d.id in selected:
-            d.warnings, d.grounding = results[d.id] = check_card(d.kind, d.front, d.back, d.quote,
-                                                                 d.note_text, d.context_text)
+            by_note.setdefault(d.note_id, []).append(d)
+    for group in by_note.values():
+        checked = check_note_cards([(d.kind, d.front, d.back, d.quote) for d in group], group[0].note_text,
+                                   group[0].context_text)
+        for d, (warnings, score) in zip(group, checked):
+            d.warnings, d.grounding = results[d.id] = warnings, score
     store.set_checks(results)
     # A pending revision is judged against the card it revises, in review, not here.
     live = [d for d in drafts if d.status != "rejected" and not d.revision_of]

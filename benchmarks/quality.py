@@ -1,0 +1,132 @@
+"""Card checks against graded cards, and the offline generator against its ratings.
+
+The labelled set is one JSON object per line: the note, the passage the model saw, the
+card (kind, front, back, quote) and an expert's grade (READY, POLISH, REFACTOR,
+OFF-TARGET), `support` (is the answer supported by the passage) and `reason`. A card
+is a positive when it needs refactoring or is off target: those are the cards lint
+should warn about. Prints markdown tables:
+
+- per warning code: cards warned, of which positives (precision), and the share of all
+  positives it catches (recall); then any warning at all;
+- the share of READY cards with no warning;
+- answer grounding: the mean share of the answer's words found in the passage or note,
+  and how many answers fall below the "unsupported-answer" line, by `support`;
+- the offline generator's useful share, from benchmarks/offline_ratings.jsonl (one
+  rated card per line: note, front, back, useful true/false, reason) when present.
+
+    python benchmarks/quality.py [--labels ../shared/quality/lex-459-graded-cards.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cards import check  # noqa: E402
+
+POSITIVE = {"REFACTOR", "OFF-TARGET"}
+DEFAULT_LABELS = ROOT.parent / "shared" / "quality" / "lex-459-graded-cards.jsonl"
+RATINGS = ROOT / "benchmarks" / "offline_ratings.jsonl"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def warnings_for(rows: list[dict]) -> list[list[str]]:
+    """Every card's warnings as the pipeline gives them: per card, then per note."""
+    out = []
+    for r in rows:
+        warnings, _score = check.check_card(r["kind"], r["front"], r["back"], r["quote"], r["note"], r["passage"])
+        out.append(warnings)
+    siblings = getattr(check, "sibling_warnings", None)
+    if siblings:
+        by_note: dict[str, list[int]] = defaultdict(list)
+        for i, r in enumerate(rows):
+            by_note[r["note"]].append(i)
+        for idx in by_note.values():
+            for i, extra in zip(idx, siblings([(rows[i]["kind"], rows[i]["front"], rows[i]["back"]) for i in idx])):
+                out[i] += extra
+    return out
+
+
+def code(warning: str) -> str:
+    return warning.split(":", 1)[0]
+
+
+def lint_table(rows: list[dict], warned: list[list[str]]) -> list[str]:
+    positive = [r["grade"] in POSITIVE for r in rows]
+    n_pos = sum(positive)
+    codes = sorted({code(w) for ws in warned for w in ws})
+    lines = [f"Lint on {len(rows)} graded cards ({n_pos} positives: REFACTOR or OFF-TARGET)", "",
+             "| rule | warned | on positives | on POLISH | on READY | precision | recall |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+
+    def row(name: str, hit: list[bool]) -> str:
+        n = sum(hit)
+        tp = sum(h and p for h, p in zip(hit, positive))
+        ready = sum(h and r["grade"] == "READY" for h, r in zip(hit, rows))
+        polish = sum(h and r["grade"] == "POLISH" for h, r in zip(hit, rows))
+        precision = f"{tp / n:.0%}" if n else "-"
+        return f"| {name} | {n} | {tp} | {polish} | {ready} | {precision} | {tp / n_pos:.0%} |"
+
+    for c in codes:
+        lines.append(row(c, [any(code(w) == c for w in ws) for ws in warned]))
+    lines.append(row("**any warning**", [bool(ws) for ws in warned]))
+    ready = [ws for ws, r in zip(warned, rows) if r["grade"] == "READY"]
+    clean = sum(not ws for ws in ready)
+    lines += ["", f"READY cards with no warning: {clean}/{len(ready)} ({clean / len(ready):.0%})"]
+    return lines
+
+
+def grounding_table(rows: list[dict]) -> list[str]:
+    support = getattr(check, "answer_support", None)
+    if support is None:
+        return ["", "Answer grounding: not measured by this version (quote grounding only)."]
+    groups: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        s = support(r["kind"], r["front"], r["back"], r["note"], r["passage"])
+        groups[r.get("support", "?")].append(1.0 if s is None else s)
+    lines = ["", "| answer support (label) | cards | mean share of answer words found | below the warning line |",
+             "| --- | --- | --- | --- |"]
+    for label, scores in sorted(groups.items()):
+        below = sum(s < check.ANSWER_SUPPORTED for s in scores)
+        lines.append(f"| {label} | {len(scores)} | {sum(scores) / len(scores):.2f} | {below} |")
+    return lines
+
+
+def ratings_table(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    ratings = read_jsonl(path)
+    by_version = Counter((r.get("generator", "?"), bool(r["useful"])) for r in ratings)
+    lines = ["", f"Offline generator, cards rated by hand ({path.relative_to(ROOT)})", "",
+             "| generator | cards | useful | useful share |", "| --- | --- | --- | --- |"]
+    for gen in sorted({g for g, _ in by_version}):
+        useful, n = by_version[(gen, True)], by_version[(gen, True)] + by_version[(gen, False)]
+        lines.append(f"| {gen} | {n} | {useful} | {useful / n:.0%} |")
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--labels", type=Path, default=DEFAULT_LABELS)
+    ap.add_argument("--ratings", type=Path, default=RATINGS)
+    args = ap.parse_args()
+    if not args.labels.exists():
+        print(f"missing labelled set {args.labels} (pass --labels)", file=sys.stderr)
+        return 2
+    rows = read_jsonl(args.labels)
+    warned = warnings_for(rows)
+    print("\n".join(lint_table(rows, warned) + grounding_table(rows) + ratings_table(args.ratings)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
