@@ -328,13 +328,17 @@ _PREFIX = 4  # a clipped word keeps at least this many letters
 _PARENS = re.compile(r"\s*\([^()]*\)")
 
 
+# Words that carry no fact of their own: "27x" is said "27 times", "75%" "75 percent".
+_NO_FACT = frozenset({"yes", "times", "percent", "cent"})
+
+
 def terms(text: str) -> list[str]:
     """The content terms of a text, in order: numbers by value, other words stemmed."""
     out = []
     for w in match_words(text):
         if number_value(w) is not None:
             out.append(w)
-        elif len(w) > 1 and w not in MATCH_STOPWORDS and w not in STOPWORDS and w != "yes":
+        elif len(w) > 1 and w not in MATCH_STOPWORDS and w not in STOPWORDS and w not in _NO_FACT:
             out.append(stem(w))
     return out
 
@@ -376,12 +380,22 @@ class Pool:
         pool.acronyms = _acronyms(pool.order)
         return pool
 
-    def share(self, text_terms: list[str] | set[str]) -> float | None:
-        """The share of the terms found here; None when there are none."""
-        text_terms = set(text_terms)
+    def share(self, text_terms: list[str]) -> float | None:
+        """The share of the (distinct) terms found here; None when there are none.
+
+        Terms in order also count as found when their initials are a word here
+        ("natural language processing" where the source says "nlp").
+        """
         if not text_terms:
             return None
-        return sum(self.has(t) for t in text_terms) / len(text_terms)
+        found = {t for t in text_terms if self.has(t)}
+        for n in (4, 3, 2):
+            for i in range(len(text_terms) - n + 1):
+                run = text_terms[i:i + n]
+                if "".join(t[0] for t in run) in self.set:
+                    found.update(run)
+        distinct = set(text_terms)
+        return len(found & distinct) / len(distinct)
 
 
 def answer_of(kind: str, front: str, back: str) -> str:

@@ -1,0 +1,125 @@
+"""The card checks on real graded cards (tests/data/graded-cards.jsonl: 20 of the 65 cards an
+expert graded for "Dylan, Nathan on Lex", with the note and the passage the model saw)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cards.check import (
+    ANSWER_SUPPORTED,
+    UNSUPPORTED,
+    answer_support,
+    check_card,
+    check_note_cards,
+    lint,
+    note_warnings,
+    sibling_warnings,
+)
+
+DATA = Path(__file__).resolve().parent / "data" / "graded-cards.jsonl"
+CARDS = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()]
+
+
+def card(front_start: str) -> dict:
+    (found,) = [c for c in CARDS if c["front"].startswith(front_start) or front_start in c["front"]]
+    return found
+
+
+def codes(warnings: list[str]) -> list[str]:
+    return [w.split(":", 1)[0] for w in warnings]
+
+
+def full_codes(c: dict, siblings: list[dict] | None = None) -> list[str]:
+    group = siblings or [c]
+    results = check_note_cards([(x["kind"], x["front"], x["back"], x["quote"]) for x in group], c["note"],
+                               c["passage"])
+    return codes(results[group.index(c)][0])
+
+
+def test_ready_cards_get_no_warning():
+    by_note: dict[str, list[dict]] = {}
+    for c in CARDS:
+        by_note.setdefault(c["note"], []).append(c)
+    for c in CARDS:
+        if c["grade"] == "READY":
+            assert full_codes(c, by_note[c["note"]]) == [], c["front"]
+
+
+def test_examples_after_such_as_are_not_a_list():
+    c = card("According to Nathan Lambert on Lex Fridman, what kind of model")
+    assert c["back"] == "Reasoning models, such as DeepSeek R1 and OpenAI o1."
+    assert "enumeration" not in codes(lint(c["kind"], c["front"], c["back"]))
+    # A real list still is one.
+    assert "enumeration" in codes(lint("basic", "What did they name?", "FLOPS, memory, interconnect"))
+
+
+def test_completing_a_list_is_one_question():
+    c = card("According to Dylan Patel on Lex Fridman, AI chips can be compared along three axes: FLOPS, memory")
+    assert "several-ideas" not in codes(lint(c["kind"], c["front"], c["back"]))
+    assert "several-ideas" in codes(lint("basic", "What is MLA and how does it save memory?", "x"))
+
+
+def test_a_clozes_extra_is_not_read_as_a_list():
+    warnings = lint("cloze", "Oai has {{c1::75%}} gross margins for inference.", "(Dario, Amanda, Chris on Lex)")
+    assert warnings == []
+
+
+def test_circular_answer_repeats_the_questions_phrase():
+    c = card("On Lex Fridman with Dylan Patel and Nathan Lambert, if superhuman persuasion")
+    assert c["grade"] == "REFACTOR"
+    assert "circular" in codes(lint(c["kind"], c["front"], c["back"]))
+    # Naming the kind of thing asked for is not circular: "which strait? The Strait of Malacca".
+    assert "circular" not in codes(lint("basic", "Which strait would the US shut?", "The Strait of Malacca"))
+
+
+@pytest.mark.parametrize("front_start", [
+    "On Lex Fridman, which NVIDIA library",  # the note: DeepSeek went below CUDA for communications
+    "On Lex Fridman, how large were the AI subsidies",  # the note: a cold-war dynamic
+    "On Lex Fridman, which strait would the US shut down",  # the note: the logic of an invasion
+])
+def test_a_side_detail_of_the_passage_is_off_note(front_start):
+    c = card(front_start)
+    assert c["grade"] in ("REFACTOR", "OFF-TARGET")
+    assert "off-note" in codes(note_warnings(c["kind"], c["front"], c["back"], c["note"]))
+
+
+def test_the_notes_claim_as_a_premise():
+    c = card("According to Dylan Patel on Lex Fridman, given China's far greater power-building capacity")
+    assert "premise" in c["reason"]
+    assert codes(note_warnings(c["kind"], c["front"], c["back"], c["note"])) == ["claim-in-premise"]
+
+
+def test_a_siblings_answer_in_a_question():
+    experts = [card("how many experts does DeepSeek V3"), card("what expert-activation ratio")]
+    assert [codes(w) for w in sibling_warnings([(c["kind"], c["front"], c["back"]) for c in experts])] \
+        == [[], ["sibling-answer"]]
+    llama = [card("what context length is the next Llama"), card("which company's model's 1-million-token")]
+    assert [codes(w) for w in sibling_warnings([(c["kind"], c["front"], c["back"]) for c in llama])] \
+        == [[], ["sibling-answer"]]
+    # "Besides MLA, what…" names the sibling's answer on purpose.
+    mla = [card("besides mixture of experts"), card("besides MLA")]
+    assert sibling_warnings([(c["kind"], c["front"], c["back"]) for c in mla]) == [[], []]
+
+
+def test_answer_support_tolerates_mishearings_and_numbers_spoken():
+    assert answer_support("basic", "q?", "MLA (multi-head latent attention).", "", "multi-ad lat and attention MLA") \
+        == 1.0
+    assert answer_support("basic", "q?", "27 times cheaper", "r1 is 27x cheaper than o1", None) == 1.0
+    assert answer_support("basic", "q?", "A trillion RMB", "", "they announced subsidies which are trillion R&B") \
+        >= ANSWER_SUPPORTED
+    assert answer_support("basic", "q?", "Natural language processing", "quant uses nlp", None) == 1.0
+    assert answer_support("cloze", "V3 has {{c1::256}} experts.", "", "v3 has two hundred fifty six experts", None) \
+        == 1.0
+
+
+def test_an_answer_from_neither_passage_nor_note_is_unsupported():
+    c = card("On Lex Fridman, which NVIDIA library")
+    assert c["back"] == "NCCL."  # the passage only says "nickel"
+    warnings, score = check_card(c["kind"], c["front"], c["back"], c["quote"], c["note"], c["passage"])
+    assert UNSUPPORTED in warnings and score == 0.0
+    ok = card("what are OpenAI's gross margins on inference")
+    warnings, score = check_card(ok["kind"], ok["front"], ok["back"], ok["quote"], ok["note"], ok["passage"])
+    assert warnings == [] and score == 1.0
