@@ -12,7 +12,8 @@ should warn about. Prints markdown tables:
 - answer grounding: the mean share of the answer's words found in the passage or note,
   and how many answers fall below the "unsupported-answer" line, by `support`;
 - the offline generator's useful share, from benchmarks/offline_ratings.jsonl (one
-  rated card per line: note, front, back, useful true/false, reason) when present.
+  rated card per line: generator version, note, front, back, useful true/false, reason),
+  and any card the current generator makes on the seed notes that is not rated yet.
 
     python benchmarks/quality.py [--labels ../shared/quality/lex-459-graded-cards.jsonl]
 """
@@ -33,6 +34,7 @@ from cards import check  # noqa: E402
 POSITIVE = {"REFACTOR", "OFF-TARGET"}
 DEFAULT_LABELS = ROOT.parent / "shared" / "quality" / "lex-459-graded-cards.jsonl"
 RATINGS = ROOT / "benchmarks" / "offline_ratings.jsonl"
+SEEDS = ROOT.parent / "shared" / "seeds"
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -111,7 +113,27 @@ def ratings_table(path: Path) -> list[str]:
     for gen in sorted({g for g, _ in by_version}):
         useful, n = by_version[(gen, True)], by_version[(gen, True)] + by_version[(gen, False)]
         lines.append(f"| {gen} | {n} | {useful} | {useful / n:.0%} |")
+    unrated = unrated_offline_cards(ratings)
+    if unrated is not None:
+        lines += ["", f"Cards the current offline generator makes on the seeds that are not rated yet: {len(unrated)}"]
+        lines += [f"- {front}" for front in unrated]
     return lines
+
+
+def unrated_offline_cards(ratings: list[dict]) -> list[str] | None:
+    """Fronts the current offline generator makes on the seed notes with no rating; None without seeds."""
+    from cards.config import build_settings
+    from cards.generate.offline import MODEL, cards_for
+    from cards.pipeline import load
+
+    names = ("000_afbeb462ed58c10d.txt", "001_88cdf00b6de09240.txt", "004_bd517cc6001931b3.txt")
+    paths = [SEEDS / n for n in names]
+    if not all(p.exists() for p in paths):
+        return None
+    rated = {r["front"] for r in ratings if r.get("generator") == MODEL}
+    loaded = load(paths, [], build_settings(config_path=SEEDS / "no-cards.toml"))
+    return [c.front for ep in loaded.episodes for item in ep.items for c in cards_for(item.text, ep.title)
+            if c.front not in rated]
 
 
 def main() -> int:

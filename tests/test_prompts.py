@@ -104,12 +104,24 @@ def test_rendering_without_a_value_is_an_error():
 
 @pytest.mark.parametrize("note, kind, front, back", [
     ("what is tranium, amazon's chip", "basic", "What is tranium?", "amazon's chip"),
-    ("copenhagen principle: the person doing anything gets responsibility for everything", "basic",
-     "Ep: what about copenhagen principle?", "the person doing anything gets responsibility for everything"),
+    ("copenhagen principle: the person doing anything gets responsibility for everything -> more hate", "basic",
+     "What is copenhagen principle?", "the person doing anything gets responsibility for everything"),
     ("oai has 75% gross margins for inference. that's crazy", "cloze",
-     "Oai has {{c1::75%}} gross margins for inference.", "(Ep)"),
-    ("talent density is more important than talent mass", "basic", "Ep: what is talent density?",
-     "more important than talent mass"),
+     "Oai has {{c1::75%}} gross margins for inference.", ""),
+    # Clean punctuation, and the aside in parentheses is not part of the card.
+    ("r1 is 27x cheaper than O1!. (oai might have priced up a lot)", "cloze", "R1 is {{c1::27x}} cheaper than O1.", ""),
+    # The quantity after the verb carries the claim, not the one in the subject.
+    ("SSI with $1 billion would only be able to run a ~30k GPU cluster", "cloze",
+     "SSI with $1 billion would only be able to run a ~{{c1::30k}} GPU cluster.", ""),
+    ("GPT-4 cost $500 million to train", "cloze", "GPT-4 cost {{c1::$500 million}} to train.", ""),
+    # A first claim is cut where the next begins.
+    ("brain has 30-300 trillion synapses so we might still be below brain scale", "cloze",
+     "Brain has {{c1::30-300 trillion}} synapses.", ""),
+    ("nvidia is the only chip company that has never had a fab", "cloze",
+     "{{c1::nvidia}} is the only chip company that has never had a fab.", ""),
+    ("the most sophisticated money launderer was sbf. he laundered billions", "cloze",
+     "The most sophisticated money launderer was {{c1::sbf}}.", ""),
+    ("anthropic's mission is to make AGI go well", "basic", "What is anthropic's mission?", "to make AGI go well"),
 ])
 def test_offline_cards_follow_the_note_shape(note, kind, front, back):
     (card,) = cards_for(note, "Ep")
@@ -117,8 +129,26 @@ def test_offline_cards_follow_the_note_shape(note, kind, front, back):
     assert card.quote in note
 
 
-@pytest.mark.parametrize("note", ["LMAO", "eureka labs hype", "why doesn't google sell tpus?", "packaging"])
-def test_offline_makes_no_card_without_a_checkable_claim(note):
+@pytest.mark.parametrize("note", [
+    "LMAO", "eureka labs hype", "why doesn't google sell tpus?", "packaging",
+    # reactions, and the reaction beside a claim
+    "tesla is ahead of waymo 👀", "holy shit patrick has played 4-6k hours of video games",
+    "huawei is so fucking cracked. no tsmc, can't ship to europe",
+    # vague or fragmentary: what is it about, who is he, what does "this" mean
+    "so much of semiconductor knowledge is passed down apprentice-master style",
+    "research project: find the specialization in the mixtral model", "another example: who someone follows",
+    "he had 68 direct reports in his raid guilds", "OpenAI will need 50-100 billion dollars to do this",
+    "100k GB200 cluster going up in the middle east", "Started as a random hackathon project at 10 pm",
+    "talent density is more important than talent mass", "Memory is a major opportunity",
+    # timestamps, version numbers, numbers that give themselves away, time-relative wording
+    "Did not understand a single thing from 1:10:00-1:22:00", "you can talk to models in base-64 and it responds",
+    "halving the cost of chips every 18 months means doubling the cost of fabs every 18 months",
+    "by next year, 300-600k GPU clusters where the GPUs are 2-3x faster",
+    # lists and doubts
+    "three axes to think about chips: FLOPS, memory bandwidth, interconnect",
+    "there are fewer founders in their 20s than 10 years ago. is this true?",
+])
+def test_offline_makes_no_card_without_a_clear_standalone_claim(note):
     assert cards_for(note, "Ep") == []
 
 
