@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import genanki
 
-from cards.check import cloze_deletions
+from cards.check import cloze_deletions, plain
 from cards.errors import ExportError
 from cards.models import Draft
 
@@ -214,15 +214,17 @@ def _clock(seconds: float) -> str:
 
 
 def source_link(deck: DeckInfo, start: float | None) -> str:
-    """The Source field: a link to the moment in the video, or to the episode, or empty."""
-    title = _clean(deck.title) or deck.slug
+    """The Source field: a link to the moment in the video, or to the episode page, or empty.
+
+    Its text does not repeat the episode's title, which the Episode line already shows.
+    """
     video_id = (deck.video_id or "").strip()
     if video_id and _VIDEO_ID.fullmatch(video_id) and start is not None and start >= 0:
         href = f"https://www.youtube.com/watch?v={video_id}&t={int(start)}s"
-        text = f"{title} at {_clock(start)}"
+        text = f"Video at {_clock(start)}"  # the episode line above the answer names the episode
     else:
         href = _safe_url(deck.url)
-        text = title
+        text = "Episode page"
         if href is None:
             return ""
     return f'<a href="{html.escape(href, quote=True)}">{html.escape(text, quote=False)}</a>'
@@ -269,15 +271,27 @@ def _safe_slug(slug: str) -> str:
     return cleaned
 
 
+def _repeats(text: str | None, shown: str | None) -> bool:
+    """Whether `text` says nothing that `shown` (already on the card) does not ("(Title)" repeats "Title")."""
+    t = plain(text or "")
+    return bool(t) and t in plain(shown or "")
+
+
 def _note(draft: Draft, deck: DeckInfo, qa: genanki.Model, cloze: genanki.Model, due: int):
     episode = _html(deck.title)
     source = source_link(deck, draft.context_start)
     tags = anki_tags([deck.slug, *draft.tags])
-    common = [_html(draft.quote), _html(draft.note_text), episode, source]
+    # The back shows each text once: a quote taken from the note itself is the note, and a
+    # cloze's extra that only names the episode repeats the episode line.
+    quote = "" if _repeats(draft.quote, draft.note_text) else draft.quote
+    common = [_html(quote), _html(draft.note_text), episode, source]
     front = _html(draft.front)
     # A "cloze" without a deletion would give Anki a note with no card; show it as Q/A.
     model = cloze if draft.kind == "cloze" and cloze_deletions(front) else qa
-    fields = [front, _html(draft.back), *common]
+    back = draft.back
+    if model is cloze and any(_repeats(back, shown) for shown in (deck.title, quote, draft.note_text, draft.front)):
+        back = ""
+    fields = [front, _html(back), *common]
     return _Note(model=model, fields=fields, tags=tags, guid=draft.lineage, due=due, mtime=draft.changed)
 
 

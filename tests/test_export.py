@@ -103,14 +103,14 @@ def test_import_then_edit_and_reexport_updates_the_same_notes(tmp_path, col):
     assert qa["Back"] == "256"
     assert qa["Quote"] == "a verbatim quote"
     assert qa["Episode"] == "Acquired: TSMC"
-    assert qa["Source"] == '<a href="https://example.com/episodes/tsmc">Acquired: TSMC</a>'
+    assert qa["Source"] == '<a href="https://example.com/episodes/tsmc">Episode page</a>'
     assert sorted(qa.tags) == ["acquired-tsmc", "ai", "mixture-of-experts"]
     cloze = notes[drafts[1].id]
     assert cloze.note_type()["name"] == "cards Cloze"
     assert cloze.note_type()["id"] == CLOZE_MODEL_ID
     assert list(cloze.keys()) == ["Text", "Extra", "Quote", "Note", "Episode", "Source"]
     assert cloze["Source"] == (
-        '<a href="https://www.youtube.com/watch?v=dQw4w9WgXcQ&amp;t=754s">Acquired: TSMC at 12:34</a>'
+        '<a href="https://www.youtube.com/watch?v=dQw4w9WgXcQ&amp;t=754s">Video at 12:34</a>'
     )
     # the cloze deletion works: one card whose question hides the answer behind the hint
     (card,) = cloze.cards()
@@ -304,3 +304,25 @@ def test_unwritable_folder_is_an_export_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(ExportError, match="cannot write deck"):
         export_deck([draft(1, "q?")], DECK, blocker / "decks", now=T0)
+
+
+def test_the_back_shows_each_text_once(tmp_path, col):
+    """An offline cloze quotes the note itself and its extra may name the episode: each is shown once."""
+    note = "oai has 75% gross margins for inference. that's crazy"
+    offline = draft(1, "Oai has {{c1::75%}} gross margins for inference.", f"({DECK.title})", kind="cloze",
+                    quote="oai has 75% gross margins for inference.", note_text=note, context_start=754.0)
+    llm = draft(2, "What gross margin does OpenAI make on inference?", "North of 75%", note_text=note,
+                quote="they have north of 75% gross margins")
+    import_apkg(col, export_deck([offline, llm], DECK, tmp_path, now=T0))
+    notes = notes_by_guid(col)
+    first = notes[offline.id]
+    assert first["Quote"] == "" and first["Extra"] == "" and first["Note"] == note
+    (card,) = first.cards()
+    answer = card.answer()
+    for text in (note, DECK.title):
+        assert answer.count(text) == 1, text
+    assert "Video at 12:34" in answer  # the source link does not name the episode again
+    second = notes[llm.id]
+    assert second["Quote"] == "they have north of 75% gross margins"  # a quote from the passage stays
+    (card,) = second.cards()
+    assert card.answer().count(DECK.title) == 1
