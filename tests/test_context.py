@@ -146,7 +146,7 @@ def test_requests_carry_show_title_and_people_and_no_empty_tag(tmp_path):
             "Lex Fridman Podcast #459</title>") in user
     assert "<people>Dylan Patel, Nathan Lambert</people>" in user
     # No section, no date, an untimed transcript: those tags and attributes are left out.
-    assert "<section" not in user and "<date" not in user and 'time=""' not in user
+    assert "<section" not in user and "date>" not in user and 'time=""' not in user
     assert "<excerpt>\n" in user
     assert not _EMPTY_TAG.search(user), _EMPTY_TAG.search(user).group(0)
 
@@ -158,7 +158,7 @@ def test_timed_excerpts_carry_their_times_and_cards_toml_people_win(tmp_path):
             'people = ["Alessio Fanelli", "swyx", "Dylan Patel"]\n')
     (user,) = _sent(tmp_path, notes, "latent.txt", WHISPER, toml)
     assert "<show>Latent Space</show>" in user and "<people>Alessio Fanelli, swyx, Dylan Patel</people>" in user
-    assert "<date>2024-10-02</date>" in user and "<section>Chips</section>" in user
+    assert "<notes-date>2024-10-02</notes-date>" in user and "<section>Chips</section>" in user
     assert re.search(r'<excerpt time="0:\d\d–0:\d\d">\n', user)
     assert "» " in user  # speaker turns kept in the passage
     assert not _EMPTY_TAG.search(user)
