@@ -619,10 +619,11 @@ def check_and_dedupe(store, episode: str | None, threshold: float = 0.85, scope:
     selected = {d.id for d in drafts if episode is None or d.episode == episode}
     results = {}
     # A note's cards are checked together: one card's question must not give away another's answer.
+    # A pending revision stands alone: its siblings are the cards it would replace.
     by_note: dict[str, list[Draft]] = {}
     for d in drafts:
         if d.id in selected:
-            by_note.setdefault(d.note_id, []).append(d)
+            by_note.setdefault(d.id if d.revision_of else d.note_id, []).append(d)
     for group in by_note.values():
         checked = check_note_cards([(d.kind, d.front, d.back, d.quote) for d in group], group[0].note_text,
                                    group[0].context_text)

@@ -123,3 +123,29 @@ def test_an_answer_from_neither_passage_nor_note_is_unsupported():
     ok = card("what are OpenAI's gross margins on inference")
     warnings, score = check_card(ok["kind"], ok["front"], ok["back"], ok["quote"], ok["note"], ok["passage"])
     assert warnings == [] and score == 1.0
+
+
+def test_generate_checks_a_notes_cards_together(tmp_path):
+    """Through the pipeline: the second card's question holds the first card's answer."""
+    from fakeserver import FakeOpenAI, no_network
+
+    from cards.config import build_settings
+    from cards.pipeline import generate, load
+    from cards.store import Store
+
+    llama = [card("what context length is the next Llama"), card("which company's model's 1-million-token")]
+
+    def responder(body):
+        return {"cards": [{"kind": c["kind"], "front": c["front"], "back": c["back"], "quote": c["quote"],
+                           "tags": ["ai"]} for c in llama]}
+
+    (tmp_path / "notes.md").write_text(f"# Dylan, Nathan on Lex\n- {llama[0]['note']}\n", encoding="utf-8")
+    (tmp_path / "t.txt").write_text(llama[0]["passage"], encoding="utf-8")
+    with FakeOpenAI(responder=responder) as srv, no_network():
+        settings = build_settings(config_path=tmp_path / "cards.toml", workspace=tmp_path / "ws",
+                                  base_url=srv.base_url, api_key="k")
+        generate(load([tmp_path / "notes.md"], [tmp_path / "t.txt"], settings), settings)
+    with Store(tmp_path / "ws", create=False) as store:
+        by_front = {d.front: codes(d.warnings) for d in store.drafts()}
+    assert "sibling-answer" not in by_front[llama[0]["front"]]
+    assert "sibling-answer" in by_front[llama[1]["front"]]
