@@ -8,6 +8,7 @@ quote really occurs in the transcript passage or the note. Warnings are strings
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -334,13 +335,19 @@ _NO_FACT = frozenset({"yes", "times", "percent", "cent"})
 
 def terms(text: str) -> list[str]:
     """The content terms of a text, in order: numbers by value, other words stemmed."""
+    return list(_terms(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _terms(text: str) -> tuple[str, ...]:
+    # Cached: a note's cards share its note and passage, and checks run over every draft.
     out = []
     for w in match_words(text):
         if number_value(w) is not None:
             out.append(w)
         elif len(w) > 1 and w not in MATCH_STOPWORDS and w not in STOPWORDS and w not in _NO_FACT:
             out.append(stem(w))
-    return out
+    return tuple(out)
 
 
 def _acronyms(order: list[str]) -> set[str]:
@@ -403,6 +410,11 @@ def answer_of(kind: str, front: str, back: str) -> str:
     return " ".join(cloze_deletions(front)) if kind == "cloze" else back
 
 
+@functools.lru_cache(maxsize=64)
+def _source_pool(context: str | None, note: str) -> Pool:
+    return Pool(context, note)
+
+
 def answer_support(kind: str, front: str, back: str, note: str, context: str | None) -> float | None:
     """The share of the answer's content words and numbers found in the passage or the note.
 
@@ -411,7 +423,7 @@ def answer_support(kind: str, front: str, back: str, note: str, context: str | N
     """
     answer = answer_of(kind, front, back)
     main = terms(_PARENS.sub("", answer))
-    return Pool(context, note).share(main or terms(answer))
+    return _source_pool(context, note).share(main or terms(answer))
 
 
 # ------------------------------------------------------------- the note and its cards
