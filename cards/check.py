@@ -147,6 +147,13 @@ _QUESTION_START = re.compile(
     r"will|would|should|has|have|had)\b",
     re.I,
 )
+# Wording that changes meaning as time passes ("in the next few years" is a span, not a thing).
+_TIME_RELATIVE = re.compile(
+    r"\b(?:this|next|last|coming|past) (?:year|month|week|quarter|decade|summer|winter|spring|fall)\b"
+    r"|\bthe next (?!\d|few\b|several\b|couple\b|two\b|three\b|decade\b)[A-Za-z][\w-]*"
+    r"|\b(?:recently|currently|nowadays|these days|right now|upcoming|today)\b",
+    re.I,
+)
 _VAGUE_SPEAKER = re.compile(r"\bthe\s+(?:guest|speaker|interviewee|podcast guest)\b", re.I)
 _ABBREVIATIONS = re.compile(
     r"\b(?:e\.g|i\.e|etc|vs|approx|ca|mr|mrs|ms|dr|prof|inc|ltd|no|st)\.", re.I
@@ -285,6 +292,9 @@ def lint(kind: str, front: str, back: str) -> list[str]:
         if _circular(front, back):
             warnings.append("circular: the answer begins with the question's own words; ask for what is new")
 
+    if _TIME_RELATIVE.search(shown_front) or _TIME_RELATIVE.search(back):
+        warnings.append("time-relative: 'this year', 'the next X' or 'today' will mean something else later; "
+                        "name the thing or the year")
     if _VAGUE_SPEAKER.search(shown_front) or _VAGUE_SPEAKER.search(back):
         warnings.append("vague-speaker: name the speaker or the episode instead of 'the guest'")
     return warnings

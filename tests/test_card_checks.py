@@ -149,3 +149,14 @@ def test_generate_checks_a_notes_cards_together(tmp_path):
         by_front = {d.front: codes(d.warnings) for d in store.drafts()}
     assert "sibling-answer" not in by_front[llama[0]["front"]]
     assert "sibling-answer" in by_front[llama[1]["front"]]
+
+
+def test_time_relative_wording_but_not_a_span():
+    c = card("how many Trainium 2 chips are in the cluster")
+    assert "this year" in c["front"] and c["grade"] == "REFACTOR"
+    assert "time-relative" in codes(lint(c["kind"], c["front"], c["back"]))
+    stale = card("what context length is the next Llama")
+    assert "time-relative" in codes(lint(stale["kind"], stale["front"], stale["back"]))
+    span = card("by the Snapchat–Stories analogy")
+    assert "the next few years" in span["front"] and span["grade"] == "READY"
+    assert "time-relative" not in codes(lint(span["kind"], span["front"], span["back"]))
