@@ -1,4 +1,4 @@
-"""The card checks on real graded cards (tests/data/graded-cards.jsonl: 20 of the 65 cards an
+"""The card checks on real graded cards (tests/data/graded-cards.jsonl: 22 of the 65 cards an
 expert graded for "Dylan, Nathan on Lex", with the note and the passage the model saw)."""
 
 from __future__ import annotations

@@ -162,3 +162,22 @@ def test_timed_excerpts_carry_their_times_and_cards_toml_people_win(tmp_path):
     assert re.search(r'<excerpt time="0:\d\d–0:\d\d">\n', user)
     assert "» " in user  # speaker turns kept in the passage
     assert not _EMPTY_TAG.search(user)
+
+
+def test_cards_episodes_shows_show_and_people(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from cards.cli import app
+
+    (tmp_path / "notes.md").write_text("# Dylan, Nathan on Lex\n- dylan runs semi analysis\n", encoding="utf-8")
+    (tmp_path / "cards.toml").write_text('[episodes.dylan-nathan-on-lex]\ntranscript = "lex.txt"\n', encoding="utf-8")
+    (tmp_path / "lex.txt").write_text(YOUTUBE, encoding="utf-8")
+    runner = CliRunner()
+    data = json.loads(runner.invoke(app, ["episodes", "notes.md", "-t", "lex.txt", "--json"]).stdout)
+    assert data[0]["show"] == "Lex Fridman Podcast" and data[0]["people"] == ["Dylan Patel", "Nathan Lambert"]
+    assert data[0]["full_title"].endswith("Lex Fridman Podcast #459")
+    table = runner.invoke(app, ["episodes", "notes.md", "-t", "lex.txt"], env={"COLUMNS": "80"}).stdout
+    assert "show" in table and "people" in table and "Lambert" in table
+    assert max(len(line) for line in table.splitlines()) <= 80
