@@ -49,7 +49,7 @@ class Card(BaseModel):
 
 
 class CardSet(BaseModel):
-    """The cards for one note. An empty list is correct when the note holds no checkable claim."""
+    """The cards for one note. An empty list is correct only when the note names nothing to test."""
 
     model_config = ConfigDict(extra="forbid")
 
