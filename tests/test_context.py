@@ -181,3 +181,20 @@ def test_cards_episodes_shows_show_and_people(tmp_path):
     table = runner.invoke(app, ["episodes", "notes.md", "-t", "lex.txt"], env={"COLUMNS": "80"}).stdout
     assert "show" in table and "people" in table and "Lambert" in table
     assert max(len(line) for line in table.splitlines()) <= 80
+
+
+def test_build_jobs_sends_each_excerpt_of_a_passage_with_its_times():
+    from cards.models import Context, Episode, Excerpt, NoteItem, Source
+    from cards.pipeline import build_jobs
+    from cards.prompts import load_prompt
+
+    item = NoteItem("n1", "ep", "v3 has 256 experts. they use an auxiliary loss", "bullet", None,
+                    (Source("n.md", 2, 2),), 0)
+    parts = (Excerpt("it has 256 experts", 10, 12, 723.0, 760.0), Excerpt("the auxiliary loss", 90, 91, 3600.0, None))
+    ctx = Context("it has 256 experts\n…\nthe auxiliary loss", 10, 91, 723.0, 3600.0, 0.9, parts)
+    ep = Episode(slug="ep", title="Ep", items=[item], show="Acme Hour", people=["Ann Lee"])
+    (job,) = build_jobs([ep], {"ep": [ctx]}, load_prompt(), "openai", "m")
+    user = job.request.messages[1]["content"]
+    assert ('<passage>\n<excerpt time="12:03–12:40">\nit has 256 experts\n</excerpt>\n'
+            '<excerpt time="from 1:00:00">\nthe auxiliary loss\n</excerpt>\n</passage>') in user
+    assert "<show>Acme Hour</show>" in user and "<people>Ann Lee</people>" in user and "<title>Ep</title>" in user
