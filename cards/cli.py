@@ -49,6 +49,14 @@ Realign = Annotated[bool, typer.Option("--realign", help="Align notes to their t
                                                           "the passages kept in the workspace are current.")]
 Prompts = Annotated[Optional[Path], typer.Option("--prompts", envvar="CARDS_PROMPTS",
                                                  help="Folder with prompt templates to use instead.")]
+Timeout = Annotated[Optional[float], typer.Option("--timeout", envvar="CARDS_TIMEOUT",
+                                                  help="Seconds one request may take in all [default: 60].")]
+MaxTokens = Annotated[Optional[int], typer.Option("--max-tokens", envvar="CARDS_MAX_TOKENS",
+                                                  help="Reply limit in tokens [default: 1200; 6000 for reasoning "
+                                                       "models].")]
+Structured = Annotated[Optional[str], typer.Option("--structured", envvar="CARDS_STRUCTURED",
+                                                   help="Reply format: auto, json_schema, json_object or text "
+                                                        "[default: auto].")]
 
 
 def _err(message: str) -> None:
@@ -229,20 +237,33 @@ def generate(
     realign: Realign = False,
     prompts: Prompts = None,
     context_tokens: ContextTokens = None,
+    timeout: Timeout = None,
+    max_tokens: MaxTokens = None,
+    structured: Structured = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Generate draft cards for new or changed notes (everything else comes from the workspace)."""
+    """Generate draft cards for new or changed notes (everything else comes from the workspace).
+
+    Exit status: 0 all notes done, 1 some notes failed (recorded; the next run retries them),
+    2 bad input or settings, 3 the run was stopped by the server (key, model, quota, reply
+    format) or because it cannot be reached, 130 interrupted.
+    """
     from cards.pipeline import generate as run
 
     settings = _settings(workspace=workspace, model=model, base_url=base_url, concurrency=concurrency,
-                         offline=offline or None, prompts=prompts, context_tokens=context_tokens)
+                         offline=offline or None, prompts=prompts, context_tokens=context_tokens,
+                         timeout=timeout, max_tokens=max_tokens, structured=structured)
     loaded = _load(notes, transcripts, settings)
     progress = _Progress(not json_out, notice=lambda: _offline_notice(settings))
-    summary = run(loaded, settings, episode=episode, force=force, realign=realign, progress=progress)
+    summary = run(loaded, settings, episode=episode, force=force, realign=realign, progress=progress,
+                  notify=lambda message: sys.stderr.write(f"cards: {message}\n"))
     if json_out:
-        return _print_json(summary.as_dict())
-    _print_notices(summary.notices)
-    _print_summary(summary, settings)
+        _print_json(summary.as_dict())
+    else:
+        _print_notices(summary.notices)
+        _print_summary(summary, settings)
+    if summary.failures:
+        raise typer.Exit(1)  # recorded, and retried by the next run
 
 
 def _print_notices(notices: list[str]) -> None:

@@ -18,6 +18,8 @@ from cards.errors import ConfigError
 CONFIG_FILE = "cards.toml"
 DEFAULT_MODEL = "gpt-5-mini"
 DEFAULT_WORKSPACE = Path("decks")
+DEFAULT_TIMEOUT = 60.0  # seconds: the overall deadline of one request
+STRUCTURED_MODES = ("auto", "json_schema", "json_object", "text")
 
 # USD per million tokens: (input, cached input, output). Taken from OpenAI's
 # public pricing page on the date below; other servers are priced at zero
@@ -46,6 +48,9 @@ class Settings:
     prompts: Path | None = None
     offline: bool = False
     deck_prefix: str = "Podcasts"
+    timeout: float = DEFAULT_TIMEOUT
+    max_tokens: int | None = None  # None: sized for the model (cards.generate.openai.default_max_tokens)
+    structured: str = "auto"
     pins: dict[str, dict] = field(default_factory=dict)
     prices: dict[str, tuple[float, float, float]] = field(default_factory=lambda: dict(PRICES))
 
@@ -121,7 +126,8 @@ def _pins(data: dict, path: Path) -> dict[str, dict]:
 
 
 _SETTING_TYPES = {"workspace": str, "model": str, "base_url": str, "concurrency": int, "context_tokens": int,
-                  "prompts": str, "deck_prefix": str, "offline": bool}
+                  "prompts": str, "deck_prefix": str, "offline": bool, "timeout": (int, float),
+                  "max_tokens": int, "structured": str}
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
@@ -134,12 +140,12 @@ def build_settings(config_path: Path | None = None, **given) -> Settings:
         raise ConfigError("[settings] and [episodes] must be tables", path=str(path))
     for name, value in file_settings.items():
         want = _SETTING_TYPES.get(name)
-        if want and not (isinstance(value, want) and not (want is int and isinstance(value, bool))):
-            kind = {int: "a whole number", bool: "true or false", str: "text"}[want]
+        if want and not (isinstance(value, want) and not (want is not bool and isinstance(value, bool))):
+            kind = {int: "a whole number", bool: "true or false", str: "text", (int, float): "a number"}[want]
             raise ConfigError(f"[settings] {name} must be {kind}", path=str(path))
     s = Settings()
     for name in ("workspace", "model", "base_url", "concurrency", "context_tokens", "prompts", "deck_prefix",
-                 "offline"):
+                 "offline", "timeout", "max_tokens", "structured"):
         value = given.get(name)
         if value is None:
             value = file_settings.get(name)
@@ -147,12 +153,20 @@ def build_settings(config_path: Path | None = None, **given) -> Settings:
             continue
         if name in ("workspace", "prompts"):
             value = Path(value)
+        if name == "timeout":
+            value = float(value)
         setattr(s, name, value)
     s.api_key = given.get("api_key") or os.environ.get("OPENAI_API_KEY") or None
     if s.concurrency < 1:
         raise ConfigError("concurrency must be at least 1")
     if s.context_tokens < 50:
         raise ConfigError("context tokens must be at least 50")
+    if not 0 < s.timeout <= 3600:
+        raise ConfigError("timeout must be more than 0 and at most 3600 seconds")
+    if s.max_tokens is not None and not 100 <= s.max_tokens <= 200_000:
+        raise ConfigError("max tokens must be between 100 and 200000")
+    if s.structured not in STRUCTURED_MODES:
+        raise ConfigError(f"structured must be one of {', '.join(STRUCTURED_MODES)} (not {s.structured!r})")
     s.pins = _pins(data, path)
     for model, price in (data.get("prices") or {}).items():
         try:

@@ -40,9 +40,10 @@ class BusyError(WorkspaceError):
 
 
 class GenerationError(CardsError):
-    """The LLM could not be reached or configured at all (per-note failures are recorded, not raised)."""
+    """The run was stopped: the server refused the key, does not know the model, has no quota, refuses
+    the requested reply format, or cannot be reached at all (per-note failures are recorded, not raised)."""
 
-    exit_code = 1
+    exit_code = 3
 
 
 class ExportError(CardsError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cards.config import PRICES_DATE, Settings
-from cards.errors import InputError
+from cards.errors import GenerationError, InputError
 from cards.models import (Context, Draft, Episode, NoteItem, Transcript, content_hash, format_span,
                           generation_spec, stable_id)
 
@@ -213,11 +213,14 @@ class RunSummary:
                 "notices": self.notices, "waiting": self.waiting}
 
 
-def make_generator(settings: Settings):
+def make_generator(settings: Settings, notify: Callable[[str], None] | None = None):
+    """The generator the settings ask for; `notify` hears one-line notices during the run (a fallback)."""
     if settings.llm_configured:
         from cards.generate.openai import OpenAIGenerator
 
-        return OpenAIGenerator(settings.model, base_url=settings.base_url, api_key=settings.api_key)
+        return OpenAIGenerator(settings.model, base_url=settings.base_url, api_key=settings.api_key,
+                               timeout=settings.timeout, max_tokens=settings.max_tokens,
+                               structured=settings.structured, notify=notify)
     from cards.generate.offline import OfflineGenerator
 
     return OfflineGenerator()
@@ -253,13 +256,15 @@ async def _run(jobs: list[Job], store, generator, version: str, run_id: int, con
 
     async def one(job: Job) -> None:
         request = job.request
-        cached = None if force else store.cached_response(request.key)
+        # The reply format in use (a fallback from structured outputs) is part of the cache key.
+        key = generator.cache_key(request.key) if hasattr(generator, "cache_key") else request.key
+        cached = None if force else store.cached_response(key)
         gen_id = stable_id(job.note.id, job.spec, str(run_id), str(time.time_ns()))
         if cached is not None:
             cards = CardSet.model_validate_json(cached).cards
             store.record_generation(
                 gen_id=gen_id, note=job.note, spec=job.spec, parts=job.parts, generator=generator.name,
-                model=generator.model, prompt_version=version, key=request.key, error=None,
+                model=generator.model, prompt_version=version, key=key, error=None,
                 drafts=_drafts_from(job, cards, gen_id, generator.name, generator.model, version, store.clock()),
                 tokens_in=0, tokens_out=0, cached_tokens=0, requests=0, from_cache=True, raw=None, run_id=run_id)
             on_done(job, True)
@@ -268,7 +273,7 @@ async def _run(jobs: list[Job], store, generator, version: str, run_id: int, con
             result = await generator.generate(request)
         store.record_generation(
             gen_id=gen_id, note=job.note, spec=job.spec, parts=job.parts, generator=generator.name,
-            model=generator.model, prompt_version=version, key=request.key, error=result.error,
+            model=generator.model, prompt_version=version, key=result.key, error=result.error,
             drafts=_drafts_from(job, result.cards, gen_id, generator.name, generator.model, version, store.clock())
             if result.ok else [],
             tokens_in=result.tokens_in, tokens_out=result.tokens_out, cached_tokens=result.cached_tokens,
@@ -443,13 +448,14 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
 
 
 def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, force: bool = False,
-             realign: bool = False, generator=None, progress=None) -> RunSummary:
+             realign: bool = False, generator=None, progress=None,
+             notify: Callable[[str], None] | None = None) -> RunSummary:
     """Generate drafts for every note that needs them; each result is committed as it arrives."""
     from cards.prompts import load_prompt
     from cards.store import Store
 
     template = load_prompt(settings.prompts)
-    generator = generator or make_generator(settings)
+    generator = generator or make_generator(settings, notify)
     with Store(settings.workspace) as store, store.exclusive("cards generate"):
         plan = make_plan(store, loaded, settings, template, generator.name, generator.model, episode=episode,
                          force=force, realign=realign)
@@ -465,8 +471,12 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         try:
             if progress:
                 progress.start([p.episode for p in plan.episodes], todo)
-            asyncio.run(_run(todo, store, generator, template.version, run_id, settings.concurrency, force,
-                             progress.advance if progress else (lambda job, ok: None)))
+            try:
+                asyncio.run(_run(todo, store, generator, template.version, run_id, settings.concurrency, force,
+                                 progress.advance if progress else (lambda job, ok: None)))
+            except GenerationError:
+                status = "stopped"  # the server cannot serve this run; what finished is kept
+                raise
             status = "ok"
         finally:
             if progress:

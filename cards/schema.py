@@ -3,13 +3,41 @@
 The docstrings and field descriptions below are sent to the model as part of the
 JSON schema: they are prompt text and are kept consistent with prompts/ and with
 the rules that `cards.check` lints.
+
+Bounds: a reply is untrusted, so a card set holds at most three cards (`maxItems` in the
+schema) and every text has a generous length cap, checked here when a reply is validated.
+The string caps are kept out of the JSON schema sent to the model, because OpenAI's strict
+structured outputs do not accept `maxLength`; a reply over any bound fails validation and is
+recorded as that note's bad reply.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+MAX_CARDS = 3
+MAX_FRONT = 600
+MAX_BACK = 600
+MAX_QUOTE = 1000
+MAX_TAGS = 8
+MAX_TAG = 40
+
+
+def _at_most(limit: int):
+    def check(value: str) -> str:
+        if len(value) > limit:
+            raise ValueError(f"longer than {limit} characters ({len(value):,})")
+        return value
+
+    return AfterValidator(check)
+
+
+Front = Annotated[str, _at_most(MAX_FRONT)]
+Back = Annotated[str, _at_most(MAX_BACK)]
+Quote = Annotated[str, _at_most(MAX_QUOTE)]
+Tag = Annotated[str, _at_most(MAX_TAG)]
 
 
 class Card(BaseModel):
@@ -23,7 +51,7 @@ class Card(BaseModel):
             "name or number inside one sentence is the thing to remember."
         )
     )
-    front: str = Field(
+    front: Front = Field(
         description=(
             "basic: a precise question with exactly one acceptable answer, which shows what shape of "
             "answer is wanted; never yes/no; no claim in the premise, no other card's answer, no "
@@ -31,20 +59,21 @@ class Card(BaseModel):
             "{{c1::like this}}."
         )
     )
-    back: str = Field(
+    back: Back = Field(
         description=(
             "basic: the answer, a short phrase or at most two sentences, with units for quantities, "
             "not readable from the question. cloze: optional extra context, or an empty string."
         )
     )
-    quote: str = Field(
+    quote: Quote = Field(
         description=(
             "A short verbatim excerpt (a few words to one sentence) copied exactly from the transcript "
             "passage, or from the note when there is no passage, that supports the answer."
         )
     )
-    tags: list[str] = Field(
+    tags: list[Tag] = Field(
         description="One to three lowercase topic tags, single words or hyphenated (e.g. 'semiconductors').",
+        max_length=MAX_TAGS,
     )
 
 
@@ -57,5 +86,6 @@ class CardSet(BaseModel):
         description=(
             "Zero to three cards, one idea each, testing the note's own point. Empty only for pure "
             "reactions or hype with no nameable idea."
-        )
+        ),
+        max_length=MAX_CARDS,
     )

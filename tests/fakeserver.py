@@ -19,7 +19,23 @@ Each request is answered by the next scripted outcome, if any are queued, else b
     "invalid"        JSON that does not match the CardSet schema
     "notjson"        prose instead of JSON
     "empty"          an empty content string
+    "trickle"        a normal reply sent one byte every `trickle` seconds (a server that never quite stalls)
+    "huge"           a 200 reply whose content is `huge_bytes` long, sent chunked without a Content-Length
+    "silent"         reads the request and never answers (until the client gives up or the server stops)
     dict             a raw reply: {"status": int, "headers": {...}, "body": dict | str}
+
+Server kinds (`kind=`), imitating the documented behaviour of real local servers:
+
+    "openai"             honours response_format json_schema and json_object (the default)
+    "llama-cpp-python"   HTTP 500 with a pydantic validation message for response_format.type
+                         "json_schema" ("Input should be 'text' or 'json_object'"); json_object works
+    "no-json-mode"       HTTP 400 naming response_format for any response_format; plain text works
+    "looping"            a small model that repeats itself inside the JSON shape: the reply runs
+                         to max_completion_tokens (or max_tokens) and stops with finish_reason
+                         "length"; with no limit sent it never finishes (like "silent")
+
+Replies in text mode (no response_format) wrap the JSON in a sentence and a ```json fence, as
+chatty models do.
 
 The module also has `no_network`, a context manager that lets sockets reach loopback only,
 and pytest fixtures `fake_openai` and `offline_env` that wrap the two. Import them into a
@@ -120,6 +136,9 @@ class FakeOpenAI:
         seed: int | None = 0,
         api_key: str | None = None,
         models: Iterable[str] | None = None,
+        kind: str = "openai",
+        trickle: float = 1.0,
+        huge_bytes: int = 50 * 1024 * 1024,
     ):
         """
         responder: request JSON -> CardSet-shaped dict (or a str sent verbatim as content).
@@ -131,12 +150,22 @@ class FakeOpenAI:
         api_key: when set, any other bearer token gets a 401 whose message echoes the
             token it was sent, as some servers do.
         models: when set, any other model gets a 404 model_not_found.
+        kind: which server to imitate (see the module docstring).
+        trickle: seconds between bytes for the "trickle" outcome.
+        huge_bytes: size of the "huge" outcome's content.
         """
         self.responder = responder or default_responder
         self.latency = latency
         self.fail_rate = fail_rate
         self.api_key = api_key
         self.models = set(models) if models is not None else None
+        if kind not in ("openai", "llama-cpp-python", "no-json-mode", "looping"):
+            raise ValueError(f"unknown server kind {kind!r}")
+        self.kind = kind
+        self.trickle = trickle
+        self.huge_bytes = huge_bytes
+        self.bytes_sent: list[int] = []  # per streamed ("trickle", "huge") reply: bytes written before it ended
+        self._stopping = threading.Event()
         self.requests: list[Recorded] = []
         self.outcomes: Counter[str] = Counter()
         self._script: deque[str | dict] = deque(script)
@@ -164,6 +193,7 @@ class FakeOpenAI:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -216,6 +246,21 @@ class FakeOpenAI:
                 return self._random.choice(["429", "429-bare", "500", "503", "drop"])
             return "ok"
 
+    def _refuses(self, body: dict) -> tuple[int, str] | None:
+        """The error a server of this kind gives for the request's response_format, if any."""
+        fmt = body.get("response_format")
+        kind = fmt.get("type") if isinstance(fmt, dict) else None
+        if kind is None:
+            return None
+        if self.kind == "llama-cpp-python" and kind not in ("text", "json_object"):
+            # llama-cpp-python's server wraps the request model's validation error as HTTP 500.
+            return 500, ("1 validation error for CreateChatCompletionRequest\nresponse_format.type\n"
+                         f"  Input should be 'text' or 'json_object' [type=literal_error, input_value='{kind}',"
+                         " input_type=str]")
+        if self.kind == "no-json-mode" and kind != "text":
+            return 400, f"response_format of type {kind!r} is not supported by this server"
+        return None
+
     def _record(self, path: str, headers: dict[str, str], body: Any, outcome: str) -> None:
         with self._lock:
             self.requests.append(Recorded(path, headers, body, outcome))
@@ -259,11 +304,19 @@ class FakeOpenAI:
             content = "Sure! Here are some cards: Q: what? A: that."
         elif outcome == "empty":
             content = ""
+        elif self.kind == "looping":
+            limit = body.get("max_completion_tokens") or body.get("max_tokens")
+            card = json.dumps(default_responder(body)["cards"][0])
+            repeats = (int(limit) * 4) // len(card) + 2
+            content = ('{"cards": [' + ", ".join([card] * repeats))[: int(limit) * 4]
+            finish = "length"
         else:
             payload = self.responder(body)
             content = payload if isinstance(payload, str) else json.dumps(payload)
             if outcome == "truncated":
                 content, finish = content[: max(1, len(content) // 2)], "length"
+            elif not isinstance(payload, str) and not body.get("response_format"):
+                content = f"Here are the cards:\n```json\n{content}\n```\nI hope they help."
         return {
             "id": f"chatcmpl-fake-{self._next_id()}",
             "object": "chat.completion",
@@ -310,22 +363,34 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         path = self.path.split("?", 1)[0]
 
+        if fake.api_key is not None:
+            token = headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if token != fake.api_key:
+                fake._record(path, headers, body, "401")
+                message = (f"Incorrect API key provided: {token} for {self.path}. You can find your API key at https://example.invalid.")
+                return self._send(401, {}, _error(401, message, "invalid_request_error", "invalid_api_key"))
+        # Like real servers, the key is checked before the path (the path may not exist at all).
         if path not in ("/v1/chat/completions", "/chat/completions"):
             fake._record(path, headers, body, "404")
             return self._send(404, {}, _error(404, f"Unknown path {path}", "invalid_request_error"))
         if not isinstance(body, dict) or "model" not in body or "messages" not in body:
             fake._record(path, headers, body, "400")
             return self._send(400, {}, _error(400, "model and messages are required", "invalid_request_error"))
-        if fake.api_key is not None:
-            token = headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if token != fake.api_key:
-                fake._record(path, headers, body, "401")
-                message = f"Incorrect API key provided: {token}. You can find your API key at https://example.invalid."
-                return self._send(401, {}, _error(401, message, "invalid_request_error", "invalid_api_key"))
         if fake.models is not None and body["model"] not in fake.models:
             fake._record(path, headers, body, "404")
             message = f"The model `{body['model']}` does not exist or you do not have access to it."
             return self._send(404, {}, _error(404, message, "invalid_request_error", "model_not_found"))
+
+        refused = fake._refuses(body)
+        if refused is not None:
+            status, message = refused
+            fake._record(path, headers, body, f"refused-{status}")
+            kind = "internal_server_error" if status == 500 else "invalid_request_error"
+            return self._send(status, {}, {"error": {"message": message, "type": kind, "param": None,
+                                                     "code": None}})
+        if fake.kind == "looping" and not (body.get("max_completion_tokens") or body.get("max_tokens")):
+            fake._record(path, headers, body, "silent")
+            return self._silent()
 
         outcome = fake._choose()
         label = "raw" if isinstance(outcome, dict) else outcome
@@ -335,6 +400,14 @@ class _Handler(BaseHTTPRequestHandler):
 
         if isinstance(outcome, dict):
             return self._send(outcome.get("status", 200), outcome.get("headers", {}), outcome.get("body", {}))
+        if outcome == "silent":
+            return self._silent()
+        if outcome == "trickle":
+            data = json.dumps(fake.completion(body, "ok")).encode()
+            return self._stream(200, {"Content-Length": str(len(data))}, [data[i:i + 1] for i in range(len(data))],
+                                fake.trickle)
+        if outcome == "huge":
+            return self._send_huge(body)
         if outcome == "drop":
             self.close_connection = True
             with contextlib.suppress(OSError):
@@ -352,6 +425,68 @@ class _Handler(BaseHTTPRequestHandler):
             status = int(outcome)
             return self._send(status, {}, _error(status, f"Fake failure {status}", "server_error"))
         return self._send(200, {"x-request-id": f"req_fake_{fake.count}"}, fake.completion(body, outcome))
+
+    def _silent(self) -> None:
+        """Hold the connection without answering until the client hangs up or the server stops."""
+        fake = self.server_fake
+        self.close_connection = True
+        self.connection.settimeout(0.05)
+        while not fake._stopping.is_set():
+            try:
+                if self.connection.recv(1) == b"":
+                    return  # the client gave up
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def _stream(self, status: int, headers: dict[str, str], chunks: Iterable[bytes], pause: float = 0.0,
+                chunked: bool = False) -> None:
+        """Send a reply piece by piece, counting what went out before the client hung up."""
+        fake = self.server_fake
+        sent = 0
+        self.close_connection = True
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for chunk in chunks:
+                if fake._stopping.is_set():
+                    break
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                self.wfile.flush()
+                sent += len(chunk)
+                if pause:
+                    time.sleep(pause)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading: that is what a size or time limit does
+        finally:
+            with fake._lock:
+                fake.bytes_sent.append(sent)
+
+    def _send_huge(self, body: dict) -> None:
+        """A well-formed completion whose card front is huge_bytes long, generated as it is sent."""
+        fake = self.server_fake
+        reply = fake.completion(body, "ok")
+        card = {"kind": "basic", "front": "HUGE-FRONT", "back": "b", "quote": "q", "tags": ["t"]}
+        reply["choices"][0]["message"]["content"] = json.dumps({"cards": [card]})
+        head, tail = json.dumps(reply).encode().split(b"HUGE-FRONT")
+
+        def chunks() -> Iterator[bytes]:
+            yield head
+            left, block = fake.huge_bytes, b"x" * 65536
+            while left > 0:
+                yield block[:left]
+                left -= len(block)
+            yield tail
+
+        self._stream(200, {}, chunks(), chunked=True)
 
     def _send(self, status: int, headers: dict[str, str], body: dict | str) -> None:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()

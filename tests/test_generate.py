@@ -237,7 +237,8 @@ def test_a_bad_reply_is_recorded_for_its_note_and_retried_next_run(write_notes, 
     with FakeOpenAI(script=[outcome, outcome]) as srv:
         args = ["-c", "1"] + (["--json"] if json_out else [])
         res = cli_generate(write_notes, ws, *args, srv=srv)
-        assert res.exit_code == 0, res.output  # the run goes on past the failed note
+        # The run goes on past the failed note, and exits 1 because a note failed.
+        assert res.exit_code == 1, res.output
         assert srv.count == 7
         [(failed_id, error)] = query(ws, "SELECT note_id, error FROM generations WHERE ok=0")
         assert error.startswith(reason)
@@ -353,12 +354,12 @@ def test_the_api_key_is_never_written_to_the_workspace_or_printed(write_notes, t
         outputs.append(cli("estimate", str(write_notes.notes), "-t", str(write_notes.transcripts), "-w", str(ws),
                            "--base-url", srv.base_url, env={"OPENAI_API_KEY": KEY}))
         outputs.append(cli("drafts", "-w", str(ws), "--all", "--json"))
-    assert [r.exit_code for r in outputs] == [0, 0, 0, 0]
+    assert [r.exit_code for r in outputs] == [1, 0, 0, 0]  # the refused note failed, then was retried
     assert srv.requests[0].headers["authorization"] == f"Bearer {KEY}"  # it was used...
     # A server that rejects the key and echoes it back, as some do.
     with FakeOpenAI(api_key="sk-the-right-one") as picky:
         rejected = cli_generate(write_notes, tmp_path / "ws2", srv=picky)
-    assert rejected.exit_code == 1
+    assert rejected.exit_code == 3  # the run was stopped by the server
     assert "rejected the API key" in rejected.stderr and "check OPENAI_API_KEY" in rejected.stderr
     assert "--api-key" not in rejected.stderr  # no such option: the key comes from the environment only
     assert picky.count >= 1 and "***" in rejected.stderr  # the echoed key was scrubbed

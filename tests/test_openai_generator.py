@@ -183,7 +183,7 @@ def test_a_quarter_of_requests_failing_at_random_still_completes_every_note():
     [
         ("refusal", "refused: I'm sorry, but I can't help with that."),
         ("content_filter", "refused: stopped by the server's content filter"),
-        ("truncated", "truncated reply"),
+        ("truncated", "truncated reply: it reached the 1,200-token limit (--max-tokens)"),
         ("invalid", "invalid reply: cards.0.kind: Field required (+6 more)"),
         ("notjson", "invalid reply: not JSON"),
         ("empty", "invalid reply: empty content"),

@@ -13,11 +13,31 @@ Failure policy, per note:
   content that does not validate against `CardSet`): retried once more, then recorded;
 - a request the server rejects (HTTP 400, 422 and other 4xx): recorded for that note;
 - a run that cannot work at all (HTTP 401, 402, 403, 404, or a 429 saying the quota is
-  exhausted): raised as `GenerationError`, since every other note would fail the same way.
+  exhausted): raised as `GenerationError`, since every other note would fail the same way;
+- a server that cannot be reached: after `unreachable_after` attempts in a row across the run
+  that got no answer (connection refused, or nothing within the deadline), `GenerationError`
+  too, rather than waiting out every note's retries.
+
+Bounds, so that no reply can hold a run or fill memory:
+
+- each attempt has an overall deadline (`timeout`), besides the per-read timeout, so a server
+  that sends a byte a second cannot hold a request for minutes;
+- a reply body larger than `reply_limit` bytes is cut off while it is read (never buffered
+  whole) and is that note's bad reply, as is a reply over the bounds of `CardSet`;
+- `max_tokens` is sent as the reply limit, so a small model looping inside the JSON shape
+  stops there instead of running into the deadline.
+
+Reply formats (`structured`): "json_schema" is the SDK's structured outputs; "json_object"
+asks for JSON mode with the schema written into the prompt; "text" asks for nothing and finds
+the JSON in the reply. The last two are validated locally with the same pydantic model. In
+"auto" (the default) a server whose error names `response_format` or `json_schema` is not
+retried: the run falls back, once and said once through `notify`, to json_object, and from
+there to text.
 
 Recorded failures become `Result(error=...)`; nothing else escapes `generate`. The API key is
-handed to the SDK and kept nowhere else, and server messages are scrubbed of it before they
-reach an error message, because some servers echo the key they were sent.
+handed to the SDK and kept nowhere else, and server messages are scrubbed of it (and of the
+secret parts of the base URL) before they reach an error message, because some servers echo
+what they were sent.
 """
 
 from __future__ import annotations
@@ -34,11 +54,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import httpx2
 import openai
 import pydantic
 
 from cards.errors import GenerationError
 from cards.generate.base import Request, Result
+from cards.models import stable_id
+from cards.redact import looks_like_secret, mask_url, scrub
 from cards.schema import CardSet
 
 log = logging.getLogger(__name__)
@@ -46,18 +69,42 @@ log = logging.getLogger(__name__)
 # Bad replies (refusal, truncation, schema mismatch) get this many attempts in all.
 _BAD_REPLY_ATTEMPTS = 2
 _MESSAGE_LIMIT = 200
-# Things that look like secrets in a server's message: OpenAI-style keys (also masked ones).
-_KEYLIKE = re.compile(r"\b(?:sk|rk|pk)-[A-Za-z0-9_\-*.]{3,}")
-_BEARER = re.compile(r"(?i)\bbearer\s+\S+")
+MODES = ("auto", "json_schema", "json_object", "text")
+_FALLBACK = {"json_schema": "json_object", "json_object": "text"}
+# A refusal of the reply format names the field or the mode in the server's message.
+_FORMAT_WORDS = {"json_schema": ("response_format", "json_schema"), "json_object": ("response_format", "json_object")}
+DEFAULT_MAX_TOKENS = 1200  # three cards of JSON, with room to spare
+# Reasoning models count their hidden reasoning in max_completion_tokens, so they get more room.
+REASONING_MAX_TOKENS = 6000
+_REASONING = re.compile(r"^(?:gpt-5|o\d)(?:$|[-.])")
+DEFAULT_REPLY_LIMIT = 64 * 1024  # bytes of one HTTP reply body
+
+
+def default_max_tokens(model: str) -> int:
+    return REASONING_MAX_TOKENS if _REASONING.match(model) else DEFAULT_MAX_TOKENS
 
 
 class _Transient(Exception):
     """An attempt failed in a way that is worth waiting for and repeating."""
 
-    def __init__(self, reason: str, headers: Mapping[str, str] | None = None):
+    def __init__(self, reason: str, headers: Mapping[str, str] | None = None, *, unanswered: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.headers = headers
+        self.unanswered = unanswered  # the server was not reached, or said nothing before the deadline
+
+
+class _FormatRefused(Exception):
+    """The server rejected the reply format the attempt asked for."""
+
+    def __init__(self, mode: str, detail: str):
+        super().__init__(detail)
+        self.mode = mode
+        self.detail = detail
+
+
+class _ReplyTooLarge(Exception):
+    """The reply body passed the size limit while it was read."""
 
 
 class _BadReply(Exception):
@@ -86,11 +133,27 @@ class OpenAIGenerator:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         temperature: float | None = None,
         rng: Callable[[], float] = random.random,
+        max_tokens: int | None = None,
+        structured: str = "auto",
+        reply_limit: int | None = None,
+        unreachable_after: int = 4,
+        read_timeout: float | None = None,
+        notify: Callable[[str], None] | None = None,
     ):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if structured not in MODES:
+            raise ValueError(f"structured must be one of {', '.join(MODES)}")
         self.model = model
-        self.timeout = timeout
+        self.timeout = timeout  # the overall deadline of one attempt, in seconds
+        self.max_tokens = max_tokens or default_max_tokens(model)
+        self.structured = structured
+        self._mode = "json_schema" if structured == "auto" else structured
+        # Room for three capped cards, or for what the token limit allows (about 4 bytes a token, doubled).
+        self.reply_limit = reply_limit or max(DEFAULT_REPLY_LIMIT, self.max_tokens * 8)
+        self.unreachable_after = unreachable_after
+        self._unanswered = 0  # attempts in a row, across the run, that got no answer at all
+        self._notify = notify or (lambda message: log.warning("%s", message))
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -98,16 +161,28 @@ class OpenAIGenerator:
         self.temperature = temperature
         self._sleep = sleep
         self._rng = rng
-        # Held in memory only to scrub it out of server messages; never shown, logged or persisted.
-        self._secrets = tuple(s for s in (api_key,) if s and len(s) >= 4)
+        # Held in memory only to scrub them out of server messages; never shown, logged or persisted.
+        self._secrets = tuple(s for s in (api_key, *_url_secrets(base_url)) if s and len(s) >= 4)
+        read = read_timeout if read_timeout is not None else timeout
+        limit = self.reply_limit
+
+        async def cap_reply(response: Any) -> None:
+            response.stream = _CappedStream(response.stream, limit)
+            length = response.headers.get("content-length")
+            if length and length.isdigit() and int(length) > limit:
+                raise _ReplyTooLarge(int(length))
+
         # Local servers (Ollama, llama.cpp, vLLM) need no key, but the SDK insists on one.
         self._client = openai.AsyncOpenAI(
             api_key=api_key or "not-needed",
             base_url=base_url,
             max_retries=0,
-            timeout=timeout,
+            timeout=read,
+            http_client=openai.DefaultAsyncHttpxClient(
+                timeout=_httpx_timeout(read), event_hooks={"response": [cap_reply]}),
         )
-        self.base_url = _without_userinfo(str(self._client.base_url))
+        # The one form of the server's address that is ever shown.
+        self.base_url = mask_url(str(self._client.base_url))
 
     def __repr__(self) -> str:
         return f"OpenAIGenerator(model={self.model!r}, base_url={self.base_url!r})"
@@ -115,15 +190,42 @@ class OpenAIGenerator:
     async def aclose(self) -> None:
         await self._client.close()
 
+    def cache_key(self, key: str) -> str:
+        """The response-cache key for a request in the reply format now in use."""
+        return _key_for(key, self._mode)
+
     async def generate(self, request: Request) -> Result:
-        result = Result(note_id=request.note.id, key=request.key)
+        result = Result(note_id=request.note.id, key=self.cache_key(request.key))
         bad_replies = 0
         while True:
             result.requests += 1
             attempt = result.requests
+            mode = self._mode
             try:
-                card_set = await self._attempt(request, result)
-            except _Transient as exc:
+                card_set = await asyncio.wait_for(self._attempt(request, result, mode), self.timeout)
+            except (asyncio.TimeoutError, TimeoutError):
+                exc = _Transient(f"no reply within {self.timeout:g}s", unanswered=True)
+                card_set = None
+            except _Transient as e:
+                exc, card_set = e, None
+            except _FormatRefused as e:
+                self._fall_back(e)  # raises when there is nothing to fall back to
+                continue
+            except _BadReply as e:
+                self._answered()
+                bad_replies += 1
+                if bad_replies >= _BAD_REPLY_ATTEMPTS or attempt >= self.max_attempts:
+                    result.error = e.reason
+                    return result
+                log.debug("note %s: attempt %d gave a bad reply (%s); asking again",
+                          request.note.id, attempt, e.reason)
+                continue
+            except _NoteRejected as e:
+                self._answered()
+                result.error = e.reason
+                return result
+            if card_set is None:
+                self._no_answer(exc)
                 if attempt >= self.max_attempts:
                     result.error = f"gave up after {attempt} attempts: {exc.reason}"
                     return result
@@ -132,50 +234,84 @@ class OpenAIGenerator:
                           request.note.id, attempt, exc.reason, delay)
                 await self._sleep(delay)
                 continue
-            except _BadReply as exc:
-                bad_replies += 1
-                if bad_replies >= _BAD_REPLY_ATTEMPTS or attempt >= self.max_attempts:
-                    result.error = exc.reason
-                    return result
-                log.debug("note %s: attempt %d gave a bad reply (%s); asking again",
-                          request.note.id, attempt, exc.reason)
-                continue
-            except _NoteRejected as exc:
-                result.error = exc.reason
-                return result
+            self._answered()
+            result.key = _key_for(request.key, mode)  # the format this reply was actually asked in
             result.cards = list(card_set.cards)
             result.raw = card_set.model_dump_json()
             return result
 
-    async def _attempt(self, request: Request, result: Result) -> CardSet:
-        """One HTTP attempt; returns the cards or raises _Transient, _BadReply, _NoteRejected or GenerationError."""
-        kwargs: dict[str, Any] = {
-            "model": self.model,
-            "messages": list(request.messages),
-            "response_format": CardSet,
-        }
+    def _answered(self) -> None:
+        self._unanswered = 0
+
+    def _no_answer(self, exc: _Transient) -> None:
+        """Count attempts that reached no one; enough of them in a row stop the run."""
+        if not exc.unanswered:
+            self._unanswered = 0  # a 5xx or a dropped connection: someone is there
+            return
+        self._unanswered += 1
+        if self._unanswered >= self.unreachable_after:
+            where = f"{self.base_url.rstrip('/')}/chat/completions"
+            raise GenerationError(
+                f"stopped: {self._unanswered} requests in a row to {where} got no answer ({exc.reason}); "
+                "check that the server is running and --base-url, or raise --timeout")
+
+    def _fall_back(self, exc: _FormatRefused) -> None:
+        """Move the run to the next reply format after a refusal, once, saying so once."""
+        if exc.mode != self._mode:
+            return  # another request already moved the run on; just ask again in the new format
+        nxt = _FALLBACK.get(exc.mode) if self.structured == "auto" else None
+        if nxt is None:
+            hint = ("; choose another with --structured json_object or text" if self.structured != "auto"
+                    else "")
+            raise GenerationError(f"{self.base_url.rstrip('/')}/chat/completions refuses response_format "
+                                  f"{exc.mode}: {exc.detail}{hint}")
+        self._mode = nxt
+        how = "JSON mode with the schema in the prompt" if nxt == "json_object" else "plain text"
+        self._notify(f"the server refuses response_format {exc.mode} ({exc.detail}); using {how} for this run, "
+                     "validated locally with the same schema")
+
+    async def _attempt(self, request: Request, result: Result, mode: str) -> CardSet:
+        """One HTTP attempt; returns the cards or raises _Transient, _BadReply, _NoteRejected,
+        _FormatRefused or GenerationError."""
+        kwargs: dict[str, Any] = {"model": self.model, "messages": list(request.messages),
+                                  "max_completion_tokens": self.max_tokens}
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
+        if mode == "json_schema":
+            kwargs["response_format"] = CardSet
+            call = self._client.chat.completions.with_raw_response.parse
+        else:
+            kwargs["messages"] = _with_schema(kwargs["messages"])
+            # Servers without structured outputs (llama-cpp-python, older vLLM) read max_tokens instead.
+            kwargs["max_tokens"] = self.max_tokens
+            if mode == "json_object":
+                kwargs["response_format"] = {"type": "json_object"}
+            call = self._client.chat.completions.with_raw_response.create
         try:
             # The raw response keeps the reply's usage even when its content fails to parse.
-            raw = await self._client.chat.completions.with_raw_response.parse(**kwargs)
+            raw = await call(**kwargs)
+        except _ReplyTooLarge:
+            raise _BadReply(f"reply too large: over {self.reply_limit // 1024:,} KiB") from None
         except openai.APITimeoutError:
-            raise _Transient(f"no reply within {self.timeout:g}s") from None
+            raise _Transient(f"no reply within {self.timeout:g}s", unanswered=True) from None
         except openai.APIConnectionError as exc:
-            raise _Transient(_connection_reason(exc)) from None
+            reason, unanswered = _connection_reason(exc)
+            raise _Transient(reason, unanswered=unanswered) from None
         except openai.APIStatusError as exc:
-            self._classify_status(exc)  # raises
+            self._classify_status(exc, mode)  # raises
             raise  # unreachable: keeps type checkers honest
         except openai.OpenAIError as exc:
             raise _NoteRejected(f"request failed: {self._scrub(str(exc))}") from None
 
         _add_usage(result, raw.http_response)
+        if mode != "json_schema":
+            return self._parse_locally(raw)
         try:
             completion = raw.parse()
             if inspect.isawaitable(completion):  # the SDK plans to make this a coroutine
                 completion = await completion
         except openai.LengthFinishReasonError:
-            raise _BadReply("truncated reply") from None
+            raise _BadReply(self._truncated()) from None
         except openai.ContentFilterFinishReasonError:
             raise _BadReply("refused: stopped by the server's content filter") from None
         except pydantic.ValidationError as exc:
@@ -194,11 +330,44 @@ class OpenAIGenerator:
             raise _BadReply("invalid reply: empty content")
         return message.parsed
 
-    def _classify_status(self, exc: openai.APIStatusError) -> None:
+    def _truncated(self) -> str:
+        return f"truncated reply: it reached the {self.max_tokens:,}-token limit (--max-tokens)"
+
+    def _parse_locally(self, raw: Any) -> CardSet:
+        """Cards from a json_object or text reply, validated with the same model as structured outputs."""
+        try:
+            completion = raw.parse()
+            choice = completion.choices[0] if completion.choices else None
+        except Exception as exc:  # noqa: BLE001 - as above: this note's bad reply
+            log.debug("unparseable reply: %s", self._scrub(_one_line(repr(exc))))
+            raise _BadReply("invalid reply: not a chat completion") from None
+        if choice is None:
+            raise _BadReply("invalid reply: no choices")
+        if choice.finish_reason == "length":
+            raise _BadReply(self._truncated())
+        if choice.finish_reason == "content_filter":
+            raise _BadReply("refused: stopped by the server's content filter")
+        message = choice.message
+        if getattr(message, "refusal", None):
+            raise _BadReply(f"refused: {self._scrub(_one_line(message.refusal))}")
+        content = (message.content or "").strip()
+        if not content:
+            raise _BadReply("invalid reply: empty content")
+        try:
+            return CardSet.model_validate_json(_json_part(content))
+        except pydantic.ValidationError as exc:
+            raise _BadReply(f"invalid reply: {_validation_summary(exc)}") from None
+
+    def _classify_status(self, exc: openai.APIStatusError, mode: str = "json_schema") -> None:
         status = exc.status_code
         detail = self._scrub(_server_message(exc)).rstrip(".") or "no message"
         code = _error_code(exc)
         where = f"{self.base_url.rstrip('/')}/chat/completions"
+        words = _FORMAT_WORDS.get(mode)
+        if words and status >= 400 and status not in (401, 402, 403, 404, 429):
+            body = self._scrub(_body_text(exc)).lower()
+            if any(w in body for w in words):
+                raise _FormatRefused(mode, detail) from None
         if status == 429 and code == "insufficient_quota":
             raise GenerationError(f"the account at {where} has no quota left (HTTP 429): {detail}") from None
         if status in (408, 409, 429) or status >= 500:
@@ -229,10 +398,7 @@ class OpenAIGenerator:
         return self._rng() * ceiling
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        text = _BEARER.sub("Bearer ***", text)
-        return _KEYLIKE.sub("***", text)
+        return scrub(text, self._secrets)
 
 
 class _NoteRejected(Exception):
@@ -286,14 +452,90 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     return None
 
 
-def _connection_reason(exc: openai.APIConnectionError) -> str:
+def _connection_reason(exc: openai.APIConnectionError) -> tuple[str, bool]:
+    """A short reason, and whether the server was never reached."""
     cause = exc.__cause__
     name = type(cause).__name__ if cause is not None else ""
     if "Connect" in name:
-        return "could not connect to the server"
+        return "could not connect to the server", True
     if name:
-        return f"connection dropped ({name})"
-    return "connection error"
+        return f"connection dropped ({name})", False
+    return "connection error", False
+
+
+def _key_for(key: str, mode: str) -> str:
+    # Structured-output replies keep the plain key (and so every existing cache entry).
+    return key if mode == "json_schema" else stable_id(key, mode, length=32)
+
+
+def _httpx_timeout(seconds: float) -> Any:
+    # Connecting should never take long; reads may, up to the attempt's own deadline.
+    return httpx2.Timeout(seconds, connect=min(seconds, 10.0))
+
+
+class _CappedStream(httpx2.AsyncByteStream):
+    """A response body stream that stops with _ReplyTooLarge once it has passed `limit` bytes."""
+
+    def __init__(self, stream: Any, limit: int):
+        self._stream = stream
+        self._limit = limit
+
+    async def __aiter__(self):
+        seen = 0
+        async for chunk in self._stream:
+            seen += len(chunk)
+            if seen > self._limit:
+                raise _ReplyTooLarge(seen)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+def _url_secrets(url: str | None) -> list[str]:
+    """The parts of a base URL that may be secrets: userinfo, query values, key-like path segments."""
+    if not url:
+        return []
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    found = [unquote(v) for v in (parts.username, parts.password) if v]
+    found += [v for _, v in parse_qsl(parts.query, keep_blank_values=False)]
+    found += [seg for seg in parts.path.split("/") if looks_like_secret(seg)]
+    if parts.fragment:
+        found.append(parts.fragment)
+    return found
+
+
+def _with_schema(messages: list[dict]) -> list[dict]:
+    """The messages with the reply schema written into the system message, for JSON mode and text."""
+    schema = json.dumps(CardSet.model_json_schema(), sort_keys=True)
+    instruction = ("Reply with one JSON object and nothing else. It must match this JSON schema:\n" + schema)
+    out = [dict(m) for m in messages]
+    for m in out:
+        if m.get("role") == "system" and isinstance(m.get("content"), str):
+            m["content"] = f"{m['content']}\n\n{instruction}"
+            return out
+    return [{"role": "system", "content": instruction}, *out]
+
+
+def _json_part(content: str) -> str:
+    """The JSON object inside a reply that may wrap it in prose or a ``` fence."""
+    fence = re.search(r"```(?:json)?\s*(\{.*?\})\s*```", content, re.S)
+    if fence:
+        return fence.group(1)
+    start, end = content.find("{"), content.rfind("}")
+    return content[start:end + 1] if 0 <= start < end else content
+
+
+def _body_text(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, (dict, list)):
+        return json.dumps(body)
+    return str(body or exc.message or "")
 
 
 def _server_message(exc: openai.APIStatusError) -> str:
@@ -336,9 +578,4 @@ def _one_line(text: str, limit: int = _MESSAGE_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _without_userinfo(url: str) -> str:
-    # A base URL may carry credentials (https://user:pass@host/v1); never echo them.
-    return re.sub(r"(?<=://)[^/@]*@", "", url)
-
-
-__all__ = ["OpenAIGenerator"]
+__all__ = ["DEFAULT_MAX_TOKENS", "MODES", "OpenAIGenerator", "default_max_tokens"]
