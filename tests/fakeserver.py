@@ -166,11 +166,13 @@ class FakeOpenAI:
         self.huge_bytes = huge_bytes
         self.bytes_sent: list[int] = []  # per streamed ("trickle", "huge") reply: bytes written before it ended
         self._stopping = threading.Event()
+        self._streaming = 0  # streamed replies still being written
         self.requests: list[Recorded] = []
         self.outcomes: Counter[str] = Counter()
         self._script: deque[str | dict] = deque(script)
         self._random = random.Random(seed)
         self._lock = threading.Lock()
+        self._streams_done = threading.Condition(self._lock)
         self._seen_prefixes: set[str] = set()
         self._ids = 0
         self._httpd: ThreadingHTTPServer | None = None
@@ -194,6 +196,8 @@ class FakeOpenAI:
 
     def stop(self) -> None:
         self._stopping.set()
+        with self._streams_done:  # let streamed replies see the client gone and count what they sent
+            self._streams_done.wait_for(lambda: self._streaming == 0, timeout=5)
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -446,6 +450,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server_fake
         sent = 0
         self.close_connection = True
+        with fake._lock:
+            fake._streaming += 1
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -467,8 +473,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client stopped reading: that is what a size or time limit does
         finally:
-            with fake._lock:
+            with fake._streams_done:
                 fake.bytes_sent.append(sent)
+                fake._streaming -= 1
+                fake._streams_done.notify_all()
 
     def _send_huge(self, body: dict) -> None:
         """A well-formed completion whose card front is huge_bytes long, generated as it is sent."""
