@@ -177,7 +177,7 @@ class OpenAIGenerator:
             api_key=api_key or "not-needed",
             base_url=base_url,
             max_retries=0,
-            timeout=read,
+            timeout=_httpx_timeout(read),
             http_client=openai.DefaultAsyncHttpxClient(
                 timeout=_httpx_timeout(read), event_hooks={"response": [cap_reply]}),
         )
@@ -209,6 +209,7 @@ class OpenAIGenerator:
             except _Transient as e:
                 exc, card_set = e, None
             except _FormatRefused as e:
+                self._answered()
                 self._fall_back(e)  # raises when there is nothing to fall back to
                 continue
             except _BadReply as e:
@@ -503,7 +504,7 @@ def _url_secrets(url: str | None) -> list[str]:
     except ValueError:
         return [url]
     found = [unquote(v) for v in (parts.username, parts.password) if v]
-    found += [v for _, v in parse_qsl(parts.query, keep_blank_values=False)]
+    found += [v for _, v in parse_qsl(parts.query, keep_blank_values=False) if len(v) >= 8]
     found += [seg for seg in parts.path.split("/") if looks_like_secret(seg)]
     if parts.fragment:
         found.append(parts.fragment)
