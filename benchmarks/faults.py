@@ -9,7 +9,7 @@ workspace. Each run is cut off after --cap seconds (shown as "> cap").
 
 --src runs the `cards` package of another checkout (e.g. an older commit) with the same
 scenarios. The environment sets CARDS_TIMEOUT=5, so a version that reads it waits 5 s per
-request; one that does not keeps its own fixed timeout.
+request; one that does not keeps its own fixed timeout. The model is "local-model".
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def run(name: str, src: Path, cap: float) -> dict:
             port = srv.port
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CARDS_", "OPENAI_"))}
         env.update({"OPENAI_API_KEY": KEY, "NO_PROXY": "127.0.0.1", "PYTHONPATH": str(src),
-                    "CARDS_TIMEOUT": "5", **extra_env})
+                    "CARDS_TIMEOUT": "5", "CARDS_MODEL": "local-model", **extra_env})
         cmd = [sys.executable, "-m", "cards", "generate", "notes.md", "--workspace", "ws",
                "--base-url", f"http://127.0.0.1:{port}{suffix}"]
         start = time.perf_counter()

@@ -216,7 +216,7 @@ def test_a_reply_that_is_not_a_chat_completion_is_a_bad_reply():
 def test_a_slow_server_times_out_and_is_retried():
     with FakeOpenAI(latency=0.3) as srv:
         gen = OpenAIGenerator("fake-model", base_url=srv.base_url, api_key=KEY, timeout=0.05,
-                              max_attempts=2, sleep=_no_sleep)
+                              max_attempts=2, sleep=_no_sleep, unreachable_first=9, unreachable_after=9)
         [res] = run(gen, make_request())
     assert res.error == "gave up after 2 attempts: no reply within 0.05s"
     assert res.requests == 2
@@ -285,7 +285,9 @@ def test_no_key_sends_a_placeholder_for_local_servers():
 def test_an_unreachable_server_gives_up_with_a_short_reason():
     with FakeOpenAI() as srv:
         url = srv.base_url  # the port is free again once the server stops
-    gen = OpenAIGenerator("fake-model", base_url=url, api_key=KEY, sleep=_no_sleep, max_attempts=3)
+    # One note's own retries; the run-wide stop for an unreachable server is tested in test_server_faults.
+    gen = OpenAIGenerator("fake-model", base_url=url, api_key=KEY, sleep=_no_sleep, max_attempts=3,
+                          unreachable_first=9, unreachable_after=9)
     [res] = run(gen, make_request())
     assert res.error == "gave up after 3 attempts: could not connect to the server"
 

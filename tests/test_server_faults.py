@@ -150,7 +150,7 @@ def test_a_huge_reply_never_reaches_the_workspace(tmp_path):
 def test_a_byte_a_second_server_is_held_to_the_overall_deadline():
     # Each read gets a byte well within the read timeout, so only the overall deadline can stop it.
     with FakeOpenAI(script=["trickle"] * 2, trickle=0.05) as srv:
-        g = gen(srv, timeout=0.3, read_timeout=5.0, max_attempts=2)
+        g = gen(srv, timeout=0.3, read_timeout=5.0, max_attempts=2, unreachable_first=9, unreachable_after=9)
         [res] = run(g, request())
     assert res.error == "gave up after 2 attempts: no reply within 0.3s"
     # A reply is hundreds of bytes; each attempt was cut off after a handful of them.
@@ -160,26 +160,34 @@ def test_a_byte_a_second_server_is_held_to_the_overall_deadline():
 def test_connection_refused_stops_the_run_instead_of_retrying_every_note():
     with FakeOpenAI() as srv:
         url = srv.base_url  # closed again: connection refused
-    g = gen(url, unreachable_after=4)
+    g = gen(url)
     with pytest.raises(GenerationError) as info:
         run(g, *[request(i) for i in range(12)], concurrency=8)
     message = str(info.value)
-    assert message.startswith("stopped: 4 requests in a row to http://127.0.0.1:")
+    assert message.startswith("stopped: 2 requests in a row to http://127.0.0.1:")  # nothing ever answered
     assert "could not connect to the server" in message and "\n" not in message
     assert info.value.exit_code == 3
 
 
 def test_a_server_that_never_answers_stops_the_run_after_a_bounded_number_of_deadlines():
     with FakeOpenAI(script=["silent"] * 50) as srv:
-        g = gen(srv, timeout=0.2, unreachable_after=3)
-        with pytest.raises(GenerationError, match=r"3 requests in a row .* \(no reply within 0.2s\)"):
+        g = gen(srv, timeout=0.2)
+        with pytest.raises(GenerationError, match=r"2 requests in a row .* \(no reply within 0.2s\)"):
             run(g, *[request(i) for i in range(10)], concurrency=2)
-    assert srv.count <= 3 + 2  # the third silence stops it; at most the other slot was in flight
+    assert srv.count <= 2 + 2  # the second silence stops it; at most the other slot was in flight
+
+
+def test_once_the_server_has_answered_it_gets_more_silences_before_the_run_stops():
+    with FakeOpenAI(script=["ok"] + ["silent"] * 50) as srv:
+        g = gen(srv, timeout=0.2, unreachable_after=3)
+        with pytest.raises(GenerationError, match=r"3 requests in a row"):
+            run(g, *[request(i) for i in range(10)], concurrency=1)
+    assert srv.count == 1 + 3
 
 
 def test_answers_in_between_keep_a_flaky_server_going():
     with FakeOpenAI(script=["silent", "ok", "silent", "ok", "silent", "ok"]) as srv:
-        g = gen(srv, timeout=0.2, unreachable_after=2)
+        g = gen(srv, timeout=0.2, unreachable_first=2, unreachable_after=2)
         results = run(g, request(0), request(1), request(2), concurrency=1)
     assert all(r.ok for r in results)
 

@@ -14,9 +14,10 @@ Failure policy, per note:
 - a request the server rejects (HTTP 400, 422 and other 4xx): recorded for that note;
 - a run that cannot work at all (HTTP 401, 402, 403, 404, or a 429 saying the quota is
   exhausted): raised as `GenerationError`, since every other note would fail the same way;
-- a server that cannot be reached: after `unreachable_after` attempts in a row across the run
-  that got no answer (connection refused, or nothing within the deadline), `GenerationError`
-  too, rather than waiting out every note's retries.
+- a server that cannot be reached: after `unreachable_first` attempts in a row across the run
+  that got no answer (connection refused, or nothing within the deadline) while nothing has
+  answered yet, or `unreachable_after` once something has, `GenerationError` too, rather than
+  waiting out every note's retries.
 
 Bounds, so that no reply can hold a run or fill memory:
 
@@ -137,6 +138,7 @@ class OpenAIGenerator:
         structured: str = "auto",
         reply_limit: int | None = None,
         unreachable_after: int = 4,
+        unreachable_first: int = 2,
         read_timeout: float | None = None,
         notify: Callable[[str], None] | None = None,
     ):
@@ -151,8 +153,11 @@ class OpenAIGenerator:
         self._mode = "json_schema" if structured == "auto" else structured
         # Room for three capped cards, or for what the token limit allows (about 4 bytes a token, doubled).
         self.reply_limit = reply_limit or max(DEFAULT_REPLY_LIMIT, self.max_tokens * 8)
+        # Attempts in a row without any answer that stop the run: fewer while nothing has answered yet.
         self.unreachable_after = unreachable_after
+        self.unreachable_first = min(unreachable_first, unreachable_after)
         self._unanswered = 0  # attempts in a row, across the run, that got no answer at all
+        self._ever_answered = False
         self._notify = notify or (lambda message: log.warning("%s", message))
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
@@ -243,14 +248,15 @@ class OpenAIGenerator:
 
     def _answered(self) -> None:
         self._unanswered = 0
+        self._ever_answered = True
 
     def _no_answer(self, exc: _Transient) -> None:
         """Count attempts that reached no one; enough of them in a row stop the run."""
         if not exc.unanswered:
-            self._unanswered = 0  # a 5xx or a dropped connection: someone is there
+            self._answered()  # a 5xx or a dropped connection: someone is there
             return
         self._unanswered += 1
-        if self._unanswered >= self.unreachable_after:
+        if self._unanswered >= (self.unreachable_after if self._ever_answered else self.unreachable_first):
             where = f"{self.base_url.rstrip('/')}/chat/completions"
             raise GenerationError(
                 f"stopped: {self._unanswered} requests in a row to {where} got no answer ({exc.reason}); "
