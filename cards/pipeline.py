@@ -260,8 +260,13 @@ async def _run(jobs: list[Job], store, generator, version: str, run_id: int, con
         key = generator.cache_key(request.key) if hasattr(generator, "cache_key") else request.key
         cached = None if force else store.cached_response(key)
         gen_id = stable_id(job.note.id, job.spec, str(run_id), str(time.time_ns()))
+        cards = None
         if cached is not None:
-            cards = CardSet.model_validate_json(cached).cards
+            try:
+                cards = CardSet.model_validate_json(cached).cards
+            except ValueError:
+                cards = None  # cached before the schema's bounds, and over them: ask again
+        if cards is not None:
             store.record_generation(
                 gen_id=gen_id, note=job.note, spec=job.spec, parts=job.parts, generator=generator.name,
                 model=generator.model, prompt_version=version, key=key, error=None,

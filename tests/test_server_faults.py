@@ -404,3 +404,47 @@ def cli(args: list[str], base_url: str | None = None, key: str = KEY):
         args = [*args, "--base-url", base_url]
     with no_network():
         return runner.invoke(app, args, env={"OPENAI_API_KEY": key})
+
+
+# -- replies stored before the bounds ---------------------------------------------------------------
+
+class _OldReplies:
+    """A generator whose stored replies predate the bounds: four cards, where three is the most."""
+
+    name = "older"
+
+    def __init__(self, model: str):
+        self.model = model
+
+    async def generate(self, request: Request) -> Result:
+        over = json.dumps({"cards": [card(front=f"Q{i}?") for i in range(4)]})
+        return Result(note_id=request.note.id, key=request.key, cards=CardSet.model_validate(
+            {"cards": [card()]}).cards, raw=over)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_a_stored_reply_over_the_bounds_is_asked_again_not_a_crash(tmp_path):
+    from cards.pipeline import generate, load
+
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Show\n\n- the reactor runs at 345 megawatts\n")
+    with FakeOpenAI() as srv:
+        s = build_settings(tmp_path / "none.toml", workspace=str(tmp_path / "ws"), base_url=srv.base_url,
+                           api_key=KEY)
+        loaded = load([notes], [], s)
+        generate(loaded, s, generator=_OldReplies(s.model))
+        with no_network():
+            summary = generate(loaded, s)
+    assert srv.count == 1  # the stored reply did not validate, so the note was asked again
+    assert summary.total["cards"] == 1 and summary.failures == []
+
+
+def test_the_offline_generator_survives_a_note_line_past_the_bounds(tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Show\n\n- the reactor: " + "runs at 345 megawatts and more " * 60 + "\n"
+                     "- the turbine spins at 3600 rpm\n")
+    res = runner.invoke(app, ["generate", str(notes), "-w", str(tmp_path / "ws"), "--offline", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["total"]["cards"] == 1  # the long line makes no card; the other one does

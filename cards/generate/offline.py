@@ -224,8 +224,14 @@ class OfflineGenerator:
     model = MODEL
 
     async def generate(self, request: Request) -> Result:
-        cards = cards_for(request.note.text, request.episode_title)
+        import pydantic
+
         from cards.schema import CardSet
+
+        try:
+            cards = cards_for(request.note.text, request.episode_title)
+        except pydantic.ValidationError:
+            cards = []  # a note line past a card's length bounds makes no extractive card
 
         return Result(note_id=request.note.id, key=request.key, cards=cards,
                       raw=CardSet(cards=cards).model_dump_json())
