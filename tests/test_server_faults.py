@@ -329,7 +329,8 @@ def test_a_server_without_any_json_mode_falls_back_to_text():
 
 def test_a_chosen_mode_that_the_server_refuses_stops_the_run():
     with FakeOpenAI(kind="llama-cpp-python") as srv:
-        with pytest.raises(GenerationError, match="refuses response_format json_schema.*--structured json_object"):
+        with pytest.raises(GenerationError,
+                           match="refuses response_format json_schema.*; try --structured json_object or text"):
             run(gen(srv, structured="json_schema"), request(0))
     assert srv.outcomes == {"refused-500": 1}  # not retried, not downgraded
 
@@ -341,6 +342,12 @@ def test_a_chosen_mode_is_used_from_the_first_request(mode):
     assert res.ok and srv.count == 1
     fmt = srv.requests[0].json.get("response_format")
     assert fmt == ({"type": "json_object"} if mode == "json_object" else None)
+
+
+def test_max_tokens_is_not_sent_to_openai_itself_which_refuses_it_for_reasoning_models():
+    local = gen("http://127.0.0.1:9/v1", structured="json_object")
+    remote = OpenAIGenerator("gpt-5-mini", base_url="https://api.openai.com/v1", structured="json_object")
+    assert local._send_max_tokens and not remote._send_max_tokens
 
 
 def test_bounds_hold_in_json_mode_too():

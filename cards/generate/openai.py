@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import inspect
 import json
 import logging
@@ -188,6 +189,7 @@ class OpenAIGenerator:
         )
         # The one form of the server's address that is ever shown.
         self.base_url = mask_url(str(self._client.base_url))
+        self._send_max_tokens = self._client.base_url.host != "api.openai.com"
 
     def __repr__(self) -> str:
         return f"OpenAIGenerator(model={self.model!r}, base_url={self.base_url!r})"
@@ -268,8 +270,8 @@ class OpenAIGenerator:
             return  # another request already moved the run on; just ask again in the new format
         nxt = _FALLBACK.get(exc.mode) if self.structured == "auto" else None
         if nxt is None:
-            hint = ("; choose another with --structured json_object or text" if self.structured != "auto"
-                    else "")
+            others = [m for m in ("json_object", "text") if m != exc.mode and MODES.index(m) > MODES.index(exc.mode)]
+            hint = f"; try --structured {' or '.join(others)}" if others else ""
             raise GenerationError(f"{self.base_url.rstrip('/')}/chat/completions refuses response_format "
                                   f"{exc.mode}: {exc.detail}{hint}")
         self._mode = nxt
@@ -289,8 +291,10 @@ class OpenAIGenerator:
             call = self._client.chat.completions.with_raw_response.parse
         else:
             kwargs["messages"] = _with_schema(kwargs["messages"])
-            # Servers without structured outputs (llama-cpp-python, older vLLM) read max_tokens instead.
-            kwargs["max_tokens"] = self.max_tokens
+            if self._send_max_tokens:
+                # Servers without structured outputs (llama-cpp-python, older vLLM) read max_tokens instead;
+                # OpenAI refuses it for reasoning models, so it is not sent there.
+                kwargs["max_tokens"] = self.max_tokens
             if mode == "json_object":
                 kwargs["response_format"] = {"type": "json_object"}
             call = self._client.chat.completions.with_raw_response.create
@@ -517,10 +521,15 @@ def _url_secrets(url: str | None) -> list[str]:
     return found
 
 
+@functools.cache
+def _schema_instruction() -> str:
+    schema = json.dumps(CardSet.model_json_schema(), sort_keys=True)
+    return "Reply with one JSON object and nothing else. It must match this JSON schema:\n" + schema
+
+
 def _with_schema(messages: list[dict]) -> list[dict]:
     """The messages with the reply schema written into the system message, for JSON mode and text."""
-    schema = json.dumps(CardSet.model_json_schema(), sort_keys=True)
-    instruction = ("Reply with one JSON object and nothing else. It must match this JSON schema:\n" + schema)
+    instruction = _schema_instruction()
     out = [dict(m) for m in messages]
     for m in out:
         if m.get("role") == "system" and isinstance(m.get("content"), str):
