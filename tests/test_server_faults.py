@@ -450,8 +450,10 @@ def test_a_stored_reply_over_the_bounds_is_asked_again_not_a_crash(tmp_path):
 
 def test_the_offline_generator_survives_a_note_line_past_the_bounds(tmp_path):
     notes = tmp_path / "notes.md"
-    notes.write_text("# Show\n\n- the reactor: " + "runs at 345 megawatts and more " * 60 + "\n"
-                     "- the turbine spins at 3600 rpm\n")
+    # The first bullet's first line would be its card's quote: 1,400 characters, past the 1,000 allowed.
+    notes.write_text("# Show\n\n- chain of thought is adaptive compute. "
+                     + "the speakers talked about this idea at length. " * 30 + "\n"
+                     "- chain of thought is adaptive compute\n")
     res = runner.invoke(app, ["generate", str(notes), "-w", str(tmp_path / "ws"), "--offline", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["total"]["cards"] == 1  # the long line makes no card; the other one does
