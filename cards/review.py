@@ -2,9 +2,13 @@
 
 The person sees a draft next to what it came from (their own note, the supporting
 quote and the transcript passage with the quote highlighted) and approves, rejects,
-edits or skips it. Each decision is written to the workspace at once through
+edits or skips it. A pending revision is shown old → new, with what changed marked;
+approving takes the new text and rejecting keeps the old.
+
+What the keys do lives in `cards.review_session.ReviewSession`, which knows nothing of
+the screen: each decision is written to the workspace at once through
 `Store.update_draft`, so quitting (or a crash) loses nothing, and `u` undoes this
-session's decisions one by one.
+session's decisions one by one. This module only draws the session and binds keys.
 
 All text shown here comes from notes, transcripts or an LLM, so it is never parsed
 as markup: every widget gets a `rich.text.Text` built from plain strings.
@@ -12,27 +16,34 @@ as markup: every widget gets a `rich.text.Text` built from plain strings.
 
 from __future__ import annotations
 
+import difflib
 import re
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Input, Label, Static
 
-from cards.check import GROUNDED, edit_problem
+from cards.check import GROUNDED
 from cards.models import Draft, format_span
+from cards.review_session import DECIDED, UNDECIDED, Notice, Revision, ReviewSession
 from cards.store import Store
 
-UNDECIDED = ("draft", "duplicate")
-DECIDED = ("approved", "rejected")
+__all__ = ["DECIDED", "UNDECIDED", "ReviewApp", "ReviewSession", "find_quote", "passage_text",
+           "revision_view", "run_review", "word_diff"]
 
 _BADGES = {
     "draft": "bold black on yellow",
     "approved": "bold white on dark_green",
     "rejected": "bold white on red3",
     "duplicate": "bold black on dark_orange",
+    "revision": "bold black on cyan",
 }
+_REMOVED = "bold red strike"
+_ADDED = "bold green"
 
 
 def find_quote(passage: str, quote: str) -> tuple[int, int] | None:
@@ -67,12 +78,61 @@ def _labels(d: Draft) -> tuple[str, str]:
     return ("Cloze", "Extra") if d.kind == "cloze" else ("Front", "Back")
 
 
+def word_diff(old: str, new: str) -> tuple[Text, Text]:
+    """Both texts with the words that differ marked: removed ones in the old, added ones in the new."""
+    a, b = re.findall(r"\S+|\s+", old), re.findall(r"\S+|\s+", new)
+    was, now = Text(), Text()
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "equal":
+            was.append("".join(a[i1:i2]))
+            now.append("".join(b[j1:j2]))
+        else:
+            was.append("".join(a[i1:i2]), style=_REMOVED)
+            now.append("".join(b[j1:j2]), style=_ADDED)
+    return was, now
+
+
+_REVISION_HEAD = {
+    "pending": "a takes the new text · r keeps the old",
+    "accepted": "accepted: the new text replaced the old",
+    "kept": "rejected: the old text is kept",
+}
+
+
+def revision_view(rev: Revision) -> Group:
+    """A revision as old → new in two columns, the changed words marked."""
+    head = Text("Revision", style="bold")
+    reasons = rev.reasons()
+    if reasons:
+        head.append(f" of an {', '.join(reasons)} card")  # approved, edited, exported
+    head.append(f" — {_REVISION_HEAD[rev.state]}")
+    if rev.old.kind != rev.new.kind:
+        head.append(f"\nkind {rev.old.kind} → {rev.new.kind}", style="bold")
+    table = Table(box=None, expand=True, pad_edge=False, show_edge=False)
+    table.add_column(Text(""), no_wrap=True, width=6)
+    table.add_column(Text("Was", style="bold"), ratio=1)
+    table.add_column(Text("Now", style="bold"), ratio=1)
+    labels = _labels(rev.new)
+    for label, old, new in ((labels[0], rev.old.front, rev.new.front), (labels[1], rev.old.back, rev.new.back)):
+        was, now = word_diff(old, new)
+        if not old:
+            was = Text("(empty)", style="dim")
+        if not new:
+            now = Text("(empty)", style="dim")
+        table.add_row(Text(label, style="bold"), was, now)
+    return Group(head, table)
+
+
+class CardView(VerticalScroll):
+    """The scrolling card area; focused so up/down/page keys scroll it."""
+
+
 class CardView(VerticalScroll):
     """The scrolling card area; focused so up/down/page keys scroll it."""
 
 
 class ReviewApp(App[dict]):
-    """Review drafts one card at a time; decisions go straight to the workspace."""
+    """Draw a `ReviewSession` and turn keys into its calls; decisions go straight to the workspace."""
 
     TITLE = "cards review"
     # The palette's ctrl+p would only crowd the footer; every command here has a key.
@@ -88,6 +148,7 @@ class ReviewApp(App[dict]):
     CardView { padding: 0 1; }
     CardView > Static { margin-bottom: 1; }
     #qa { border: round $accent; padding: 0 1; }
+    #qa.revision { border: round $secondary; }
     #editor { display: none; height: auto; border: round $warning; padding: 0 1; margin-bottom: 1; }
     #editor Input { margin-bottom: 0; }
     #card.editing #editor { display: block; }
@@ -121,82 +182,14 @@ class ReviewApp(App[dict]):
     _EDIT_ACTIONS = frozenset({"save", "cancel_edit"})
     _ALWAYS = frozenset({"quit_review", "toggle_all"})
 
-    def __init__(self, store: Store, episode: str | None = None):
+    def __init__(self, store: Store, episode: str | None = None, *, session: ReviewSession | None = None):
         super().__init__()
-        self.store = store
-        self.episode = episode
-        self.show_all = False
+        self.session = session or ReviewSession(store, episode)
         self.editing = False
-        self.index = 0
-        self._titles: dict[str, str] = {e.slug: e.title for e in store.episodes()}
-        self._known: dict[str, Draft] = {}
-        # This session's decisions, newest last: what `u` walks back through.
-        self._log: list[tuple[str, str]] = []
-        self._skipped: set[str] = set()
-        self._review_ids: list[str] | None = None
-        self.drafts: list[Draft] = self._load(show_all=False)
-        self._review_ids = [d.id for d in self.drafts]
-
-    # -- data ---------------------------------------------------------------------------
-
-    def _load(self, *, show_all: bool) -> list[Draft]:
-        drafts = self.store.drafts(episode=self.episode, include_superseded=False)
-        if show_all:
-            chosen = drafts
-        elif self._review_ids is not None:
-            # The set under review stays fixed for the session, so decided cards stay
-            # reachable with p/n and count towards the progress.
-            keep = set(self._review_ids)
-            chosen = [d for d in drafts if d.id in keep]
-        else:
-            chosen = [d for d in drafts if d.status in UNDECIDED]
-        for d in chosen:
-            self._known[d.id] = d
-        return chosen
 
     @property
     def current(self) -> Draft | None:
-        return self.drafts[self.index] if self.drafts else None
-
-    def _replace(self, draft: Draft) -> None:
-        self._known[draft.id] = draft
-        for i, d in enumerate(self.drafts):
-            if d.id == draft.id:
-                self.drafts[i] = draft
-
-    def progress(self) -> tuple[int, int]:
-        """(reviewed, total) for the cards on show; reviewed means approved or rejected."""
-        return sum(d.status in DECIDED for d in self.drafts), len(self.drafts)
-
-    def summary(self) -> dict:
-        """What this session did; counts are net of undos and later changes of mind."""
-        decided = {i for i, a in self._log if a in ("approve", "reject")}
-        status = {i: d.status for i, d in self._known.items()}
-        ids = self._review_ids or []
-        remaining = sum(status.get(i) in UNDECIDED for i in ids)
-        return {
-            "approved": sum(status.get(i) == "approved" for i in decided),
-            "rejected": sum(status.get(i) == "rejected" for i in decided),
-            "edited": len({i for i, a in self._log if a == "edit"}),
-            "undup": len({i for i, a in self._log if a == "undup"}),
-            "skipped": sum(status.get(i) in UNDECIDED for i in self._skipped),
-            "remaining": remaining,
-            "total": len(ids),
-        }
-
-    def _title(self, slug: str) -> str:
-        return self._titles.get(slug) or slug
-
-    def _episode_order(self) -> list[str]:
-        return list(dict.fromkeys(d.episode for d in self.drafts))
-
-    def _next_undecided(self, *, include_current: bool) -> int | None:
-        n = len(self.drafts)
-        for k in range(1, n + 1 if include_current else n):
-            i = (self.index + k) % n
-            if self.drafts[i].status in UNDECIDED:
-                return i
-        return None
+        return self.session.current
 
     # -- layout -------------------------------------------------------------------------
 
@@ -227,15 +220,16 @@ class ReviewApp(App[dict]):
 
     def _show(self) -> None:
         """Redraw everything from the current draft; untrusted text only ever as Text."""
-        reviewed, total = self.progress()
+        s = self.session
+        reviewed, total = s.progress()
         progress = Text(f"{reviewed}/{total} reviewed")
-        if self.show_all:
+        if s.show_all:
             progress.append(" · showing all", style="italic")
         self.query_one("#progress", Static).update(progress)
 
         banner = self.query_one("#banner", Static)
         card = self.query_one(CardView)
-        d = self.current
+        d = s.current
         if d is None:
             self.query_one("#where", Static).update(Text("cards review", style="bold"))
             banner.update(Text("Nothing to review — press q to quit"))
@@ -250,22 +244,17 @@ class ReviewApp(App[dict]):
         else:
             banner.set_classes("")
 
-        episodes = self._episode_order()
-        in_episode = [x.id for x in self.drafts if x.episode == d.episode]
+        pos = s.position()
         where = Text("cards review  ", style="bold")
-        where.append(self._title(d.episode), style="bold cyan")
-        where.append(f"  · episode {episodes.index(d.episode) + 1}/{len(episodes)}"
-                     f" · card {in_episode.index(d.id) + 1}/{len(in_episode)}")
+        where.append(s.title(d.episode), style="bold cyan")
+        where.append(f"  · episode {pos.episode_number}/{pos.episodes} · card {pos.card_number}/{pos.cards}")
         self.query_one("#where", Static).update(where)
 
-        self.query_one("#meta", Static).update(self._meta(d))
-        front_label, back_label = _labels(d)
-        qa = Text()
-        qa.append(f"{front_label:<6} ", style="bold")
-        qa.append(d.front)
-        qa.append(f"\n{back_label:<6} ", style="bold")
-        qa.append(d.back if d.back else "(empty)", style="" if d.back else "dim")
-        self.query_one("#qa", Static).update(qa)
+        revision = s.revision(d)
+        self.query_one("#meta", Static).update(self._meta(d, revision))
+        qa = self.query_one("#qa", Static)
+        qa.set_class(revision is not None, "revision")
+        qa.update(self._qa(d) if revision is None else revision_view(revision))
 
         dup = self.query_one("#dup", Static)
         dup.update(self._duplicate(d))
@@ -295,8 +284,22 @@ class ReviewApp(App[dict]):
         card.scroll_home(animate=False)
         self.refresh_bindings()
 
-    def _meta(self, d: Draft) -> Text:
+    @staticmethod
+    def _qa(d: Draft) -> Text:
+        front_label, back_label = _labels(d)
+        qa = Text()
+        qa.append(f"{front_label:<6} ", style="bold")
+        qa.append(d.front)
+        qa.append(f"\n{back_label:<6} ", style="bold")
+        qa.append(d.back if d.back else "(empty)", style="" if d.back else "dim")
+        return qa
+
+    @staticmethod
+    def _meta(d: Draft, revision: Revision | None) -> Text:
         t = Text()
+        if revision is not None:
+            t.append(" REVISION ", style=_BADGES["revision"])
+            t.append(" ")
         t.append(f" {d.status.upper()} ", style=_BADGES.get(d.status, "reverse"))
         if d.edited:
             t.append(" edited", style="bold magenta")
@@ -317,7 +320,7 @@ class ReviewApp(App[dict]):
     def _duplicate(self, d: Draft) -> Text:
         if d.duplicate_of is None:
             return Text()
-        other = self._known.get(d.duplicate_of) or self.store.draft(d.duplicate_of)
+        other = self.session.duplicate_target(d)
         t = Text("duplicate of ", style="bold dark_orange")
         if other is None:
             t.append(f"a card that no longer exists ({d.duplicate_of})")
@@ -337,114 +340,56 @@ class ReviewApp(App[dict]):
             return action in self._EDIT_ACTIONS
         if action in self._EDIT_ACTIONS:
             return False
-        if self.current is None:
+        current = self.session.current
+        if current is None:
             return action in self._ALWAYS
         if action == "undup":
-            return self.current.duplicate_of is not None
+            return current.duplicate_of is not None
         if action == "undo":
-            return True if self._log else None
+            return True if self.session.can_undo else None
         return True
 
-    # -- actions ------------------------------------------------------------------------
+    # -- actions: each calls the session, says what it returned, and redraws --------------
 
-    def _go(self, index: int) -> None:
-        self.index = index
+    def _after(self, notice: Notice | None) -> None:
+        if notice is not None:
+            timeout = 3 if notice.severity == "error" else 2
+            self.notify(notice.text, severity=notice.severity, timeout=timeout)
         self._show()
-
-    def _decide(self, status: str, action: str) -> None:
-        d = self.current
-        if d is None:
-            return
-        if d.status != status:
-            self._replace(self.store.update_draft(d.id, action=action, status=status))
-            self._log.append((d.id, action))
-        nxt = self._next_undecided(include_current=True)
-        if nxt is None:
-            self._show()
-        else:
-            self._go(nxt)
 
     def action_approve(self) -> None:
-        self._decide("approved", "approve")
+        self._after(self.session.approve())
 
     def action_reject(self) -> None:
-        self._decide("rejected", "reject")
+        self._after(self.session.reject())
 
     def action_skip(self) -> None:
-        d = self.current
-        if d is None:
-            return
-        if d.status in UNDECIDED:
-            self._skipped.add(d.id)
-        nxt = self._next_undecided(include_current=False)
-        if nxt is None:
-            nxt = min(self.index + 1, len(self.drafts) - 1)
-        self._go(nxt)
+        self._after(self.session.skip())
 
     def action_next(self) -> None:
-        if self.drafts and self.index < len(self.drafts) - 1:
-            self._go(self.index + 1)
-        elif self.drafts:
-            self.notify("This is the last card.", timeout=2)
+        self._after(self.session.next())
 
     def action_prev(self) -> None:
-        if self.index > 0:
-            self._go(self.index - 1)
-        elif self.drafts:
-            self.notify("This is the first card.", timeout=2)
-
-    def _jump_episode(self, step: int) -> None:
-        d = self.current
-        if d is None:
-            return
-        episodes = self._episode_order()
-        k = episodes.index(d.episode) + step
-        if not 0 <= k < len(episodes):
-            self.notify("No more episodes that way.", timeout=2)
-            return
-        self._go(next(i for i, x in enumerate(self.drafts) if x.episode == episodes[k]))
+        self._after(self.session.prev())
 
     def action_next_episode(self) -> None:
-        self._jump_episode(1)
+        self._after(self.session.next_episode())
 
     def action_prev_episode(self) -> None:
-        self._jump_episode(-1)
+        self._after(self.session.prev_episode())
 
     def action_undup(self) -> None:
-        d = self.current
-        if d is None or d.duplicate_of is None:
-            return
-        status = "draft" if d.status == "duplicate" else d.status
-        self._replace(self.store.update_draft(d.id, action="undup", status=status, duplicate_of=None))
-        self._log.append((d.id, "undup"))
-        self._show()
+        self._after(self.session.undup())
 
     def action_undo(self) -> None:
-        if not self._log:
-            self.notify("Nothing to undo in this session.", timeout=2)
-            return
-        draft_id, action = self._log.pop()
-        restored = self.store.undo_last([draft_id])
-        if restored is None:
-            self.notify("That change was already undone elsewhere.", severity="warning")
-            return
-        self._replace(restored)
-        for i, d in enumerate(self.drafts):
-            if d.id == draft_id:
-                self.index = i
-        self.notify(f"Undid {action}.", timeout=2)
-        self._show()
+        self._after(self.session.undo())
 
     def action_toggle_all(self) -> None:
-        keep = self.current.id if self.current else None
-        self.show_all = not self.show_all
-        self.drafts = self._load(show_all=self.show_all)
-        ids = [d.id for d in self.drafts]
-        self.index = ids.index(keep) if keep in ids else 0
+        self.session.toggle_all()
         self._show()
 
     def action_edit(self) -> None:
-        d = self.current
+        d = self.session.current
         if d is None:
             return
         front_label, back_label = _labels(d)
@@ -468,19 +413,13 @@ class ReviewApp(App[dict]):
             self._close_editor()
 
     def action_save(self) -> None:
-        d = self.current
-        if not self.editing or d is None:
+        if not self.editing or self.session.current is None:
             return
-        front = self.query_one("#edit-front", Input).value.strip()
-        back = self.query_one("#edit-back", Input).value.strip()
-        problem = edit_problem(d.kind, front, back)
-        if problem:
-            self.notify(problem[0].upper() + problem[1:] + ".", severity="error", timeout=3)
+        refused = self.session.edit(self.query_one("#edit-front", Input).value,
+                                    self.query_one("#edit-back", Input).value)
+        if refused is not None:
+            self.notify(refused.text, severity=refused.severity, timeout=3)
             return
-        changed = {k: v for k, v in (("front", front), ("back", back)) if v != getattr(d, k)}
-        if changed:
-            self._replace(self.store.update_draft(d.id, action="edit", **changed))
-            self._log.append((d.id, "edit"))
         self._close_editor()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -488,17 +427,19 @@ class ReviewApp(App[dict]):
         self.action_save()
 
     def action_quit_review(self) -> None:
-        self.exit(self.summary())
+        self.exit(self.session.summary())
 
 
 def run_review(store: Store, episode: str | None = None) -> dict:
     """Run the review app and return what the session did; with nothing to review, don't start it.
 
-    The summary has `approved`, `rejected`, `edited`, `undup`, `skipped` (left undecided
-    after a skip), `remaining` (still undecided) and `total` (cards up for review; 0
-    means there was nothing to review and the app never started).
+    The summary (`ReviewSession.summary`) has `approved`, `rejected`, `edited`, `undup`,
+    `skipped` (left undecided after a skip), `remaining` (still undecided), `total`
+    (cards up for review; 0 means there was nothing to review and the app never
+    started), and `revisions_accepted` / `revisions_kept` (of the approved / rejected,
+    how many were revisions).
     """
-    app = ReviewApp(store, episode)
-    if app.drafts:
-        app.run()
-    return app.summary()
+    session = ReviewSession(store, episode)
+    if session.drafts:
+        ReviewApp(store, episode, session=session).run()
+    return session.summary()

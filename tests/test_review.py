@@ -224,7 +224,7 @@ def test_next_previous_card_and_episode_navigation(tmp_path):
 def test_one_episode_only_when_asked(tmp_path):
     store = workspace(tmp_path, [draft(1), draft(2, "ep-b")])
     app = ReviewApp(store, "ep-b")
-    assert [d.id for d in app.drafts] == [draft(2).id]
+    assert [d.id for d in app.session.drafts] == [draft(2).id]
 
 
 def test_all_reviewed_message_and_summary_on_quit(tmp_path):
@@ -238,7 +238,8 @@ def test_all_reviewed_message_and_summary_on_quit(tmp_path):
             assert shown(app, "#banner").strip() == "All 2 cards reviewed — press q to quit"
             await pilot.press("q")
         assert app.return_value == {"approved": 1, "rejected": 1, "edited": 0, "undup": 0,
-                                    "skipped": 0, "remaining": 0, "total": 2}
+                                    "skipped": 0, "remaining": 0, "total": 2,
+                                    "revisions_accepted": 0, "revisions_kept": 0}
 
     run(scenario)
 
@@ -250,9 +251,9 @@ def test_decided_and_superseded_drafts_are_left_out_until_show_all(tmp_path):
     async def scenario():
         app = ReviewApp(store)
         async with app.run_test(size=SIZE) as pilot:
-            assert [d.id for d in app.drafts] == [draft(2).id, draft(4).id]
+            assert [d.id for d in app.session.drafts] == [draft(2).id, draft(4).id]
             await pilot.press("t")
-            assert [d.id for d in app.drafts] == [draft(1).id, draft(2).id, draft(4).id]
+            assert [d.id for d in app.session.drafts] == [draft(1).id, draft(2).id, draft(4).id]
             assert shown(app, "#progress") == "1/3 reviewed · showing all"
             assert app.current.id == draft(2).id  # stays on the card it was on
             await pilot.press("t")
