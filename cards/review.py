@@ -80,7 +80,7 @@ def _labels(d: Draft) -> tuple[str, str]:
 
 def word_diff(old: str, new: str) -> tuple[Text, Text]:
     """Both texts with the words that differ marked: removed ones in the old, added ones in the new."""
-    a, b = re.findall(r"\S+|\s+", old), re.findall(r"\S+|\s+", new)
+    a, b = re.findall(r"\w+|[^\w\s]+|\s+", old), re.findall(r"\w+|[^\w\s]+|\s+", new)
     was, now = Text(), Text()
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if op == "equal":

@@ -59,6 +59,30 @@ def workspace(folder: Path, drafts: list[Draft], titles: dict[str, str] | None =
     return store
 
 
+def regenerate(store: Store, old: Draft, position: int, n: int, **kw) -> Draft:
+    """Generate the note of `old` again (at its position) with one card; lineage decides what it becomes."""
+    new = draft(n, old.episode, note_id=old.note_id, note_text=old.note_text, **kw)
+    note = NoteItem(old.note_id, old.episode, old.note_text, "bullet", None, (), position)
+    store.record_generation(gen_id=f"regen{n}", note=note, spec="spec2", parts={}, generator=new.generator,
+                            model=new.model, prompt_version=new.prompt_version, key=f"regen{n}", error=None,
+                            drafts=[new], tokens_in=0, tokens_out=0, cached_tokens=0, requests=1,
+                            from_cache=False, raw=None, run_id=None)
+    return store.draft(new.id)
+
+
+EXPERTS = dict(front="How many experts does DeepSeek V3 have?", back="256 experts")
+EXPERTS_AGAIN = dict(front="How many experts are in DeepSeek V3?", back="256 routed experts")
+
+
+def with_revision(folder: Path, extra: list[Draft] = ()) -> tuple[Store, Draft, Draft]:
+    """A workspace whose first card was approved and then regenerated: (store, old card, its revision)."""
+    store = workspace(folder, [draft(1, **EXPERTS), *extra])
+    old = store.update_draft(draft(1).id, action="approve", status="approved")
+    rev = regenerate(store, old, 0, 9, **EXPERTS_AGAIN)
+    assert rev.revision_of == old.id and rev.lineage == old.lineage and rev.status == "draft"
+    return store, old, rev
+
+
 def shown(app: ReviewApp, selector: str) -> str:
     """The text a widget actually renders, line by line (after any markup processing)."""
     w = app.query_one(selector)
