@@ -420,3 +420,103 @@ def test_a_decision_survives_leaving_without_quit(tmp_path, key):
 
     run(scenario)
     assert status_in_db(tmp_path, draft(1).id) == {"a": "approved", "r": "rejected"}[key]
+
+
+# -- pending revisions -------------------------------------------------------------------------------
+
+def test_a_revision_shows_old_and_new_side_by_side(tmp_path):
+    store, old, rev = with_revision(tmp_path, [draft(2)])
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE):
+            qa = shown(app, "#qa")
+            assert "Revision of an approved card — a takes the new text · r keeps the old" in qa
+            was_row = next(line for line in qa.splitlines() if "Front" in line)
+            assert EXPERTS["front"] in was_row and EXPERTS_AGAIN["front"] in was_row
+            assert was_row.index(EXPERTS["front"]) < was_row.index(EXPERTS_AGAIN["front"])  # old, then new
+            assert "Was" in qa and "Now" in qa and EXPERTS["back"] in qa and EXPERTS_AGAIN["back"] in qa
+            assert "REVISION" in shown(app, "#meta") and "DRAFT" in shown(app, "#meta")
+            assert app.query_one("#qa").has_class("revision")
+
+    run(scenario)
+
+
+def test_a_accepts_a_revision_and_u_puts_both_cards_back(tmp_path):
+    store, old, rev = with_revision(tmp_path, [draft(2)])
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("a")
+            with Store(tmp_path) as other:
+                assert other.draft(rev.id).status == "approved" and other.draft(old.id).superseded
+            assert app.current.id == draft(2).id
+            assert shown(app, "#progress") == "1/2 reviewed"
+            await pilot.press("p")
+            assert "accepted: the new text replaced the old" in shown(app, "#qa")
+            assert "REVISION" in shown(app, "#meta") and "APPROVED" in shown(app, "#meta")
+            await pilot.press("u")
+            with Store(tmp_path) as other:
+                assert other.draft(rev.id).revision_of == old.id and not other.draft(old.id).superseded
+            assert "a takes the new text" in shown(app, "#qa")
+            await pilot.press("a", "q")
+        assert app.return_value["revisions_accepted"] == 1 and app.return_value["approved"] == 1
+
+    run(scenario)
+
+
+def test_r_keeps_the_old_text_of_a_revision(tmp_path):
+    store, old, rev = with_revision(tmp_path)
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("r")
+            assert "rejected: the old text is kept" in shown(app, "#qa")
+            assert shown(app, "#banner").strip() == "All 1 cards reviewed — press q to quit"
+            await pilot.press("q")
+        assert app.return_value["revisions_kept"] == 1 and app.return_value["rejected"] == 1
+
+    run(scenario)
+    with Store(tmp_path) as other:
+        kept = other.draft(old.id)
+        assert (kept.front, kept.status, kept.superseded) == (EXPERTS["front"], "approved", False)
+        assert other.draft(rev.id).superseded
+
+
+def test_e_on_a_revision_edits_the_new_text(tmp_path):
+    store, old, rev = with_revision(tmp_path)
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("e")
+            assert app.query_one("#edit-front", Input).value == EXPERTS_AGAIN["front"]
+            app.query_one("#edit-front", Input).value = "How many routed experts in V3?"
+            await pilot.press("enter")
+            assert "How many routed experts in V3?" in shown(app, "#qa")
+            assert EXPERTS["front"] in shown(app, "#qa")  # the old text is still beside it
+
+    run(scenario)
+    with Store(tmp_path) as other:
+        assert other.draft(rev.id).front == "How many routed experts in V3?"
+        assert other.draft(rev.id).revision_of == old.id
+        assert other.draft(old.id).front == EXPERTS["front"]
+
+
+def test_a_revisions_untrusted_text_is_shown_literally(tmp_path):
+    store = workspace(tmp_path, [draft(1, front="[bold]How many[/bold] experts in V3?", back="256 <b>experts</b>")])
+    old = store.update_draft(draft(1).id, action="approve", status="approved")
+    regenerate(store, old, 0, 9, front="[bold]How many[/bold] experts [link=http://evil]in V3[/link]?",
+               back="256 <b>experts</b> [/]")
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE):
+            qa = shown(app, "#qa")
+            assert "[bold]How many[/bold] experts in V3?" in qa
+            assert "[bold]How many[/bold] experts [link=http://evil]in V3[/link]?" in qa
+            assert "256 <b>experts</b> [/]" in qa
+
+    run(scenario)
