@@ -29,11 +29,8 @@ from textual.widgets import Footer, Input, Label, Static
 
 from cards.check import GROUNDED
 from cards.models import Draft, format_span
-from cards.review_session import DECIDED, UNDECIDED, Notice, Revision, ReviewSession
+from cards.review_session import Notice, ReviewSession, Revision
 from cards.store import Store
-
-__all__ = ["DECIDED", "UNDECIDED", "ReviewApp", "ReviewSession", "find_quote", "passage_text",
-           "revision_view", "run_review", "word_diff"]
 
 _BADGES = {
     "draft": "bold black on yellow",
@@ -121,10 +118,6 @@ def revision_view(rev: Revision) -> Group:
             now = Text("(empty)", style="dim")
         table.add_row(Text(label, style="bold"), was, now)
     return Group(head, table)
-
-
-class CardView(VerticalScroll):
-    """The scrolling card area; focused so up/down/page keys scroll it."""
 
 
 class CardView(VerticalScroll):
@@ -239,7 +232,7 @@ class ReviewApp(App[dict]):
             return
         card.display = True
         if reviewed == total:
-            banner.update(Text(f"All {total} cards reviewed — press q to quit"))
+            banner.update(Text(f"All {total} card{'' if total == 1 else 's'} reviewed — press q to quit"))
             banner.set_classes("show")
         else:
             banner.set_classes("")

@@ -91,8 +91,9 @@ class ReviewSession:
         # Revision id -> the card it would replace, remembered after the decision
         # (accepting clears `revision_of` in the workspace).
         self._revises: dict[str, str] = {}
-        # This session's decisions, newest last: what undo walks back through.
-        self._log: list[tuple[str, str]] = []
+        # This session's changes, newest last, with how many undo groups each wrote:
+        # what undo walks back through.
+        self._log: list[tuple[str, str, int]] = []
         self._skipped: set[str] = set()
         self._review_ids: list[str] | None = None
         self.drafts: list[Draft] = self._load()
@@ -181,15 +182,15 @@ class ReviewSession:
         `revisions_kept` say how many of them were revisions (accepted new text, or
         rejected so the old text stays).
         """
-        decided = {i for i, a in self._log if a in ("approve", "reject")}
+        decided = {i for i, a, _ in self._log if a in ("approve", "reject")}
         status = {i: d.status for i, d in self._known.items()}
         ids = self._review_ids or []
         revisions = decided & set(self._revises)
         return {
             "approved": sum(status.get(i) == "approved" for i in decided),
             "rejected": sum(status.get(i) == "rejected" for i in decided),
-            "edited": len({i for i, a in self._log if a == "edit"}),
-            "undup": len({i for i, a in self._log if a == "undup"}),
+            "edited": len({i for i, a, _ in self._log if a == "edit"}),
+            "undup": len({i for i, a, _ in self._log if a == "undup"}),
             "skipped": sum(status.get(i) in UNDECIDED for i in self._skipped),
             "remaining": sum(status.get(i) in UNDECIDED for i in ids),
             "total": len(ids),
@@ -210,12 +211,13 @@ class ReviewSession:
 
     # -- writing ------------------------------------------------------------------------
 
+    def _pair(self, draft_id: str) -> list[str]:
+        """The card and, for a revision, the card it revises: what one decision can change."""
+        return [draft_id, self._revises[draft_id]] if draft_id in self._revises else [draft_id]
+
     def _refresh(self, draft_id: str) -> Draft | None:
         """Re-read a card and the other half of its revision pair after the workspace changed them."""
-        ids = [draft_id]
-        if draft_id in self._revises:
-            ids.append(self._revises[draft_id])
-        for d in self.store.drafts(ids=ids):
+        for d in self.store.drafts(ids=self._pair(draft_id)):
             self._known[d.id] = d
             for i, x in enumerate(self.drafts):
                 if x.id == d.id:
@@ -225,7 +227,22 @@ class ReviewSession:
     def _update(self, draft_id: str, action: str, **fields) -> None:
         self.store.update_draft(draft_id, action=action, **fields)
         self._refresh(draft_id)
-        self._log.append((draft_id, action))
+        self._log.append((draft_id, action, 1))
+
+    def _redecide(self, rev: Revision, status: str, action: str) -> None:
+        """Change the mind about a revision decided earlier, as if it were still pending."""
+        with self.store.tx():
+            if status == "approved":
+                # The old text was kept: take the new one after all (one undo group).
+                self.store.update_draft(rev.new.id, action=action, status="approved", superseded=False)
+                groups = 1
+            else:
+                # The new text was accepted: put the old card back and drop the new (two groups).
+                self.store.update_draft(rev.old.id, action=action, superseded=False)
+                self.store.update_draft(rev.new.id, action=action, status="rejected", superseded=True)
+                groups = 2
+        self._refresh(rev.new.id)
+        self._log.append((rev.new.id, action, groups))
 
     def choose(self, choice: Choice) -> Notice | None:
         """Decide the current card and move on; approve/reject go to the next undecided card."""
@@ -239,7 +256,11 @@ class ReviewSession:
             self.index = min(self.index + 1, len(self.drafts) - 1) if nxt is None else nxt
             return None
         status = "approved" if choice is Choice.APPROVE else "rejected"
-        if d.status != status:
+        rev = self.revision(d)
+        if rev is not None and rev.state != "pending":
+            if rev.state != {"approved": "accepted", "rejected": "kept"}[status]:
+                self._redecide(rev, status, choice.value)
+        elif d.status != status:
             self._update(d.id, choice.value, status=status)
         nxt = self._next_undecided(include_current=True)
         if nxt is not None:
@@ -282,10 +303,12 @@ class ReviewSession:
         """Walk back this session's most recent change (a revision's decision restores both cards)."""
         if not self._log:
             return Notice("Nothing to undo in this session.")
-        draft_id, action = self._log.pop()
-        if self.store.undo_last([draft_id]) is None:
-            return Notice("That change was already undone elsewhere.", "warning")
+        draft_id, action, groups = self._log.pop()
+        with self.store.tx():
+            undone = [self.store.undo_last(self._pair(draft_id)) for _ in range(groups)]
         self._refresh(draft_id)
+        if None in undone:
+            return Notice("That change was already undone elsewhere.", "warning")
         for i, d in enumerate(self.drafts):
             if d.id == draft_id:
                 self.index = i

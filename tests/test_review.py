@@ -14,7 +14,7 @@ from cards import review
 from cards.lineage import NoteChanges
 from cards.models import Draft, Episode, NoteItem
 from cards.models import format_span, format_time
-from cards.review import ReviewApp, find_quote, passage_text, run_review
+from cards.review import ReviewApp, find_quote, passage_text, run_review, word_diff
 from cards.store import Store
 
 SIZE = (160, 60)
@@ -70,8 +70,8 @@ def regenerate(store: Store, old: Draft, position: int, n: int, **kw) -> Draft:
     return store.draft(new.id)
 
 
-EXPERTS = dict(front="How many experts does DeepSeek V3 have?", back="256 experts")
-EXPERTS_AGAIN = dict(front="How many experts are in DeepSeek V3?", back="256 routed experts")
+EXPERTS = {"front": "How many experts does DeepSeek V3 have?", "back": "256 experts"}
+EXPERTS_AGAIN = {"front": "How many experts are in DeepSeek V3?", "back": "256 routed experts"}
 
 
 def with_revision(folder: Path, extra: list[Draft] = ()) -> tuple[Store, Draft, Draft]:
@@ -425,7 +425,7 @@ def test_a_decision_survives_leaving_without_quit(tmp_path, key):
 # -- pending revisions -------------------------------------------------------------------------------
 
 def test_a_revision_shows_old_and_new_side_by_side(tmp_path):
-    store, old, rev = with_revision(tmp_path, [draft(2)])
+    store, _, _ = with_revision(tmp_path, [draft(2)])
 
     async def scenario():
         app = ReviewApp(store)
@@ -474,7 +474,7 @@ def test_r_keeps_the_old_text_of_a_revision(tmp_path):
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("r")
             assert "rejected: the old text is kept" in shown(app, "#qa")
-            assert shown(app, "#banner").strip() == "All 1 cards reviewed — press q to quit"
+            assert shown(app, "#banner").strip() == "All 1 card reviewed — press q to quit"
             await pilot.press("q")
         assert app.return_value["revisions_kept"] == 1 and app.return_value["rejected"] == 1
 
@@ -520,3 +520,14 @@ def test_a_revisions_untrusted_text_is_shown_literally(tmp_path):
             assert "256 <b>experts</b> [/]" in qa
 
     run(scenario)
+
+
+def test_word_diff_marks_removed_and_added_words():
+    was, now = word_diff("How many experts does DeepSeek V3 have?", "How many experts are in DeepSeek V3?")
+    assert was.plain == "How many experts does DeepSeek V3 have?"
+    assert now.plain == "How many experts are in DeepSeek V3?"
+    removed = {was.plain[s.start:s.end].strip() for s in was.spans}
+    added = {now.plain[s.start:s.end].strip() for s in now.spans}
+    assert removed == {"does", "have"} and added == {"are in"}
+    same, same_too = word_diff("unchanged [b]text[/b]", "unchanged [b]text[/b]")
+    assert same.spans == [] and same_too.spans == [] and same.plain == "unchanged [b]text[/b]"

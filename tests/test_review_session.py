@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from test_review import EXPERTS, EXPERTS_AGAIN, draft, regenerate, status_in_db, with_revision, workspace
+import subprocess
+import sys
 
-from cards.review import word_diff
+from test_review import (
+    EXPERTS,
+    EXPERTS_AGAIN,
+    draft,
+    regenerate,
+    status_in_db,
+    with_revision,
+    workspace,
+)
+
 from cards.review_session import Choice, Notice, ReviewSession
 from cards.store import Store
 
@@ -226,12 +236,35 @@ def test_a_revision_of_an_edited_undecided_card_hides_that_card(tmp_path):
     assert pair.reasons() == ["edited"] and pair.old.front == "How many experts, exactly, in V3?"
 
 
-def test_word_diff_marks_removed_and_added_words():
-    was, now = word_diff("How many experts does DeepSeek V3 have?", "How many experts are in DeepSeek V3?")
-    assert was.plain == "How many experts does DeepSeek V3 have?"
-    assert now.plain == "How many experts are in DeepSeek V3?"
-    removed = {was.plain[s.start:s.end].strip() for s in was.spans}
-    added = {now.plain[s.start:s.end].strip() for s in now.spans}
-    assert removed == {"does", "have"} and added == {"are in"}
-    same, same_too = word_diff("unchanged [b]text[/b]", "unchanged [b]text[/b]")
-    assert same.spans == [] and same_too.spans == [] and same.plain == "unchanged [b]text[/b]"
+def live_state(store: Store, *draft_ids: str) -> list[tuple[str, bool]]:
+    return [(store.draft(i).status, store.draft(i).superseded) for i in draft_ids]
+
+
+def test_changing_the_mind_about_a_decided_revision_leaves_one_live_card(tmp_path):
+    store, old, rev = with_revision(tmp_path)
+    s = ReviewSession(store)
+    s.reject()
+    assert live_state(store, old.id, rev.id) == [("approved", False), ("rejected", True)]
+    s.approve()  # the old text was kept; take the new after all
+    assert live_state(store, old.id, rev.id) == [("approved", True), ("approved", False)]
+    assert s.revision(s.current).state == "accepted"
+    assert [d.id for d in store.export_plan("ep-a", include_drafts=False).cards] == [rev.id]
+    s.reject()  # and back: the old card returns, the new one is dropped
+    assert live_state(store, old.id, rev.id) == [("approved", False), ("rejected", True)]
+    assert s.revision(s.current).state == "kept"
+    assert [d.id for d in store.export_plan("ep-a", include_drafts=False).cards] == [old.id]
+    assert s.summary()["revisions_kept"] == 1 and s.summary()["revisions_accepted"] == 0
+
+    assert s.undo() == Notice("Undid keeping the old text.")  # both steps of that change at once
+    assert live_state(store, old.id, rev.id) == [("approved", True), ("approved", False)]
+    assert s.undo() == Notice("Undid accepting the revision.")
+    assert live_state(store, old.id, rev.id) == [("approved", False), ("rejected", True)]
+    s.undo()
+    assert live_state(store, old.id, rev.id) == [("approved", False), ("draft", False)]
+    assert store.draft(rev.id).revision_of == old.id and s.revision(s.current).state == "pending"
+
+
+def test_the_session_needs_no_screen_library():
+    code = "import sys, cards.review_session; print('textual' in sys.modules, 'rich' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
