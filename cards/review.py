@@ -120,6 +120,18 @@ def revision_view(rev: Revision) -> Group:
     return Group(head, table)
 
 
+def _note(d: Draft, revision: Revision | None) -> Text:
+    """The reviewer's note; for a revision whose bullet was reworded, what it said before too."""
+    if revision is None or revision.old.note_text == d.note_text:
+        return _section("Your note", d.note_text or "(no note text)")
+    was, now = word_diff(revision.old.note_text, d.note_text)
+    body = Text("was  ", style="bold")
+    body.append(was)
+    body.append("\nnow  ", style="bold")
+    body.append(now)
+    return _section("Your note (reworded since the old card)", body)
+
+
 class CardView(VerticalScroll):
     """The scrolling card area; focused so up/down/page keys scroll it."""
 
@@ -262,8 +274,7 @@ class ReviewApp(App[dict]):
         self.query_one("#warnings", Static).update(
             _section("Lint", warnings if d.warnings else Text("no warnings", style="dim")))
 
-        self.query_one("#note", Static).update(
-            _section("Your note", d.note_text or "(no note text)"))
+        self.query_one("#note", Static).update(_note(d, revision))
         self.query_one("#quote", Static).update(
             _section("Quote", Text(d.quote, style="italic") if d.quote else Text("(none)", style="dim")))
 

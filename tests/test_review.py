@@ -438,6 +438,7 @@ def test_a_revision_shows_old_and_new_side_by_side(tmp_path):
             assert "Was" in qa and "Now" in qa and EXPERTS["back"] in qa and EXPERTS_AGAIN["back"] in qa
             assert "REVISION" in shown(app, "#meta") and "DRAFT" in shown(app, "#meta")
             assert app.query_one("#qa").has_class("revision")
+            assert shown(app, "#note").startswith("Your note\nmy note 1")  # the same bullet: shown once
 
     run(scenario)
 
@@ -531,3 +532,24 @@ def test_word_diff_marks_removed_and_added_words():
     assert removed == {"does", "have"} and added == {"are in"}
     same, same_too = word_diff("unchanged [b]text[/b]", "unchanged [b]text[/b]")
     assert same.spans == [] and same_too.spans == [] and same.plain == "unchanged [b]text[/b]"
+
+
+def test_a_revision_from_a_reworded_bullet_shows_the_note_before_and_after(tmp_path):
+    store = workspace(tmp_path, [draft(1, **EXPERTS, note_text="v3 has 265 experts")])
+    old = store.update_draft(draft(1).id, action="approve", status="approved")
+    # The bullet is reworded: a new note that the workspace links to the one it rewords.
+    item = NoteItem("note1-fixed", "ep-a", "v3 has 256 experts", "bullet", None, (), 0)
+    store.sync_episode(Episode("ep-a", "Episode A", items=[item]), [None],
+                       NoteChanges(new=[item.id], edited={item.id: old.note_id}, retired=[old.note_id]),
+                       align_versions=[None], transcript_hash=None)
+    rev = regenerate(store, draft(0, note_id=item.id, note_text=item.text), 0, 9, **EXPERTS_AGAIN)
+    assert rev.revision_of == old.id and rev.note_text == "v3 has 256 experts"
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE):
+            note = shown(app, "#note")
+            assert "Your note (reworded since the old card)" in note
+            assert "was  v3 has 265 experts" in note and "now  v3 has 256 experts" in note
+
+    run(scenario)
