@@ -399,7 +399,10 @@ def review(workspace: Workspace = None, episode: EpisodeOpt = None) -> None:
         return
     _console().print(
         f"{summary['approved']} approved, {summary['rejected']} rejected, {summary['edited']} edited, "
-        f"{summary['remaining']} of {summary['total']} still undecided.", highlight=False)
+        f"{summary['remaining']} of {summary['total']} still undecided"
+        + (f" (revisions: {summary['revisions_accepted']} accepted, {summary['revisions_kept']} old kept)"
+           if summary.get("revisions_accepted") or summary.get("revisions_kept") else "") + ".",
+        highlight=False, markup=False)
 
 
 def _decide(ids: list[str], workspace, episode, all_: bool, status: str, json_out: bool) -> None:
