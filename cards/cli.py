@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from cards.errors import CardsError
+from cards.models import shorten
 
 app = typer.Typer(
     name="cards",
@@ -85,9 +86,11 @@ def handled(fn):
 
 
 def _console(stderr: bool = False):
+    """Where every message goes. Markup is off: notes, transcripts and replies are printed as typed,
+    so a heading such as `# Show [/foo]` is text, not a rich tag."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, markup=False)
 
 
 def _print_json(data) -> None:
@@ -101,13 +104,21 @@ def _print_json(data) -> None:
     sys.stdout.write(text + "\n")
 
 
+# Columns of prose that wrap at spaces; every other column (slugs, ids, numbers, times) is kept on one
+# line, so an 80-column terminal never breaks "dylan-patel-on-latent-space" mid-word.
+_PROSE_COLUMNS = {"title", "note", "passage", "front", "back", "file", "transcript", "duplicate of"}
+
+
 def _table(title: str, columns: list[str], rows: list[list], caption: str | None = None) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(title=title, caption=caption, show_lines=False)
+    t = Table(title=Text(title), caption=None if caption is None else Text(caption), show_lines=False)
     for c in columns:
-        t.add_column(c, overflow="fold")
+        if c in _PROSE_COLUMNS:
+            t.add_column(c, overflow="fold", ratio=1, min_width=10)
+        else:
+            t.add_column(c, no_wrap=True, overflow="ellipsis")
     for r in rows:
         t.add_row(*[v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in r])
     _console().print(t)
@@ -193,14 +204,14 @@ class _Progress:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=_console(stderr=True), transient=False)
         counts: dict[str, int] = {}
         for j in jobs:
             counts[j.episode.slug] = counts.get(j.episode.slug, 0) + 1
         for ep in episodes:
             if ep.slug in counts:
-                self.bars[ep.slug] = self.progress.add_task(ep.title[:48], total=counts[ep.slug])
+                self.bars[ep.slug] = self.progress.add_task(shorten(ep.title, 48), total=counts[ep.slug])
         self.progress.start()
 
     def advance(self, job, ok: bool) -> None:
