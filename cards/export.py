@@ -53,6 +53,15 @@ _SKIPPED_STATUSES = frozenset({"rejected", "duplicate"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _CONTROL_ALL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SPACE = re.compile(r"\s+")
+# The opening bracket of Anki's media, text-to-speech and LaTeX syntax: [sound:…], [anki:tts]…,
+# [latex]…[/latex], [$]…[/$], [$$]…[/$$]. Anki matches these case-insensitively in the rendered card
+# (rslib's AV_TAGS and LATEX regexes), so such a bracket from untrusted text is written as the entity
+# &#91;: it shows as "[" but no longer matches.
+_ANKI_SYNTAX = re.compile(r"\[(?=sound:|anki:|/anki:|/?latex\]|/?\$\$?\])", re.IGNORECASE)
+# Deck names are plain text to Anki; markup-like pieces of a heading are dropped from them.
+_TAGLIKE = re.compile(r"<[^<>]*>")
+# Tags keep letters, digits, "_" and "-": no "::" hierarchy, no path or template syntax.
+_TAG_UNSAFE = re.compile(r"[^\w-]+")
 _VIDEO_ID = re.compile(r"[A-Za-z0-9_-]{6,32}")
 
 _CSS = """\
@@ -190,7 +199,15 @@ def _html(text: str | None) -> str:
     `{{c1::answer::hint}}` survive escaping while everything around and inside them is
     made inert.
     """
-    return html.escape(_clean(text), quote=False).replace("\n", "<br>")
+    return _inert(_clean(text)).replace("\n", "<br>")
+
+
+def _inert(text: str) -> str:
+    """Text made inert for a field: HTML-escaped and with Anki's media/LaTeX syntax neutralised.
+
+    Every piece of untrusted text written into a deck goes through here.
+    """
+    return _ANKI_SYNTAX.sub("&#91;", html.escape(text, quote=False))
 
 
 def _safe_url(url: str | None) -> str | None:
@@ -227,15 +244,19 @@ def source_link(deck: DeckInfo, start: float | None) -> str:
         text = "Episode page"
         if href is None:
             return ""
-    return f'<a href="{html.escape(href, quote=True)}">{html.escape(text, quote=False)}</a>'
+    return f'<a href="{html.escape(href, quote=True)}">{_inert(text)}</a>'
 
 
 def anki_tags(tags: list[str] | tuple[str, ...]) -> list[str]:
-    """Tags Anki accepts: no whitespace or control characters, no empties, no repeats."""
+    """Tags from a safe alphabet (letters, digits, "_", "-"): no empties, no repeats.
+
+    Tags come from LLM replies; "<x>", "../..", "tag::sub" or "{{Tags}}" must not reach Anki
+    as markup, a path or a tag hierarchy.
+    """
     out: list[str] = []
     seen: set[str] = set()
     for tag in tags:
-        tag = _SPACE.sub("-", _CONTROL_ALL.sub(" ", tag or "").strip())
+        tag = re.sub(r"-{2,}", "-", _TAG_UNSAFE.sub("-", tag or "")).strip("-_")
         # Anki compares tags case-insensitively; a second spelling would be merged anyway.
         if tag and tag.casefold() not in seen:
             seen.add(tag.casefold())
@@ -244,7 +265,10 @@ def anki_tags(tags: list[str] | tuple[str, ...]) -> list[str]:
 
 
 def _deck_component(text: str) -> str:
-    text = _SPACE.sub(" ", _CONTROL_ALL.sub(" ", text or "")).strip()
+    text = _TAGLIKE.sub(" ", _CONTROL_ALL.sub(" ", text or ""))
+    # Plain text only: no HTML tags, angle brackets or template braces from a heading.
+    text = re.sub(r"[{}<>]+", " ", text)
+    text = _SPACE.sub(" ", text).strip()
     # "::" is Anki's sub-deck separator; a title must not create sub-decks.
     return re.sub(r":{2,}", ":", text).strip(": ")
 
@@ -314,7 +338,7 @@ class _Note(genanki.Note):
 def build_deck(drafts: list[Draft], deck: DeckInfo, *, prefix: str = "Podcasts") -> genanki.Deck:
     """The genanki deck for one episode (pure: no files, no clock)."""
     name = deck_name(prefix, deck.title)
-    description = html.escape(_clean(deck.title), quote=False)
+    description = _inert(_clean(deck.title))
     url = _safe_url(deck.url)
     if url:
         description = f'<a href="{html.escape(url, quote=True)}">{description}</a>'

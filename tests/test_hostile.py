@@ -63,3 +63,96 @@ def test_markup_in_a_progress_label_does_not_crash(tmp_path):
     progress.advance(Job(), True)
     progress.stop()
     assert progress.bars == {"s": 0}
+
+
+# -- Anki media, LaTeX and markup from untrusted text ---------------------------------------------
+
+HOSTILE_NOTES = """\
+# <b>Evil</b> {{Front}} <script>
+
+- sound test: [sound:evil.mp3] plays a file when the card is shown
+- the model reads [latex]\\input{/etc/passwd}[/latex] as a LaTeX image
+- inline [$]x^2[/$] and display [$$]\\int y[/$$] maths, [SOUND:Upper.mp3] in capitals
+- speech [anki:tts lang=en_US]say this[/anki:tts] and <img src=x onerror=alert(1)> an image
+"""
+
+
+def hostile_reply(body: dict) -> dict:
+    from fakeserver import user_text
+
+    topic = next(w for w in ("sound", "latex", "inline", "speech") if w in user_text(body).split("<note>")[-1])
+    return {"cards": [{
+        "kind": "basic",
+        "front": f"What plays [sound:reply.mp3] in the {topic} card?",
+        "back": "[latex]\\input{/etc/shadow}[/latex] <img src=x onerror=alert(2)> [$]a[/$] [$$]b[/$$] <script>x</script>",
+        "quote": "[sound:quote.mp3]",
+        "tags": ["<x>", "../..", "tag::sub", "{{Tags}}", "ok-tag"],
+    }]}
+
+
+def import_and_render(apkgs: list[Path], tmp_path: Path):
+    collection = pytest.importorskip("anki.collection")
+    from anki.import_export_pb2 import ImportAnkiPackageUpdateCondition
+
+    col = collection.Collection(str(tmp_path / "render.anki2"))
+    condition = ImportAnkiPackageUpdateCondition.IMPORT_ANKI_PACKAGE_UPDATE_CONDITION_IF_NEWER
+    options = collection.ImportAnkiPackageOptions(update_notes=condition, update_notetypes=condition,
+                                                  merge_notetypes=False, with_scheduling=False)
+    for apkg in apkgs:
+        col.import_anki_package(collection.ImportAnkiPackageRequest(package_path=str(apkg), options=options))
+    rendered = []
+    for cid in col.find_cards(""):
+        card = col.get_card(cid)
+        rendered.append({
+            "question": card.question(), "answer": card.answer(),
+            "av": list(card.question_av_tags()) + list(card.answer_av_tags()),
+            "deck": col.decks.name(card.did), "tags": card.note().tags,
+        })
+    col.close()
+    return rendered
+
+
+def test_hostile_text_from_notes_replies_and_edits_is_inert_in_anki(tmp_path):
+    from fakeserver import FakeOpenAI, no_network
+
+    notes = tmp_path / "evil.md"
+    notes.write_text(HOSTILE_NOTES, encoding="utf-8")
+    offline_ws, llm_ws, out = tmp_path / "offline", tmp_path / "llm", tmp_path / "out"
+    assert run("generate", notes, "-w", offline_ws).exit_code == 0
+    with FakeOpenAI(responder=hostile_reply) as srv, no_network():
+        result = run("generate", notes, "-w", llm_ws, "--base-url", srv.base_url,
+                     env={"OPENAI_API_KEY": "sk-test"})
+    assert result.exit_code == 0, result.output
+    first = json.loads(run("drafts", "-w", llm_ws, "--json").stdout)[0]["id"]
+    edited = run("edit", first, "-w", llm_ws, "--front", "Edited [sound:edit.mp3] [$$]e[/$$] <img src=y>?")
+    assert edited.exit_code == 0, edited.output
+    apkgs = []
+    for ws in (offline_ws, llm_ws):
+        written = json.loads(run("export", "-w", ws, "--out", out / ws.name, "--include-drafts",
+                                 "--json").stdout)
+        apkgs += [Path(w["path"]) for w in written]
+    cards = import_and_render(apkgs, tmp_path)
+    assert len(cards) >= 6
+    for card in cards:
+        html = card["question"] + card["answer"]
+        assert card["av"] == [], card["av"]  # no sound, video or text-to-speech tag
+        assert "<img" not in html and "latex-" not in html  # no LaTeX image, no image at all
+        assert "<script" not in html.lower()
+        assert "<b>" not in card["deck"] and "{{" not in card["deck"] and "<" not in card["deck"]
+        for tag in card["tags"]:
+            assert all(c.isalnum() or c in "-_" for c in tag), tag
+    everything = " ".join(c["question"] + c["answer"] for c in cards)
+    # Still readable: the text is there, only its bracket is an entity.
+    for shown in ("&#91;sound:evil.mp3]", "&#91;latex]\\input{/etc/passwd}&#91;/latex]", "&#91;$]x^2&#91;/$]",
+                  "&#91;SOUND:Upper.mp3]", "&#91;sound:reply.mp3]", "&#91;sound:edit.mp3]", "&lt;img src=y&gt;"):
+        assert shown in everything, shown
+    llm_tags = {t for c in cards for t in c["tags"]}
+    assert {"x", "tag-sub", "Tags", "ok-tag"} <= llm_tags and not any("." in t or ":" in t for t in llm_tags)
+
+
+def test_anki_syntax_is_neutralised_whatever_its_case():
+    from cards.export import _html
+
+    assert _html("[Sound:a.mp3] [LaTeX]x[/LATEX] [$]y[/$] [/$$]") == (
+        "&#91;Sound:a.mp3] &#91;LaTeX]x&#91;/LATEX] &#91;$]y&#91;/$] &#91;/$$]")
+    assert _html("a [1] list [x] and [soundless]") == "a [1] list [x] and [soundless]"
