@@ -156,3 +156,60 @@ def test_anki_syntax_is_neutralised_whatever_its_case():
     assert _html("[Sound:a.mp3] [LaTeX]x[/LATEX] [$]y[/$] [/$$]") == (
         "&#91;Sound:a.mp3] &#91;LaTeX]x&#91;/LATEX] &#91;$]y&#91;/$] &#91;/$$]")
     assert _html("a [1] list [x] and [soundless]") == "a [1] list [x] and [soundless]"
+
+
+# -- inputs that are not regular files, or far too big -------------------------------------------
+
+NOTES = "# Ada Quill on Reactor Talk\n- the sodium reactor in Kemmerer runs at 345 megawatts\n"
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    """A named pipe. A writer thread waits on it, so that code which wrongly opens it for reading
+    gets end-of-file (and the test fails) instead of hanging; the writer is released at the end."""
+    import os
+    import threading
+
+    path = tmp_path / "pipe.md"
+    os.mkfifo(path)
+
+    def writer():
+        with open(path, "wb"):
+            pass
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    yield path
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # lets the writer's open return
+    thread.join(5)
+    os.close(fd)
+
+
+def test_a_fifo_is_refused_as_notes_and_as_transcript_without_reading_it(tmp_path, fifo):
+    notes = tmp_path / "n.md"
+    notes.write_text(NOTES, encoding="utf-8")
+    line = one_error(run("episodes", fifo), str(fifo), "not a regular file")
+    assert "empty" not in line
+    one_error(run("episodes", notes, "-t", fifo), str(fifo), "not a regular file")
+    one_error(run("generate", notes, "-t", fifo, "-w", tmp_path / "ws"), str(fifo), "not a regular file")
+
+
+def test_a_device_is_refused_without_reading_it():
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero here")
+    one_error(run("episodes", "/dev/zero"), "/dev/zero", "not a regular file")
+
+
+def test_a_file_past_the_size_limit_is_refused(tmp_path):
+    from cards.ingest.text import MAX_INPUT_BYTES
+
+    notes = tmp_path / "n.md"
+    notes.write_text(NOTES, encoding="utf-8")
+    big = tmp_path / "huge.txt"
+    with open(big, "wb") as fh:  # sparse: no disk or time spent
+        fh.truncate(MAX_INPUT_BYTES + 1)
+    one_error(run("episodes", big), str(big), "64 MiB")
+    one_error(run("align", notes, "-t", big), str(big), "64 MiB")
+    at_limit = tmp_path / "ok.md"
+    at_limit.write_text(NOTES, encoding="utf-8")
+    assert run("episodes", at_limit).exit_code == 0
