@@ -213,3 +213,77 @@ def test_a_file_past_the_size_limit_is_refused(tmp_path):
     at_limit = tmp_path / "ok.md"
     at_limit.write_text(NOTES, encoding="utf-8")
     assert run("episodes", at_limit).exit_code == 0
+
+
+# -- SRT with negative, unreadable or overlapping times ------------------------------------------
+
+SRT_ONE_BAD = """\
+1
+00:00:00,000 --> 00:00:02,000
+Welcome to the show about reactors.
+
+2
+-00:00:01,000 --> 00:00:02,000
+This cue has a negative start.
+
+3
+00:00:03,000 --> 00:00:05,000
+The sodium reactor runs at 345 megawatts.
+
+4
+00:00:04,000 --> -00:00:06,000
+This cue has a negative end.
+
+5
+00:00:07,000 --> 00:00:09,000
+Fuel is HALEU.
+"""
+
+
+def test_a_cue_with_a_negative_time_is_skipped_and_never_glued_into_another():
+    from cards.ingest.transcripts import parse_transcript_text
+
+    t = parse_transcript_text(SRT_ONE_BAD, "talk.srt")
+    assert t.format == "srt"
+    assert [s.text for s in t.segments] == ["Welcome to the show about reactors.",
+                                            "The sodium reactor runs at 345 megawatts.", "Fuel is HALEU."]
+    assert [(s.start, s.end) for s in t.segments] == [(0.0, 2.0), (3.0, 5.0), (7.0, 9.0)]
+    assert not any("-->" in s.text or "negative" in s.text for s in t.segments)
+
+
+def test_whisper_with_a_negative_time_skips_that_line():
+    from cards.ingest.transcripts import parse_transcript_text
+
+    text = ("[00:00:00.000 --> 00:00:02.000]  First line.\n[-00:00:01.000 --> 00:00:02.000]  Broken.\n"
+            "[00:00:03.000 --> 00:00:04.000]  Third line.\n")
+    t = parse_transcript_text(text, "w.txt")
+    assert [s.text for s in t.segments] == ["First line.", "Third line."]
+
+
+@pytest.mark.parametrize("name", ["all.srt", "all.txt"])
+def test_an_srt_whose_times_are_all_negative_is_recognised_and_refused_at_its_first_bad_line(tmp_path, name):
+    text = "".join(f"{i}\n-00:00:0{i},000 --> -00:00:0{i + 1},000\nline {i} of speech\n\n" for i in range(1, 6))
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    notes = tmp_path / "n.md"
+    notes.write_text(NOTES, encoding="utf-8")
+    line = one_error(run("episodes", notes, "-t", path), f"{path}:2:", "malformed timestamp")
+    assert "-00:00:01,000" in line
+
+
+def test_overlapping_cues_are_kept_in_order_and_align(tmp_path):
+    from cards.ingest.transcripts import parse_transcript_text
+
+    text = ("1\n00:00:00,000 --> 00:00:05,000\nWelcome to Reactor Talk with Ada Quill.\n\n"
+            "2\n00:00:03,000 --> 00:00:08,000\nThe sodium reactor in Kemmerer runs at 345 megawatts.\n\n"
+            "3\n00:00:02,000 --> 00:00:04,000\nIt replaces a coal plant.\n")
+    t = parse_transcript_text(text, "o.srt")
+    assert [(s.start, s.end) for s in t.segments] == [(0.0, 5.0), (3.0, 8.0), (2.0, 4.0)]
+    path = tmp_path / "reactor-talk.srt"
+    path.write_text(text, encoding="utf-8")
+    notes = tmp_path / "n.md"
+    notes.write_text(NOTES, encoding="utf-8")
+    result = run("align", notes, "-t", path, "--json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert "345 megawatts" in row["context"]["text"]
