@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -81,6 +82,10 @@ def handled(fn):
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             _err(f"{where}{e.strerror or e}")
             raise typer.Exit(1) from None
+        except sqlite3.DatabaseError as e:  # one met outside a Store block, which names the workspace itself
+            _err(f"workspace database error: {e}; restore it from a backup, or start a new workspace"
+                 " with --workspace DIR")
+            raise typer.Exit(2) from None
 
     return wrapper
 

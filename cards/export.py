@@ -23,6 +23,7 @@ import itertools
 import os
 import re
 import sqlite3
+import stat
 import tempfile
 import time
 import zipfile
@@ -419,10 +420,12 @@ def export_deck(
     target = out_dir / f"{_safe_slug(deck.slug)}.apkg"
     package = genanki.Package(build_deck(drafts, deck, prefix=prefix))
     tmp_name: str | None = None
+    fd: int | None = None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".apkg.tmp", dir=out_dir)
-        os.close(fd)
+        _remove_stale_temporaries(out_dir, target.stem)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=_TMP_SUFFIX, dir=out_dir)
+        _lock(fd)  # held while writing: another export sees this temporary file is in use
         # mkstemp creates the file private (0600); a deck is an ordinary file.
         os.chmod(tmp_name, _file_mode(target))
         _write_apkg(package, tmp_name, timestamp)
@@ -438,4 +441,69 @@ def export_deck(
                 os.unlink(tmp_name)
             except OSError:
                 pass
+        if fd is not None:
+            os.close(fd)
     return target
+
+
+# -- temporaries left by an export that was killed -------------------------------------------------
+
+_TMP_SUFFIX = ".apkg.tmp"
+# mkstemp's names: the prefix, eight characters of [a-z0-9_], the suffix.
+_TMP_RANDOM = r"[a-z0-9_]{8}"
+# Where a temporary file cannot be locked, one is taken as abandoned only after this long.
+_STALE_AFTER = 3600.0
+
+
+def _lock(fd: int) -> bool:
+    """Lock a temporary file exclusively without waiting; False when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: age decides instead
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _remove_stale_temporaries(out_dir: Path, stem: str) -> list[str]:
+    """Delete `.<stem>.XXXXXXXX.apkg.tmp` files that an export killed mid-write left behind.
+
+    Only our exact name pattern, only regular files (never a link), and only when no running
+    export holds the file's lock (or, without locks, when it is over an hour old). Returns the
+    names removed.
+    """
+    pattern = re.compile(rf"\.{re.escape(stem)}\.{_TMP_RANDOM}{re.escape(_TMP_SUFFIX)}")
+    removed: list[str] = []
+    try:
+        names = [n for n in os.listdir(out_dir) if pattern.fullmatch(n)]
+    except OSError:
+        return removed
+    try:
+        import fcntl  # noqa: F401
+        has_flock = True
+    except ImportError:
+        has_flock = False
+    for name in names:
+        path = out_dir / name
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            continue  # a link, gone already, or not ours to open
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or not _lock(fd):
+                continue
+            if not has_flock and time.time() - st.st_mtime < _STALE_AFTER:
+                continue
+            if os.stat(path, follow_symlinks=False).st_ino != st.st_ino:
+                continue  # replaced since we opened it
+            os.unlink(path)
+            removed.append(name)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed

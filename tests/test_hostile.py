@@ -287,3 +287,94 @@ def test_overlapping_cues_are_kept_in_order_and_align(tmp_path):
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     assert "345 megawatts" in row["context"]["text"]
+
+
+# -- leftovers of a killed export ------------------------------------------------------------------
+
+def test_an_export_removes_temporaries_a_killed_export_left_but_nothing_else(tmp_path):
+    import fcntl
+    import os
+
+    from cards.export import DeckInfo, export_deck
+    from cards.models import Draft
+
+    out = tmp_path / "out"
+    out.mkdir()
+    left = [out / f".ep.{r}.apkg.tmp" for r in ("abcd1234", "zz_9yy8x")]
+    for p in left:
+        p.write_bytes(b"")
+    in_use = out / ".ep.inuse123.apkg.tmp"
+    in_use.write_bytes(b"")
+    holder = os.open(in_use, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # an export still writing it
+    keep = [out / ".other.abcd1234.apkg.tmp", out / ".ep.toolongname.apkg.tmp", out / "ep.apkg.tmp",
+            out / ".ep.abcd1234.apkg", out / "notes.md"]
+    for p in keep:
+        p.write_text("mine", encoding="utf-8")
+    (tmp_path / "victim").write_text("precious", encoding="utf-8")
+    link = out / ".ep.link1234.apkg.tmp"
+    link.symlink_to(tmp_path / "victim")
+    draft = Draft(id="0" * 16, note_id="n", episode="ep", kind="basic", front="Q?", back="A", quote="",
+                  tags=[], generator="offline", model="none", prompt_version="1")
+    try:
+        export_deck([draft], DeckInfo("ep", "Ep"), out, now=1_700_000_000)
+    finally:
+        os.close(holder)
+    assert not any(p.exists() for p in left)
+    assert in_use.exists() and link.is_symlink() and (tmp_path / "victim").read_text() == "precious"
+    assert all(p.read_text(encoding="utf-8") == "mine" for p in keep)
+    assert sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp")) == sorted(
+        [".ep.inuse123.apkg.tmp", ".ep.link1234.apkg.tmp", ".other.abcd1234.apkg.tmp",
+         ".ep.toolongname.apkg.tmp", "ep.apkg.tmp"])
+    assert (out / "ep.apkg").exists()
+
+
+# -- a damaged workspace, and a database that is not a workspace ----------------------------------
+
+def _damaged_workspace(tmp_path: Path) -> tuple[Path, Path]:
+    import os
+
+    notes = tmp_path / "n.md"
+    notes.write_text(NOTES + "- molten salt storage boosts output to 500 megawatts\n"
+                     "- the fuel is HALEU, enriched to almost 20 percent\n", encoding="utf-8")
+    ws = tmp_path / "ws"
+    assert run("generate", notes, "-w", ws).exit_code == 0
+    db = ws / "cards.sqlite"
+    size, page = db.stat().st_size, 4096
+    assert size > page * 4
+    with open(db, "r+b") as fh:  # the header page stays, so the file still opens
+        fh.seek(page * 2)
+        fh.write(os.urandom(size - page * 3))
+    return notes, ws
+
+
+def test_garbage_in_the_middle_of_the_workspace_is_one_line_for_every_command(tmp_path):
+    notes, ws = _damaged_workspace(tmp_path)
+    for args in (["drafts"], ["dedupe"], ["export"], ["generate", notes], ["estimate", notes],
+                 ["approve", "--episode", "ada-quill-on-reactor-talk", "--all"], ["edit", "abc", "--back", "x"]):
+        line = one_error(run(*args, "-w", ws), str(ws / "cards.sqlite"))
+        assert "restore it from a backup, or start a new workspace with --workspace DIR" in line, (args, line)
+
+
+def test_an_anki_collection_is_refused_as_a_workspace_and_left_untouched(tmp_path):
+    import shutil
+    import sqlite3
+
+    collection = pytest.importorskip("anki.collection")
+    col = collection.Collection(str(tmp_path / "collection.anki2"))
+    col.close()
+    con = sqlite3.connect(tmp_path / "collection.anki2")
+    assert con.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    con.close()
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    shutil.copy(tmp_path / "collection.anki2", ws / "cards.sqlite")
+    before = (ws / "cards.sqlite").read_bytes()
+    for args in (["drafts", "-w", ws], ["generate", tmp_path / "n.md", "-w", ws]):
+        (tmp_path / "n.md").write_text(NOTES, encoding="utf-8")
+        one_error(run(*args), str(ws / "cards.sqlite"), "not a cards workspace")
+    assert (ws / "cards.sqlite").read_bytes() == before
+    assert sorted(p.name for p in ws.iterdir()) == ["cards.sqlite"]  # no -wal or -shm beside it
+    con = sqlite3.connect(ws / "cards.sqlite")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    con.close()
