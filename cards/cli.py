@@ -118,7 +118,7 @@ def _table(title: str, columns: list[str], rows: list[list], caption: str | None
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(title=Text(title), caption=None if caption is None else Text(caption), show_lines=False)
+    t = Table(title=Text(title), show_lines=False)
     for c in columns:
         if c in _PROSE_COLUMNS:
             t.add_column(c, overflow="fold", ratio=1, min_width=10)
@@ -126,7 +126,10 @@ def _table(title: str, columns: list[str], rows: list[list], caption: str | None
             t.add_column(c, no_wrap=True, overflow="ellipsis")
     for r in rows:
         t.add_row(*[v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in r])
-    _console().print(t)
+    console = _console()
+    console.print(t)
+    if caption:  # below the table at full width, rather than squeezed to the table's width
+        console.print(Text(caption))
 
 
 def _settings(**given):
@@ -196,15 +199,21 @@ def align(notes: Notes, transcripts: Transcripts = None, episode: EpisodeOpt = N
 class _Progress:
     """A rich progress bar per episode while a run goes."""
 
-    def __init__(self, enabled: bool, notice=None):
+    def __init__(self, enabled: bool, notice=None, warn_long_notes: bool = False):
         self.enabled = enabled
         self.notice = notice  # said once the run has checked its inputs and is about to start
+        self.warn_long_notes = warn_long_notes  # before any request: notes the prompt carries cut
         self.bars: dict[str, int] = {}
         self.progress = None
 
     def start(self, episodes, jobs) -> None:
         if self.notice:
             self.notice()
+        if self.warn_long_notes:
+            from cards.pipeline import long_notes
+
+            _warn_long_notes([{"path": n.source.path, "line": n.source.line_start, "chars": len(n.text)}
+                              for n, _ in long_notes(jobs)])
         if not self.enabled or not jobs:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -226,6 +235,18 @@ class _Progress:
     def stop(self) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+def _warn_long_notes(cut: list[dict]) -> None:
+    from cards.pipeline import MAX_NOTE_CHARS
+
+    console = _console(stderr=True)
+    for n in cut[:5]:
+        console.print(f"warning: {n['path']}:{n['line']}: note of {n['chars']:,} characters; the prompt carries "
+                      f"its first {MAX_NOTE_CHARS:,}", soft_wrap=True)
+    if len(cut) > 5:
+        console.print(f"warning: {len(cut) - 5} more notes over {MAX_NOTE_CHARS:,} characters are cut as well",
+                      soft_wrap=True)
 
 
 def _offline_notice(settings) -> None:
@@ -270,7 +291,8 @@ def generate(
                          offline=offline or None, prompts=prompts, context_tokens=context_tokens,
                          timeout=timeout, max_tokens=max_tokens, structured=structured)
     loaded = _load(notes, transcripts, settings)
-    progress = _Progress(not json_out, notice=lambda: _offline_notice(settings))
+    progress = _Progress(not json_out, notice=lambda: _offline_notice(settings),
+                         warn_long_notes=settings.llm_configured)
     summary = run(loaded, settings, episode=episode, force=force, realign=realign, progress=progress,
                   notify=lambda message: sys.stderr.write(f"cards: {message}\n"))
     if json_out:
@@ -333,6 +355,8 @@ def estimate(
                          prompts=prompts, context_tokens=context_tokens)
     loaded = _load(notes, transcripts, settings)
     data = est(loaded, settings, episode=episode, force=force, realign=realign)
+    if settings.llm_configured:
+        _warn_long_notes(data["notes_cut"])
     if json_out:
         return _print_json(data)
     _print_notices(data["notices"])

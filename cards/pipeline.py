@@ -21,6 +21,10 @@ NOTE_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".org"}
 TRANSCRIPT_SUFFIXES = {".txt", ".srt", ".vtt", ".text", ".md"}
 SKIP_NAMES = {"readme.md", "readme.txt", "readme"}
 OUTPUT_TOKENS_GUESS = 180  # per note, for estimates: one to three short cards as JSON
+# A note longer than this goes into the prompt cut, with a marker; real bullets are far shorter
+# (the longest of the seeds is about 600 characters). The note itself, and its id, stay whole.
+MAX_NOTE_CHARS = 4000
+NOTE_CUT_MARK = "\n[… the rest of this note was cut: it is longer than {limit:,} characters]"
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -145,6 +149,18 @@ def _neighbours(items: list[NoteItem], i: int, k: int = 2) -> str:
     return "\n".join(lines) or "(none)"
 
 
+def prompt_note(text: str) -> str:
+    """The note as the prompt carries it: whole, or cut at MAX_NOTE_CHARS with a marker."""
+    if len(text) <= MAX_NOTE_CHARS:
+        return text
+    return text[:MAX_NOTE_CHARS] + NOTE_CUT_MARK.format(limit=MAX_NOTE_CHARS)
+
+
+def long_notes(jobs) -> list[tuple[NoteItem, Episode]]:
+    """The notes of these jobs that the prompt carries cut."""
+    return [(j.note, j.episode) for j in jobs if len(j.note.text) > MAX_NOTE_CHARS]
+
+
 def _schema_json() -> str:
     from cards.schema import CardSet
 
@@ -176,7 +192,7 @@ def build_jobs(episodes: list[Episode], contexts: dict[str, list[Context | None]
             messages = template.render(
                 episode_title=ep.full_title or ep.title, show=ep.show or "", people=", ".join(ep.people),
                 date=ep.date or "", section=item.section or "", neighbours=_neighbours(ep.items, i),
-                note=item.text, passage=render_passage(ctx.parts if ctx else ()),
+                note=prompt_note(item.text), passage=render_passage(ctx.parts if ctx else ()),
                 time=(format_span(ctx.start, ctx.end) or "") if ctx else "",
             )
             key = stable_id(model, template.version, json.dumps(messages, sort_keys=True), schema, length=32)
@@ -570,6 +586,8 @@ def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         "prices_date": PRICES_DATE, "reasons": _count(plan.reasons[j.note.id] for j in todo),
         "notices": loaded.notices + plan.notices,
         "token_counter": counter.label, "episodes": list(per_ep.values()),
+        "notes_cut": [{"episode": ep.slug, "path": note.source.path, "line": note.source.line_start,
+                       "chars": len(note.text)} for note, ep in long_notes(todo)],
     }
 
 

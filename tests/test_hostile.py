@@ -378,3 +378,35 @@ def test_an_anki_collection_is_refused_as_a_workspace_and_left_untouched(tmp_pat
     con = sqlite3.connect(ws / "cards.sqlite")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     con.close()
+
+
+# -- a very long note ------------------------------------------------------------------------------
+
+def test_a_very_long_note_is_cut_in_the_prompt_and_warned_about_before_sending(tmp_path):
+    from fakeserver import FakeOpenAI, no_network, user_text
+
+    from cards.pipeline import MAX_NOTE_CHARS
+
+    long_text = "the reactor" + " and then it ran" * 20_000
+    notes = tmp_path / "long.md"
+    notes.write_text(f"{NOTES}- {long_text}\n", encoding="utf-8")
+    ws = tmp_path / "ws"
+    env = {"OPENAI_API_KEY": "sk-test"}
+    with FakeOpenAI() as srv, no_network():
+        estimate = run("estimate", notes, "-w", ws, "--base-url", srv.base_url, env=env)
+        assert estimate.exit_code == 0, estimate.output
+        assert srv.count == 0
+        assert f"note of {len(long_text):,} characters" in estimate.stderr and "long.md:3" in estimate.stderr
+        result = run("generate", notes, "-w", ws, "--base-url", srv.base_url, env=env)
+        assert result.exit_code == 0, result.output
+        warnings = [ln for ln in result.stderr.splitlines() if ln.startswith("warning:")]
+        assert len(warnings) == 1 and "long.md:3" in warnings[0] and f"{MAX_NOTE_CHARS:,}" in warnings[0]
+        sent = [user_text(r.json) for r in srv.requests]
+    assert len(sent) == 2
+    longest = max(sent, key=len)
+    assert "the rest of this note was cut" in longest
+    assert len(longest) < MAX_NOTE_CHARS + 6000  # the cut note plus the passage and instructions
+    # The note keeps its identity: the same id as the whole bullet, and its whole text in the workspace.
+    aligned = json.loads(run("align", notes, "--json").stdout)
+    drafts = json.loads(run("drafts", "-w", ws, "--json").stdout)
+    assert {d["note_id"] for d in drafts} == {a["note_id"] for a in aligned}
