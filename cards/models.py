@@ -75,6 +75,11 @@ def shorten(text: str | None, limit: int) -> str:
     return cut.rstrip() + "…"
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 draft', '2 drafts', '1,000 note sections'."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
+
+
 def format_span(start: float | None, end: float | None) -> str | None:
     """'12:03–12:40', 'from 12:03', or None when the transcript has no times."""
     if start is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from cards.config import PRICES_DATE, Settings
 from cards.errors import GenerationError, InputError
 from cards.models import (Context, Draft, Episode, NoteItem, Transcript, content_hash, format_span,
-                          generation_spec, stable_id)
+                          generation_spec, plural, stable_id)
 
 NOTE_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".org"}
 TRANSCRIPT_SUFFIXES = {".txt", ".srt", ".vtt", ".text", ".md"}
@@ -53,19 +53,34 @@ class Loaded:
     notices: list[str] = field(default_factory=list)  # things the person should know, one line each
 
 
-def load(notes: list[Path], transcripts: list[Path], settings: Settings) -> Loaded:
+Step = Callable[[str], None]  # told what a long step is doing, for a progress display
+
+
+def _no_step(message: str) -> None:
+    pass
+
+
+def load(notes: list[Path], transcripts: list[Path], settings: Settings, on_step: Step | None = None) -> Loaded:
     """Read every notes and transcript file and group them into episodes."""
     from cards.episodes import build_episodes
     from cards.ingest.notes import parse_notes
     from cards.ingest.transcripts import parse_transcript
 
+    step = on_step or _no_step
     t_files = _expand(transcripts, TRANSCRIPT_SUFFIXES, "transcript")
     t_set = {f.resolve() for f in t_files}
     n_files = [f for f in _expand(notes, NOTE_SUFFIXES, "notes") if f.resolve() not in t_set]
     if not n_files and not t_files:
         raise InputError("no notes files given")
-    sections = [s for f in n_files for s in parse_notes(f)]
-    parsed = [parse_transcript(f) for f in t_files]
+    sections = []
+    for i, f in enumerate(n_files, 1):
+        step(f"reading notes {i}/{len(n_files)}: {f.name}")
+        sections.extend(parse_notes(f))
+    parsed = []
+    for i, f in enumerate(t_files, 1):
+        step(f"reading transcripts {i}/{len(t_files)}: {f.name}")
+        parsed.append(parse_transcript(f))
+    step(f"grouping {plural(len(sections), 'note section')} into episodes")
     loaded = Loaded(build_episodes(sections, parsed, settings.pins), [str(f) for f in n_files],
                     [str(f) for f in t_files])
     loaded.notices = recognise_episodes(loaded.episodes, settings)
@@ -124,14 +139,26 @@ def select(episodes: list[Episode], slug: str | None) -> list[Episode]:
     return chosen
 
 
+def known_episode(store, slug: str | None) -> None:
+    """Refuse an --episode the workspace has never seen, listing the ones it has."""
+    if slug is None:
+        return
+    slugs = [e.slug for e in store.episodes()]
+    if slug not in slugs:
+        raise InputError(f"no episode {slug!r} in the workspace (known: {', '.join(slugs) or 'none'})")
+
+
 def align(episodes: list[Episode], settings: Settings, counter=None,
-          on_episode: Callable[[Episode], None] | None = None) -> dict[str, list[Context | None]]:
+          on_episode: Callable[[Episode], None] | None = None,
+          on_step: Step | None = None) -> dict[str, list[Context | None]]:
     from cards.align import align_episode
     from cards.tokens import counter_for
 
     counter = counter or counter_for(settings.model)
     out = {}
-    for ep in episodes:
+    for i, ep in enumerate(episodes, 1):
+        if on_step and ep.transcript is not None:
+            on_step(f"aligning {i}/{len(episodes)}: {ep.slug} ({plural(len(ep.items), 'note')})")
         out[ep.slug] = align_episode(ep.items, ep.transcript, counter, settings.context_tokens)
         if on_episode:
             on_episode(ep)
@@ -688,12 +715,8 @@ def export(settings: Settings, *, episode: str | None = None, out: Path | None =
     out = out or settings.workspace
     written = []
     with Store(settings.workspace, create=False) as store:
-        eps = store.episodes()
-        if episode:
-            eps = [e for e in eps if e.slug == episode]
-            if not eps:
-                known = ", ".join(e.slug for e in store.episodes()) or "none"
-                raise InputError(f"no episode {episode!r} in the workspace (known: {known})")
+        known_episode(store, episode)
+        eps = [e for e in store.episodes() if episode is None or e.slug == episode]
         for ep in eps:
             plan = store.export_plan(ep.slug, include_drafts)
             row = {"episode": ep.slug, "title": ep.title, "path": None, "cards": len(plan.cards),

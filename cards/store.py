@@ -448,10 +448,15 @@ class Store:
         """Full draft ids from ids or unambiguous prefixes (as shown in tables)."""
         out = []
         for p in prefixes:
-            rows = self.db.execute("SELECT id FROM drafts WHERE id LIKE ? || '%' ESCAPE '\\'",
+            rows = self.db.execute("SELECT id FROM drafts WHERE id LIKE ? || '%' ESCAPE '\\' ORDER BY id",
                                    (p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_"),)).fetchall()
-            if len(rows) != 1:
-                raise WorkspaceError(f"no draft with id {p!r}" if not rows else f"draft id {p!r} is ambiguous")
+            if not rows:
+                raise WorkspaceError(f"no draft with id {p!r}")
+            if len(rows) > 1:
+                shown = ", ".join(r[0][:12] for r in rows[:5])
+                shown += f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+                raise WorkspaceError(f"draft id {p!r} is ambiguous: it starts {len(rows)} draft ids ({shown});"
+                                     " give more characters")
             out.append(rows[0][0])
         return out
 

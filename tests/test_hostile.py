@@ -410,3 +410,44 @@ def test_a_very_long_note_is_cut_in_the_prompt_and_warned_about_before_sending(t
     aligned = json.loads(run("align", notes, "--json").stdout)
     drafts = json.loads(run("drafts", "-w", ws, "--json").stdout)
     assert {d["note_id"] for d in drafts} == {a["note_id"] for a in aligned}
+
+
+# -- no silent minutes -----------------------------------------------------------------------------
+
+def test_reading_grouping_and_aligning_report_each_step(tmp_path):
+    from cards.config import build_settings
+    from cards.pipeline import align, load
+
+    notes = tmp_path / "n.md"
+    notes.write_text(NOTES, encoding="utf-8")
+    transcript = tmp_path / "reactor-talk.txt"
+    transcript.write_text("[00:00:00.000 --> 00:00:04.000]  The sodium reactor in Kemmerer runs at 345 megawatts.\n",
+                          encoding="utf-8")
+    steps: list[str] = []
+    settings = build_settings(workspace=tmp_path / "ws")
+    loaded = load([notes], [transcript], settings, on_step=steps.append)
+    align(loaded.episodes, settings, on_step=steps.append)
+    assert steps == ["reading notes 1/1: n.md", "reading transcripts 1/1: reactor-talk.txt",
+                     "grouping 1 note section into episodes",
+                     "aligning 1/1: ada-quill-on-reactor-talk (1 note)"]
+
+
+def test_the_busy_display_is_transient_on_a_terminal_and_silent_elsewhere(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from cards import cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(cli, "_console", lambda stderr=False: Console(file=screen, force_terminal=True, width=80))
+    with cli._Busy() as busy:
+        busy("grouping [/] 10,000 note sections")
+        busy.progress.refresh()
+    assert "grouping [/] 10,000 note sections" in screen.getvalue()
+    assert busy.progress is None
+    piped = io.StringIO()
+    monkeypatch.setattr(cli, "_console", lambda stderr=False: Console(file=piped, force_terminal=False))
+    with cli._Busy() as busy:
+        busy("reading notes")
+    assert piped.getvalue() == "" and busy.progress is None
