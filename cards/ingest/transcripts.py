@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cards.errors import InputError
 from cards.ingest.text import read_text
-from cards.models import Segment, Transcript
+from cards.models import Segment, Transcript, shorten
 
 # A timestamp: [h+:]m+:ss[.,fff]. Range checks happen in _seconds, so that
 # "00:75:00.000" is reported as malformed rather than read as text.
@@ -416,4 +416,4 @@ def _split_long(text: str) -> list[str]:
 
 
 def _clip(raw: str, limit: int = 80) -> str:
-    return raw if len(raw) <= limit else raw[: limit - 1] + "…"
+    return shorten(raw, limit)
