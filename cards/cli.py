@@ -171,7 +171,7 @@ def _table(title: str, columns: list[str], rows: list[list], caption: str | None
     t = Table(title=Text(title), show_lines=False)
     for c, header in zip(columns, headers):
         if c in _PROSE_COLUMNS:
-            t.add_column(Text(header), overflow="fold", ratio=1, min_width=prose_min)
+            t.add_column(Text(header), overflow="fold", min_width=prose_min)
         else:
             t.add_column(Text(header), no_wrap=True, overflow="ellipsis")
     for r in cells:
