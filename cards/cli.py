@@ -135,8 +135,23 @@ def _fit_columns(columns: list[str], rows: list[list[str]],
     keys = [i for i, c in enumerate(columns) if c not in _PROSE_COLUMNS]
     n_prose = len(columns) - len(keys)
     room = width - (3 * len(columns) + 1) - n_prose * _PROSE_MIN  # minus borders, padding and prose
-    if sum(max([len(r[i]) for r in rows] + [len(columns[i])]) for i in keys) <= room:
+    deficit = sum(max([len(r[i]) for r in rows] + [len(columns[i])]) for i in keys) - room
+    if deficit <= 0:
         return columns, rows, _PROSE_MIN
+    # First wrap only the headers wider than their values, no more than needed ("left in" / "Anki").
+    import textwrap
+
+    wrapped = list(columns)
+    for i in sorted(keys, key=lambda i: max(len(r[i]) for r in rows) - len(columns[i]) if rows else 0):
+        values = max([len(r[i]) for r in rows] + [0])
+        words = max(len(w) for w in columns[i].split())
+        target = max(values, words, len(columns[i]) - deficit)
+        if " " not in columns[i] or target >= len(columns[i]):
+            continue
+        wrapped[i] = textwrap.fill(columns[i], target)
+        deficit -= len(columns[i]) - max(values, *(len(w) for w in wrapped[i].split("\n")))
+        if deficit <= 0:
+            return wrapped, rows, _PROSE_MIN
     # Headers one word per line; values without hyphens stay whole; hyphenated ones share what is left.
     columns = [c.replace(" ", "\n") if i in keys else c for i, c in enumerate(columns)]
 
