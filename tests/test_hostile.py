@@ -451,3 +451,39 @@ def test_the_busy_display_is_transient_on_a_terminal_and_silent_elsewhere(monkey
     with cli._Busy() as busy:
         busy("reading notes")
     assert piped.getvalue() == "" and busy.progress is None
+
+
+def test_the_temporary_file_of_an_export_killed_mid_write_goes_at_the_next_export(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    script = f"""
+import os, signal
+from pathlib import Path
+from cards import export
+from cards.models import Draft
+
+def write_then_die(package, target, timestamp):
+    with open(target, "wb") as fh:
+        fh.write(b"PK half a deck")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+export._write_apkg = write_then_die
+d = Draft(id="0" * 16, note_id="n", episode="ep", kind="basic", front="Q?", back="A", quote="", tags=[],
+          generator="offline", model="none", prompt_version="1")
+export.export_deck([d], export.DeckInfo("ep", "Ep"), Path({str(out)!r}), now=1_700_000_000)
+"""
+    for _ in range(3):
+        killed = subprocess.run([sys.executable, "-c", script], capture_output=True)
+        assert killed.returncode == -9, killed.stderr
+    # Each export first removes what the one killed before it left: three kills leave one file, not three.
+    left = sorted(p.name for p in out.iterdir())
+    assert len(left) == 1 and left[0].startswith(".ep.") and left[0].endswith(".apkg.tmp")
+    from cards.export import DeckInfo, export_deck
+    from cards.models import Draft
+
+    d = Draft(id="0" * 16, note_id="n", episode="ep", kind="basic", front="Q?", back="A", quote="", tags=[],
+              generator="offline", model="none", prompt_version="1")
+    export_deck([d], DeckInfo("ep", "Ep"), out, now=1_700_000_001)
+    assert sorted(p.name for p in out.iterdir()) == ["ep.apkg"]
