@@ -17,7 +17,6 @@ from typing import Annotated, Optional
 import typer
 
 from cards.errors import CardsError
-from cards.models import plural, shorten
 
 app = typer.Typer(
     name="cards",
@@ -60,6 +59,18 @@ MaxTokens = Annotated[Optional[int], typer.Option("--max-tokens", envvar="CARDS_
 Structured = Annotated[Optional[str], typer.Option("--structured", envvar="CARDS_STRUCTURED",
                                                    help="Reply format: auto, json_schema, json_object or text "
                                                         "[default: auto].")]
+
+
+def _shorten(text: str | None, limit: int) -> str:
+    from cards.models import shorten  # here, not at the top: `cards --help` imports no dataclasses
+
+    return shorten(text, limit)
+
+
+def _plural(n: int, word: str) -> str:
+    from cards.models import plural
+
+    return plural(n, word)
 
 
 def _err(message: str) -> None:
@@ -292,7 +303,7 @@ def align(notes: Notes, transcripts: Transcripts = None, episode: EpisodeOpt = N
         c = d["context"]
         passage = "-" if c is None else matched_part(c["text"], d["note"])
         when = "" if c is None else format_span(c["start"], c["end"]) or ""
-        rows.append([d["episode"], shorten(d["note"].split("\n")[0], 70), when,
+        rows.append([d["episode"], _shorten(d["note"].split("\n")[0], 70), when,
                      "-" if c is None else f"{c['score']:.2f}", passage])
     _table("Alignment", ["episode", "note", "time", "score", "passage"], rows)
 
@@ -307,7 +318,7 @@ def matched_part(passage: str, note: str, width: int = 120) -> str:
 
     tokens = passage.split()
     if len(passage) <= width or not tokens:
-        return shorten(" ".join(tokens), width)
+        return _shorten(" ".join(tokens), width)
     wanted = content_stems(note)
     hits = [content_stems(t) & wanted for t in tokens]
     best, best_score = (0, 0), -1
@@ -354,7 +365,7 @@ class _Progress:
             counts[j.episode.slug] = counts.get(j.episode.slug, 0) + 1
         for ep in episodes:
             if ep.slug in counts:
-                self.bars[ep.slug] = self.progress.add_task(shorten(ep.title, 48), total=counts[ep.slug])
+                self.bars[ep.slug] = self.progress.add_task(_shorten(ep.title, 48), total=counts[ep.slug])
         self.progress.start()
 
     def advance(self, job, ok: bool) -> None:
@@ -453,15 +464,15 @@ def _print_summary(summary, settings) -> None:
     gen = "offline generator" if summary.generator == "offline" else f"{summary.model}"
     _table(f"Run {summary.run_id}: {gen}, prompt {summary.prompt_version}",
            ["episode", "notes", "cards", "from cache", "failed", "tokens in", "tokens out"], rows,
-           caption=f"estimated cost {cost}; {plural(summary.skipped, 'note')} already up to date"
+           caption=f"estimated cost {cost}; {_plural(summary.skipped, 'note')} already up to date"
                    + "".join(f"; {n} {why}" for why, n in summary.reasons.items())
                    + (f"; {summary.waiting} waiting for a transcript" if summary.waiting else "")
-                   + f"; {plural(summary.duplicates, 'duplicate')} marked")
+                   + f"; {_plural(summary.duplicates, 'duplicate')} marked")
     if summary.failures:
         reasons: dict[str, int] = {}
         for f in summary.failures:
             reasons[f["error"]] = reasons.get(f["error"], 0) + 1
-        _console(stderr=True).print(f"{plural(len(summary.failures), 'note')} failed (retried on the next run):",
+        _console(stderr=True).print(f"{_plural(len(summary.failures), 'note')} failed (retried on the next run):",
                                     highlight=False, markup=False)
         for reason, n in sorted(reasons.items(), key=lambda x: -x[1]):
             _console(stderr=True).print(f"  {n} × {reason}", highlight=False, markup=False)
@@ -526,10 +537,10 @@ def drafts(
         items = store.drafts(episode=episode, status=status, include_superseded=all_)
     if json_out:
         return _print_json([d.as_dict() for d in items])
-    _table(plural(len(items), "draft"), ["id", "episode", "status", "kind", "front", "back", "warnings"],
+    _table(_plural(len(items), "draft"), ["id", "episode", "status", "kind", "front", "back", "warnings"],
            [[d.id[:8], d.episode,
              d.status + (" (superseded)" if d.superseded else " (revision)" if d.revision_of else ""), d.kind,
-             shorten(d.front, 80), shorten(d.back, 60), len(d.warnings)] for d in items])
+             _shorten(d.front, 80), _shorten(d.back, 60), len(d.warnings)] for d in items])
 
 
 @app.command()
@@ -554,8 +565,8 @@ def dedupe(
     if json_out:
         return _print_json({"duplicates": n, "drafts": [{"id": d.id, "front": d.front,
                                                          "duplicate_of": d.duplicate_of} for d in dups]})
-    _table(plural(n, "duplicate"), ["id", "episode", "front", "duplicate of"],
-           [[d.id[:8], d.episode, shorten(d.front, 80), (d.duplicate_of or "")[:8]] for d in dups])
+    _table(_plural(n, "duplicate"), ["id", "episode", "front", "duplicate of"],
+           [[d.id[:8], d.episode, _shorten(d.front, 80), (d.duplicate_of or "")[:8]] for d in dups])
 
 
 @app.command()
@@ -600,7 +611,7 @@ def _decide(ids: list[str], workspace, episode, all_: bool, status: str, json_ou
         changed = [store.update_draft(i, action=status, status=status) for i in targets]
     if json_out:
         return _print_json([{"id": d.id, "status": d.status} for d in changed])
-    _console().print(f"{plural(len(changed), 'draft')} {status}.", highlight=False)
+    _console().print(f"{_plural(len(changed), 'draft')} {status}.", highlight=False)
 
 
 Ids = Annotated[Optional[list[str]], typer.Argument(help="Draft ids (or unique prefixes).", show_default=False)]
