@@ -121,10 +121,18 @@ def _print_json(data) -> None:
     sys.stdout.write(text + "\n")
 
 
-# Columns of prose wrap at spaces and share what is left. Every other column (slugs, ids, numbers,
-# times) keeps each value whole: at 80 columns a slug breaks only after one of its hyphens
+# Columns of prose wrap at spaces and share what is left. Key columns (slugs, ids, numbers, times)
+# keep each value whole: at 80 columns a slug breaks only after one of its hyphens
 # ("dylan-patel-on-" / "latent-space"), and a header breaks between its words.
-_PROSE_COLUMNS = {"title", "note", "passage", "front", "back", "file", "transcript", "duplicate of"}
+_KEY_COLUMNS = {"slug", "episode", "id"}
+_SHORT = 12  # a column whose values are all this short, without spaces, is a key column too
+
+
+def _key_columns(columns: list[str], rows: list[list[str]]) -> set[int]:
+    return {i for i, c in enumerate(columns)
+            if c in _KEY_COLUMNS or all(len(r[i]) <= _SHORT and " " not in r[i] for r in rows)}
+
+
 _PROSE_MIN = 12
 
 
@@ -139,11 +147,11 @@ def _break_at_hyphens(text: str, width: int) -> str:
     return "\n".join(lines) or text
 
 
-def _fit_columns(columns: list[str], rows: list[list[str]],
-                 width: int) -> tuple[list[str], list[list[str]], int]:
+def _fit_columns(columns: list[str], rows: list[list[str]], width: int,
+                 key_columns: set[int]) -> tuple[list[str], list[list[str]], int]:
     """Headers and cells of the non-prose columns reshaped so the table fits `width` without cutting
     words, and the narrowest the prose columns may then be."""
-    keys = [i for i, c in enumerate(columns) if c not in _PROSE_COLUMNS]
+    keys = sorted(key_columns)
     n_prose = len(columns) - len(keys)
     room = width - (3 * len(columns) + 1) - n_prose * _PROSE_MIN  # minus borders, padding and prose
     deficit = sum(max([len(r[i]) for r in rows] + [len(columns[i])]) for i in keys) - room
@@ -193,13 +201,14 @@ def _table(title: str, columns: list[str], rows: list[list], caption: str | None
 
     console = _console()
     cells = [[v.plain if isinstance(v, Text) else "" if v is None else str(v) for v in r] for r in rows]
-    headers, cells, prose_min = _fit_columns(columns, cells, console.width)
+    keys = _key_columns(columns, cells)
+    headers, cells, prose_min = _fit_columns(columns, cells, console.width, keys)
     t = Table(title=Text(title), show_lines=False)
-    for c, header in zip(columns, headers):
-        if c in _PROSE_COLUMNS:
-            t.add_column(Text(header), overflow="fold", min_width=prose_min)
-        else:
+    for i, header in enumerate(headers):
+        if i in keys:
             t.add_column(Text(header), no_wrap=True, overflow="ellipsis")
+        else:
+            t.add_column(Text(header), overflow="fold", min_width=prose_min)
     for r in cells:
         t.add_row(*[Text(v) for v in r])
     console.print(t)

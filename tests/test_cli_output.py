@@ -17,7 +17,8 @@ NOTES = f"""\
 
 - the sodium reactor in Kemmerer runs at 345 megawatts
 - molten salt storage lets the plant boost output to 500 megawatts for five hours
-- {"a very long bullet about the history of the plant and its many owners over the years " * 3}
+- the plant in Kemmerer replaced a coal plant that had been running on the same grid connection for over 40 years
+- the fuel is HALEU, enriched to almost 20 percent uranium 235
 """
 FILLER = " ".join(f"and then we talked about gardens number {i} for a while" for i in range(12))
 WHISPER = f"""\

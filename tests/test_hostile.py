@@ -32,7 +32,8 @@ def one_error(result, *names: str, code: int = 2) -> str:
 @pytest.mark.parametrize("heading", ["Show [/foo]", "Show [/]", "Show [bold red]loud[/bold red] [link=x]"])
 def test_markup_in_a_heading_is_printed_as_typed(tmp_path, heading):
     notes = tmp_path / "h.md"
-    notes.write_text(f"# {heading}\n- the model has 256 experts [/i]\n", encoding="utf-8")
+    notes.write_text(f"# {heading}\n- the fuel is HALEU, enriched to almost 20 percent uranium 235\n"
+                     "- and a note with [/i] markup [bold]in it\n", encoding="utf-8")
     ws = tmp_path / "ws"
     for args in (["episodes", notes], ["align", notes], ["estimate", notes, "-w", ws],
                  ["generate", notes, "-w", ws], ["drafts", "-w", ws], ["dedupe", "-w", ws]):
@@ -43,7 +44,7 @@ def test_markup_in_a_heading_is_printed_as_typed(tmp_path, heading):
     assert heading in run("episodes", notes, env={"COLUMNS": "200"}).stdout
     listed = json.loads(run("drafts", "-w", ws, "--json").stdout)
     assert len(listed) == 1
-    assert "[/i]" in run("drafts", "-w", ws, env={"COLUMNS": "200"}).stdout
+    assert "[/i] markup [bold]in it" in run("align", notes, env={"COLUMNS": "200"}).stdout
     edited = run("edit", listed[0]["id"][:8], "--back", "[/oops] [bold]x", "-w", ws)
     assert edited.exit_code == 0, edited.output
     assert run("export", "-w", ws, "--include-drafts", env={"COLUMNS": "200"}).exit_code == 0
@@ -71,20 +72,32 @@ HOSTILE_NOTES = """\
 # <b>Evil</b> {{Front}} <script>
 
 - sound test: [sound:evil.mp3] plays a file when the card is shown
+- the fuel [sound:fuel.mp3] is HALEU, enriched to almost 20 percent [$]x[/$] uranium 235
 - the model reads [latex]\\input{/etc/passwd}[/latex] as a LaTeX image
 - inline [$]x^2[/$] and display [$$]\\int y[/$$] maths, [SOUND:Upper.mp3] in capitals
 - speech [anki:tts lang=en_US]say this[/anki:tts] and <img src=x onerror=alert(1)> an image
 """
 
 
+REPLY_FRONTS = {  # distinct questions, so that none is taken for a duplicate of another
+    "sound test": ("Which file does the sound test [sound:reply.mp3] play?", "evil.mp3, when the card shows"),
+    "reads": ("What does the model read [latex]x[/latex] as?", "a LaTeX image from the passwd file"),
+    "inline": ("Which two maths forms [$$]y[/$$] does the note list?", "inline and display maths"),
+    "speech": ("What does the [anki:tts]speech tag[/anki:tts] say aloud?", "the words say this"),
+    "fuel": ("How far is HALEU fuel [sound:f.mp3] enriched?", "almost 20 percent uranium 235"),
+}
+
+
 def hostile_reply(body: dict) -> dict:
     from fakeserver import user_text
 
-    topic = next(w for w in ("sound", "latex", "inline", "speech") if w in user_text(body).split("<note>")[-1])
+    note = user_text(body).split("<note>")[-1]
+    front, back = next(v for k, v in REPLY_FRONTS.items() if k in note)
     return {"cards": [{
         "kind": "basic",
-        "front": f"What plays [sound:reply.mp3] in the {topic} card?",
-        "back": "[latex]\\input{/etc/shadow}[/latex] <img src=x onerror=alert(2)> [$]a[/$] [$$]b[/$$] <script>x</script>",
+        "front": front,
+        "back": f"{back} [latex]\\input{{/etc/shadow}}[/latex] <img src=x onerror=alert(2)> [$]a[/$] "
+                "<script>x</script>",
         "quote": "[sound:quote.mp3]",
         "tags": ["<x>", "../..", "tag::sub", "{{Tags}}", "ok-tag"],
     }]}
@@ -94,21 +107,21 @@ def import_and_render(apkgs: list[Path], tmp_path: Path):
     collection = pytest.importorskip("anki.collection")
     from anki.import_export_pb2 import ImportAnkiPackageUpdateCondition
 
-    col = collection.Collection(str(tmp_path / "render.anki2"))
     condition = ImportAnkiPackageUpdateCondition.IMPORT_ANKI_PACKAGE_UPDATE_CONDITION_IF_NEWER
     options = collection.ImportAnkiPackageOptions(update_notes=condition, update_notetypes=condition,
                                                   merge_notetypes=False, with_scheduling=False)
-    for apkg in apkgs:
-        col.import_anki_package(collection.ImportAnkiPackageRequest(package_path=str(apkg), options=options))
     rendered = []
-    for cid in col.find_cards(""):
-        card = col.get_card(cid)
-        rendered.append({
-            "question": card.question(), "answer": card.answer(),
-            "av": list(card.question_av_tags()) + list(card.answer_av_tags()),
-            "deck": col.decks.name(card.did), "tags": card.note().tags,
-        })
-    col.close()
+    for n, apkg in enumerate(apkgs):  # a collection each: decks from two workspaces share card identities
+        col = collection.Collection(str(tmp_path / f"render{n}.anki2"))
+        col.import_anki_package(collection.ImportAnkiPackageRequest(package_path=str(apkg), options=options))
+        for cid in col.find_cards(""):
+            card = col.get_card(cid)
+            rendered.append({
+                "question": card.question(), "answer": card.answer(),
+                "av": list(card.question_av_tags()) + list(card.answer_av_tags()),
+                "deck": col.decks.name(card.did), "tags": card.note().tags,
+            })
+        col.close()
     return rendered
 
 
@@ -132,7 +145,7 @@ def test_hostile_text_from_notes_replies_and_edits_is_inert_in_anki(tmp_path):
                                  "--json").stdout)
         apkgs += [Path(w["path"]) for w in written]
     cards = import_and_render(apkgs, tmp_path)
-    assert len(cards) >= 6
+    assert len(cards) >= 7
     for card in cards:
         html = card["question"] + card["answer"]
         assert card["av"] == [], card["av"]  # no sound, video or text-to-speech tag
@@ -143,8 +156,9 @@ def test_hostile_text_from_notes_replies_and_edits_is_inert_in_anki(tmp_path):
             assert all(c.isalnum() or c in "-_" for c in tag), tag
     everything = " ".join(c["question"] + c["answer"] for c in cards)
     # Still readable: the text is there, only its bracket is an entity.
-    for shown in ("&#91;sound:evil.mp3]", "&#91;latex]\\input{/etc/passwd}&#91;/latex]", "&#91;$]x^2&#91;/$]",
-                  "&#91;SOUND:Upper.mp3]", "&#91;sound:reply.mp3]", "&#91;sound:edit.mp3]", "&lt;img src=y&gt;"):
+    for shown in ("&#91;sound:evil.mp3]", "&#91;sound:fuel.mp3]", "&#91;latex]\\input{/etc/passwd}&#91;/latex]", "&#91;$]x^2&#91;/$]",
+                  "&#91;SOUND:Upper.mp3]", "&#91;sound:f.mp3]", "&#91;anki:tts]speech tag&#91;/anki:tts]",
+                  "&#91;sound:edit.mp3]", "&lt;img src=y&gt;"):
         assert shown in everything, shown
     llm_tags = {t for c in cards for t in c["tags"]}
     assert {"x", "tag-sub", "Tags", "ok-tag"} <= llm_tags and not any("." in t or ":" in t for t in llm_tags)
