@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -59,6 +61,18 @@ Structured = Annotated[Optional[str], typer.Option("--structured", envvar="CARDS
                                                         "[default: auto].")]
 
 
+def _shorten(text: str | None, limit: int) -> str:
+    from cards.models import shorten  # here, not at the top: `cards --help` imports no dataclasses
+
+    return shorten(text, limit)
+
+
+def _plural(n: int, word: str) -> str:
+    from cards.models import plural
+
+    return plural(n, word)
+
+
 def _err(message: str) -> None:
     sys.stderr.write(f"cards: error: {message}\n")
 
@@ -80,14 +94,20 @@ def handled(fn):
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             _err(f"{where}{e.strerror or e}")
             raise typer.Exit(1) from None
+        except sqlite3.DatabaseError as e:  # one met outside a Store block, which names the workspace itself
+            _err(f"workspace database error: {e}; restore it from a backup, or start a new workspace"
+                 " with --workspace DIR")
+            raise typer.Exit(2) from None
 
     return wrapper
 
 
 def _console(stderr: bool = False):
+    """Where every message goes. Markup is off: notes, transcripts and replies are printed as typed,
+    so a heading such as `# Show [/foo]` is text, not a rich tag."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, markup=False)
 
 
 def _print_json(data) -> None:
@@ -101,16 +121,99 @@ def _print_json(data) -> None:
     sys.stdout.write(text + "\n")
 
 
+# Columns of prose wrap at spaces and share what is left. Key columns (slugs, ids, numbers, times)
+# keep each value whole: at 80 columns a slug breaks only after one of its hyphens
+# ("dylan-patel-on-" / "latent-space"), and a header breaks between its words.
+_KEY_COLUMNS = {"slug", "episode", "id"}
+_SHORT = 12  # a column whose values are all this short, without spaces, is a key column too
+
+
+def _key_columns(columns: list[str], rows: list[list[str]]) -> set[int]:
+    return {i for i, c in enumerate(columns)
+            if c in _KEY_COLUMNS or all(len(r[i]) <= _SHORT and " " not in r[i] for r in rows)}
+
+
+_PROSE_MIN = 12
+
+
+def _break_at_hyphens(text: str, width: int) -> str:
+    """Lines of at most `width` characters, broken only after a hyphen (a longer piece stays whole)."""
+    lines: list[str] = []
+    for piece in re.findall(r"[^-]*-|[^-]+$", text):
+        if lines and len(lines[-1]) + len(piece) <= width:
+            lines[-1] += piece
+        else:
+            lines.append(piece)
+    return "\n".join(lines) or text
+
+
+def _fit_columns(columns: list[str], rows: list[list[str]], width: int,
+                 key_columns: set[int]) -> tuple[list[str], list[list[str]], int]:
+    """Headers and cells of the non-prose columns reshaped so the table fits `width` without cutting
+    words, and the narrowest the prose columns may then be."""
+    keys = sorted(key_columns)
+    n_prose = len(columns) - len(keys)
+    room = width - (3 * len(columns) + 1) - n_prose * _PROSE_MIN  # minus borders, padding and prose
+    deficit = sum(max([len(r[i]) for r in rows] + [len(columns[i])]) for i in keys) - room
+    if deficit <= 0:
+        return columns, rows, _PROSE_MIN
+    # First wrap only the headers wider than their values, no more than needed ("left in" / "Anki").
+    import textwrap
+
+    wrapped = list(columns)
+    for i in sorted(keys, key=lambda i: max(len(r[i]) for r in rows) - len(columns[i]) if rows else 0):
+        values = max([len(r[i]) for r in rows] + [0])
+        words = max(len(w) for w in columns[i].split())
+        target = max(values, words, len(columns[i]) - deficit)
+        if " " not in columns[i] or target >= len(columns[i]):
+            continue
+        wrapped[i] = textwrap.fill(columns[i], target)
+        deficit -= len(columns[i]) - max(values, *(len(w) for w in wrapped[i].split("\n")))
+        if deficit <= 0:
+            return wrapped, rows, _PROSE_MIN
+    # Headers one word per line; values without hyphens stay whole; hyphenated ones share what is left.
+    columns = [c.replace(" ", "\n") if i in keys else c for i, c in enumerate(columns)]
+
+    def pieces(value: str) -> list[str]:
+        return re.findall(r"[^-]*-|[^-]+$", value) or [value]
+
+    def narrowest(i: int) -> int:
+        return max(len(p) for v in [*columns[i].split("\n"), *(r[i] for r in rows)] for p in pieces(v))
+
+    hyphenated = [i for i in keys if any("-" in r[i] and len(r[i]) > narrowest(i) for r in rows)]
+    solid = [i for i in keys if i not in hyphenated]
+    widths = {i: max([len(w) for w in columns[i].split("\n")] + [len(r[i]) for r in rows]) for i in solid}
+    over = sum(widths.values()) - room
+    if hyphenated:
+        share = (room - sum(widths.values())) // len(hyphenated)
+        for i in hyphenated:
+            budget = max(share, narrowest(i))
+            over += budget
+            rows = [[_break_at_hyphens(v, budget) if j == i else v for j, v in enumerate(r)] for r in rows]
+    # Whatever the key columns still need comes out of the prose columns, down to a few characters.
+    prose_min = _PROSE_MIN - (max(0, over) + n_prose - 1) // n_prose if n_prose else _PROSE_MIN
+    return columns, rows, max(4, prose_min)
+
+
 def _table(title: str, columns: list[str], rows: list[list], caption: str | None = None) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(title=title, caption=caption, show_lines=False)
-    for c in columns:
-        t.add_column(c, overflow="fold")
-    for r in rows:
-        t.add_row(*[v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in r])
-    _console().print(t)
+    console = _console()
+    cells = [[v.plain if isinstance(v, Text) else "" if v is None else str(v) for v in r] for r in rows]
+    keys = _key_columns(columns, cells)
+    headers, cells, prose_min = _fit_columns(columns, cells, console.width, keys)
+    t = Table(title=Text(title), show_lines=False)
+    for i, header in enumerate(headers):
+        if i in keys:
+            t.add_column(Text(header), no_wrap=True, overflow="ellipsis")
+        else:
+            t.add_column(Text(header), overflow="fold", min_width=prose_min)
+    for r in cells:
+        t.add_row(*[Text(v) for v in r])
+    console.print(t)
+    if caption:  # below the table at full width, rather than squeezed to the table's width
+        console.print(Text(caption))
 
 
 def _settings(**given):
@@ -119,10 +222,45 @@ def _settings(**given):
     return build_settings(**given)
 
 
-def _load(notes, transcripts, settings):
+class _Busy:
+    """A transient spinner with the current step and its elapsed time, on stderr, while files are read,
+    grouped and aligned: a big input is never minutes of silence. Shown only on a terminal, so stdout
+    (JSON included) and captured output stay clean."""
+
+    def __init__(self) -> None:
+        self.console = _console(stderr=True)
+        self.progress = None
+        self.task = None
+
+    def __call__(self, message: str) -> None:
+        if not self.console.is_terminal:
+            return
+        if self.progress is None:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False),
+                                     TimeElapsedColumn(), console=self.console, transient=True)
+            self.task = self.progress.add_task(message, total=None)
+            self.progress.start()
+        else:
+            self.progress.update(self.task, description=message)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def __enter__(self) -> _Busy:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _load(notes, transcripts, settings, busy=None):
     from cards.pipeline import load
 
-    return load(list(notes), list(transcripts or []), settings)
+    return load(list(notes), list(transcripts or []), settings, on_step=busy)
 
 
 @app.command()
@@ -131,7 +269,8 @@ def episodes(notes: Notes, transcripts: Transcripts = None, workspace: Workspace
              json_out: JsonOpt = False) -> None:
     """List the episodes found in the notes, with their transcripts (and slugs the workspace knows)."""
     settings = _settings(workspace=workspace)
-    loaded = _load(notes, transcripts, settings)
+    with _Busy() as busy:
+        loaded = _load(notes, transcripts, settings, busy)
     data = [e.as_dict() for e in loaded.episodes]
     if json_out:
         return _print_json(data)
@@ -156,9 +295,10 @@ def align(notes: Notes, transcripts: Transcripts = None, episode: EpisodeOpt = N
     from cards.pipeline import select
 
     settings = _settings(context_tokens=context_tokens, workspace=workspace)
-    loaded = _load(notes, transcripts, settings)
-    eps = select(loaded.episodes, episode)
-    contexts = align_all(eps, settings)
+    with _Busy() as busy:
+        loaded = _load(notes, transcripts, settings, busy)
+        eps = select(loaded.episodes, episode)
+        contexts = align_all(eps, settings, on_step=busy)
     data = [
         {"episode": ep.slug, "note": item.text, "note_id": item.id, "section": item.section,
          "source": {"path": item.source.path, "line": item.source.line_start},
@@ -170,37 +310,71 @@ def align(notes: Notes, transcripts: Transcripts = None, episode: EpisodeOpt = N
     rows = []
     for d in data:
         c = d["context"]
-        passage = "-" if c is None else (c["text"][:160] + "…")
+        passage = "-" if c is None else matched_part(c["text"], d["note"])
         when = "" if c is None else format_span(c["start"], c["end"]) or ""
-        rows.append([d["episode"], d["note"].split("\n")[0][:70], when, "-" if c is None else f"{c['score']:.2f}",
-                     passage])
+        rows.append([d["episode"], _shorten(d["note"].split("\n")[0], 70), when,
+                     "-" if c is None else f"{c['score']:.2f}", passage])
     _table("Alignment", ["episode", "note", "time", "score", "passage"], rows)
+
+
+def matched_part(passage: str, note: str, width: int = 120) -> str:
+    """The stretch of a passage, at most `width` characters, holding most of the note's words.
+
+    That is the part that shows whether the alignment is right; the passage's first characters are
+    often the talk before it. Cuts are marked with an ellipsis.
+    """
+    from cards.check import content_stems
+
+    tokens = passage.split()
+    if len(passage) <= width or not tokens:
+        return _shorten(" ".join(tokens), width)
+    wanted = content_stems(note)
+    hits = [content_stems(t) & wanted for t in tokens]
+    best, best_score = (0, 0), -1
+    for i in range(len(tokens)):
+        length, seen, j = -1, set(), i
+        while j < len(tokens) and length + 1 + len(tokens[j]) <= width - 2:
+            length += 1 + len(tokens[j])
+            seen |= hits[j]
+            j += 1
+        # Most distinct note words; among equals, the window starting on a hit (then the earliest).
+        score = len(seen) * 2 + (1 if hits[i] else 0)
+        if j > i and score > best_score:
+            best, best_score = (i, j), score
+    i, j = best
+    return ("…" if i > 0 else "") + " ".join(tokens[i:j]) + ("…" if j < len(tokens) else "")
 
 
 class _Progress:
     """A rich progress bar per episode while a run goes."""
 
-    def __init__(self, enabled: bool, notice=None):
+    def __init__(self, enabled: bool, notice=None, warn_long_notes: bool = False):
         self.enabled = enabled
         self.notice = notice  # said once the run has checked its inputs and is about to start
+        self.warn_long_notes = warn_long_notes  # before any request: notes the prompt carries cut
         self.bars: dict[str, int] = {}
         self.progress = None
 
     def start(self, episodes, jobs) -> None:
         if self.notice:
             self.notice()
+        if self.warn_long_notes:
+            from cards.pipeline import long_notes
+
+            _warn_long_notes([{"path": n.source.path, "line": n.source.line_start, "chars": len(n.text)}
+                              for n, _ in long_notes(jobs)])
         if not self.enabled or not jobs:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=_console(stderr=True), transient=False)
         counts: dict[str, int] = {}
         for j in jobs:
             counts[j.episode.slug] = counts.get(j.episode.slug, 0) + 1
         for ep in episodes:
             if ep.slug in counts:
-                self.bars[ep.slug] = self.progress.add_task(ep.title[:48], total=counts[ep.slug])
+                self.bars[ep.slug] = self.progress.add_task(_shorten(ep.title, 48), total=counts[ep.slug])
         self.progress.start()
 
     def advance(self, job, ok: bool) -> None:
@@ -210,6 +384,18 @@ class _Progress:
     def stop(self) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+def _warn_long_notes(cut: list[dict]) -> None:
+    from cards.pipeline import MAX_NOTE_CHARS
+
+    console = _console(stderr=True)
+    for n in cut[:5]:
+        console.print(f"warning: {n['path']}:{n['line']}: note of {n['chars']:,} characters; the prompt carries "
+                      f"its first {MAX_NOTE_CHARS:,}", soft_wrap=True)
+    if len(cut) > 5:
+        console.print(f"warning: {len(cut) - 5} more notes over {MAX_NOTE_CHARS:,} characters are cut as well",
+                      soft_wrap=True)
 
 
 def _offline_notice(settings) -> None:
@@ -253,10 +439,17 @@ def generate(
     settings = _settings(workspace=workspace, model=model, base_url=base_url, concurrency=concurrency,
                          offline=offline or None, prompts=prompts, context_tokens=context_tokens,
                          timeout=timeout, max_tokens=max_tokens, structured=structured)
-    loaded = _load(notes, transcripts, settings)
-    progress = _Progress(not json_out, notice=lambda: _offline_notice(settings))
-    summary = run(loaded, settings, episode=episode, force=force, realign=realign, progress=progress,
-                  notify=lambda message: sys.stderr.write(f"cards: {message}\n"))
+    with _Busy() as busy:
+        loaded = _load(notes, transcripts, settings, busy)
+        busy("aligning notes to transcripts and planning the run")
+
+        def notice() -> None:
+            busy.stop()  # the run's own progress bars take over
+            _offline_notice(settings)
+
+        progress = _Progress(not json_out, notice=notice, warn_long_notes=settings.llm_configured)
+        summary = run(loaded, settings, episode=episode, force=force, realign=realign, progress=progress,
+                      notify=lambda message: sys.stderr.write(f"cards: {message}\n"))
     if json_out:
         _print_json(summary.as_dict())
     else:
@@ -280,15 +473,15 @@ def _print_summary(summary, settings) -> None:
     gen = "offline generator" if summary.generator == "offline" else f"{summary.model}"
     _table(f"Run {summary.run_id}: {gen}, prompt {summary.prompt_version}",
            ["episode", "notes", "cards", "from cache", "failed", "tokens in", "tokens out"], rows,
-           caption=f"estimated cost {cost}; {summary.skipped} notes already up to date"
+           caption=f"estimated cost {cost}; {_plural(summary.skipped, 'note')} already up to date"
                    + "".join(f"; {n} {why}" for why, n in summary.reasons.items())
                    + (f"; {summary.waiting} waiting for a transcript" if summary.waiting else "")
-                   + f"; {summary.duplicates} duplicates marked")
+                   + f"; {_plural(summary.duplicates, 'duplicate')} marked")
     if summary.failures:
         reasons: dict[str, int] = {}
         for f in summary.failures:
             reasons[f["error"]] = reasons.get(f["error"], 0) + 1
-        _console(stderr=True).print(f"{len(summary.failures)} notes failed (they are retried on the next run):",
+        _console(stderr=True).print(f"{_plural(len(summary.failures), 'note')} failed (retried on the next run):",
                                     highlight=False, markup=False)
         for reason, n in sorted(reasons.items(), key=lambda x: -x[1]):
             _console(stderr=True).print(f"  {n} × {reason}", highlight=False, markup=False)
@@ -315,8 +508,12 @@ def estimate(
 
     settings = _settings(workspace=workspace, model=model, base_url=base_url, offline=offline or None,
                          prompts=prompts, context_tokens=context_tokens)
-    loaded = _load(notes, transcripts, settings)
-    data = est(loaded, settings, episode=episode, force=force, realign=realign)
+    with _Busy() as busy:
+        loaded = _load(notes, transcripts, settings, busy)
+        busy("aligning notes to transcripts")
+        data = est(loaded, settings, episode=episode, force=force, realign=realign)
+    if settings.llm_configured:
+        _warn_long_notes(data["notes_cut"])
     if json_out:
         return _print_json(data)
     _print_notices(data["notices"])
@@ -349,9 +546,10 @@ def drafts(
         items = store.drafts(episode=episode, status=status, include_superseded=all_)
     if json_out:
         return _print_json([d.as_dict() for d in items])
-    _table(f"{len(items)} drafts", ["id", "episode", "status", "kind", "front", "back", "warnings"],
-           [[d.id[:8], d.episode[:24], d.status + (" (superseded)" if d.superseded else " (revision)" if d.revision_of else ""), d.kind,
-             d.front[:80], d.back[:60], len(d.warnings)] for d in items])
+    _table(_plural(len(items), "draft"), ["id", "episode", "status", "kind", "front", "back", "warnings"],
+           [[d.id[:8], d.episode,
+             d.status + (" (superseded)" if d.superseded else " (revision)" if d.revision_of else ""), d.kind,
+             _shorten(d.front, 80), _shorten(d.back, 60), len(d.warnings)] for d in items])
 
 
 @app.command()
@@ -376,19 +574,21 @@ def dedupe(
     if json_out:
         return _print_json({"duplicates": n, "drafts": [{"id": d.id, "front": d.front,
                                                          "duplicate_of": d.duplicate_of} for d in dups]})
-    _table(f"{n} duplicates", ["id", "episode", "front", "duplicate of"],
-           [[d.id[:8], d.episode[:24], d.front[:80], (d.duplicate_of or "")[:8]] for d in dups])
+    _table(_plural(n, "duplicate"), ["id", "episode", "front", "duplicate of"],
+           [[d.id[:8], d.episode, _shorten(d.front, 80), (d.duplicate_of or "")[:8]] for d in dups])
 
 
 @app.command()
 @handled
 def review(workspace: Workspace = None, episode: EpisodeOpt = None) -> None:
     """Review drafts one by one: approve, reject, edit, skip, undo."""
+    from cards.pipeline import known_episode
     from cards.review import run_review
     from cards.store import Store
 
     settings = _settings(workspace=workspace)
     with Store(settings.workspace, create=False) as store:
+        known_episode(store, episode)
         summary = run_review(store, episode)
         if any(summary[k] for k in ("approved", "rejected", "edited", "undup")):
             from cards.pipeline import check_and_dedupe
@@ -406,6 +606,7 @@ def review(workspace: Workspace = None, episode: EpisodeOpt = None) -> None:
 
 
 def _decide(ids: list[str], workspace, episode, all_: bool, status: str, json_out: bool) -> None:
+    from cards.pipeline import known_episode
     from cards.store import Store
 
     settings = _settings(workspace=workspace)
@@ -413,6 +614,7 @@ def _decide(ids: list[str], workspace, episode, all_: bool, status: str, json_ou
         if all_:
             if not episode:
                 raise CardsError("--all needs --episode")
+            known_episode(store, episode)
             targets = [d.id for d in store.drafts(episode=episode, status="draft", include_superseded=False)]
         else:
             if not ids:
@@ -421,7 +623,7 @@ def _decide(ids: list[str], workspace, episode, all_: bool, status: str, json_ou
         changed = [store.update_draft(i, action=status, status=status) for i in targets]
     if json_out:
         return _print_json([{"id": d.id, "status": d.status} for d in changed])
-    _console().print(f"{len(changed)} drafts {status}.", highlight=False)
+    _console().print(f"{_plural(len(changed), 'draft')} {status}.", highlight=False)
 
 
 Ids = Annotated[Optional[list[str]], typer.Argument(help="Draft ids (or unique prefixes).", show_default=False)]

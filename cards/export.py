@@ -23,6 +23,7 @@ import itertools
 import os
 import re
 import sqlite3
+import stat
 import tempfile
 import time
 import zipfile
@@ -53,6 +54,15 @@ _SKIPPED_STATUSES = frozenset({"rejected", "duplicate"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _CONTROL_ALL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SPACE = re.compile(r"\s+")
+# The opening bracket of Anki's media, text-to-speech and LaTeX syntax: [sound:…], [anki:tts]…,
+# [latex]…[/latex], [$]…[/$], [$$]…[/$$]. Anki matches these case-insensitively in the rendered card
+# (rslib's AV_TAGS and LATEX regexes), so such a bracket from untrusted text is written as the entity
+# &#91;: it shows as "[" but no longer matches.
+_ANKI_SYNTAX = re.compile(r"\[(?=sound:|anki:|/anki:|/?latex\]|/?\$\$?\])", re.IGNORECASE)
+# Deck names are plain text to Anki; markup-like pieces of a heading are dropped from them.
+_TAGLIKE = re.compile(r"<[^<>]*>")
+# Tags keep letters, digits, "_" and "-": no "::" hierarchy, no path or template syntax.
+_TAG_UNSAFE = re.compile(r"[^\w-]+")
 _VIDEO_ID = re.compile(r"[A-Za-z0-9_-]{6,32}")
 
 _CSS = """\
@@ -190,7 +200,15 @@ def _html(text: str | None) -> str:
     `{{c1::answer::hint}}` survive escaping while everything around and inside them is
     made inert.
     """
-    return html.escape(_clean(text), quote=False).replace("\n", "<br>")
+    return _inert(_clean(text)).replace("\n", "<br>")
+
+
+def _inert(text: str) -> str:
+    """Text made inert for a field: HTML-escaped and with Anki's media/LaTeX syntax neutralised.
+
+    Every piece of untrusted text written into a deck goes through here.
+    """
+    return _ANKI_SYNTAX.sub("&#91;", html.escape(text, quote=False))
 
 
 def _safe_url(url: str | None) -> str | None:
@@ -227,15 +245,19 @@ def source_link(deck: DeckInfo, start: float | None) -> str:
         text = "Episode page"
         if href is None:
             return ""
-    return f'<a href="{html.escape(href, quote=True)}">{html.escape(text, quote=False)}</a>'
+    return f'<a href="{html.escape(href, quote=True)}">{_inert(text)}</a>'
 
 
 def anki_tags(tags: list[str] | tuple[str, ...]) -> list[str]:
-    """Tags Anki accepts: no whitespace or control characters, no empties, no repeats."""
+    """Tags from a safe alphabet (letters, digits, "_", "-"): no empties, no repeats.
+
+    Tags come from LLM replies; "<x>", "../..", "tag::sub" or "{{Tags}}" must not reach Anki
+    as markup, a path or a tag hierarchy.
+    """
     out: list[str] = []
     seen: set[str] = set()
     for tag in tags:
-        tag = _SPACE.sub("-", _CONTROL_ALL.sub(" ", tag or "").strip())
+        tag = re.sub(r"-{2,}", "-", _TAG_UNSAFE.sub("-", tag or "")).strip("-_")
         # Anki compares tags case-insensitively; a second spelling would be merged anyway.
         if tag and tag.casefold() not in seen:
             seen.add(tag.casefold())
@@ -244,7 +266,10 @@ def anki_tags(tags: list[str] | tuple[str, ...]) -> list[str]:
 
 
 def _deck_component(text: str) -> str:
-    text = _SPACE.sub(" ", _CONTROL_ALL.sub(" ", text or "")).strip()
+    text = _TAGLIKE.sub(" ", _CONTROL_ALL.sub(" ", text or ""))
+    # Plain text only: no HTML tags, angle brackets or template braces from a heading.
+    text = re.sub(r"[{}<>]+", " ", text)
+    text = _SPACE.sub(" ", text).strip()
     # "::" is Anki's sub-deck separator; a title must not create sub-decks.
     return re.sub(r":{2,}", ":", text).strip(": ")
 
@@ -314,7 +339,7 @@ class _Note(genanki.Note):
 def build_deck(drafts: list[Draft], deck: DeckInfo, *, prefix: str = "Podcasts") -> genanki.Deck:
     """The genanki deck for one episode (pure: no files, no clock)."""
     name = deck_name(prefix, deck.title)
-    description = html.escape(_clean(deck.title), quote=False)
+    description = _inert(_clean(deck.title))
     url = _safe_url(deck.url)
     if url:
         description = f'<a href="{html.escape(url, quote=True)}">{description}</a>'
@@ -395,10 +420,12 @@ def export_deck(
     target = out_dir / f"{_safe_slug(deck.slug)}.apkg"
     package = genanki.Package(build_deck(drafts, deck, prefix=prefix))
     tmp_name: str | None = None
+    fd: int | None = None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".apkg.tmp", dir=out_dir)
-        os.close(fd)
+        _remove_stale_temporaries(out_dir, target.stem)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=_TMP_SUFFIX, dir=out_dir)
+        _lock(fd)  # held while writing: another export sees this temporary file is in use
         # mkstemp creates the file private (0600); a deck is an ordinary file.
         os.chmod(tmp_name, _file_mode(target))
         _write_apkg(package, tmp_name, timestamp)
@@ -414,4 +441,69 @@ def export_deck(
                 os.unlink(tmp_name)
             except OSError:
                 pass
+        if fd is not None:
+            os.close(fd)
     return target
+
+
+# -- temporaries left by an export that was killed -------------------------------------------------
+
+_TMP_SUFFIX = ".apkg.tmp"
+# mkstemp's names: the prefix, eight characters of [a-z0-9_], the suffix.
+_TMP_RANDOM = r"[a-z0-9_]{8}"
+# Where a temporary file cannot be locked, one is taken as abandoned only after this long.
+_STALE_AFTER = 3600.0
+
+
+def _lock(fd: int) -> bool:
+    """Lock a temporary file exclusively without waiting; False when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: age decides instead
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _remove_stale_temporaries(out_dir: Path, stem: str) -> list[str]:
+    """Delete `.<stem>.XXXXXXXX.apkg.tmp` files that an export killed mid-write left behind.
+
+    Only our exact name pattern, only regular files (never a link), and only when no running
+    export holds the file's lock (or, without locks, when it is over an hour old). Returns the
+    names removed.
+    """
+    pattern = re.compile(rf"\.{re.escape(stem)}\.{_TMP_RANDOM}{re.escape(_TMP_SUFFIX)}")
+    removed: list[str] = []
+    try:
+        names = [n for n in os.listdir(out_dir) if pattern.fullmatch(n)]
+    except OSError:
+        return removed
+    try:
+        import fcntl  # noqa: F401
+        has_flock = True
+    except ImportError:
+        has_flock = False
+    for name in names:
+        path = out_dir / name
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            continue  # a link, gone already, or not ours to open
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or not _lock(fd):
+                continue
+            if not has_flock and time.time() - st.st_mtime < _STALE_AFTER:
+                continue
+            if os.stat(path, follow_symlinks=False).st_ino != st.st_ino:
+                continue  # replaced since we opened it
+            os.unlink(path)
+            removed.append(name)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed

@@ -61,6 +61,25 @@ def format_time(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
 
 
+def shorten(text: str | None, limit: int) -> str:
+    """Text cut to at most `limit` characters, an ellipsis marking the cut; the one truncation for display."""
+    text = text or ""
+    if len(text) <= limit:
+        return text
+    if limit <= 1:
+        return "…"[:limit]
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space >= limit * 2 // 3:  # end on a word when one ends near the limit
+        cut = cut[:space]
+    return cut.rstrip() + "…"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 draft', '2 drafts', '1,000 note sections'."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
+
+
 def format_span(start: float | None, end: float | None) -> str | None:
     """'12:03–12:40', 'from 12:03', or None when the transcript has no times."""
     if start is None:

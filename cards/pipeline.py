@@ -15,12 +15,16 @@ from pathlib import Path
 from cards.config import PRICES_DATE, Settings
 from cards.errors import GenerationError, InputError
 from cards.models import (Context, Draft, Episode, NoteItem, Transcript, content_hash, format_span,
-                          generation_spec, stable_id)
+                          generation_spec, plural, stable_id)
 
 NOTE_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".org"}
 TRANSCRIPT_SUFFIXES = {".txt", ".srt", ".vtt", ".text", ".md"}
 SKIP_NAMES = {"readme.md", "readme.txt", "readme"}
 OUTPUT_TOKENS_GUESS = 180  # per note, for estimates: one to three short cards as JSON
+# A note longer than this goes into the prompt cut, with a marker; real bullets are far shorter
+# (the longest of the seeds is about 600 characters). The note itself, and its id, stay whole.
+MAX_NOTE_CHARS = 4000
+NOTE_CUT_MARK = "\n[… the rest of this note was cut: it is longer than {limit:,} characters]"
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -49,19 +53,34 @@ class Loaded:
     notices: list[str] = field(default_factory=list)  # things the person should know, one line each
 
 
-def load(notes: list[Path], transcripts: list[Path], settings: Settings) -> Loaded:
+Step = Callable[[str], None]  # told what a long step is doing, for a progress display
+
+
+def _no_step(message: str) -> None:
+    pass
+
+
+def load(notes: list[Path], transcripts: list[Path], settings: Settings, on_step: Step | None = None) -> Loaded:
     """Read every notes and transcript file and group them into episodes."""
     from cards.episodes import build_episodes
     from cards.ingest.notes import parse_notes
     from cards.ingest.transcripts import parse_transcript
 
+    step = on_step or _no_step
     t_files = _expand(transcripts, TRANSCRIPT_SUFFIXES, "transcript")
     t_set = {f.resolve() for f in t_files}
     n_files = [f for f in _expand(notes, NOTE_SUFFIXES, "notes") if f.resolve() not in t_set]
     if not n_files and not t_files:
         raise InputError("no notes files given")
-    sections = [s for f in n_files for s in parse_notes(f)]
-    parsed = [parse_transcript(f) for f in t_files]
+    sections = []
+    for i, f in enumerate(n_files, 1):
+        step(f"reading notes {i}/{len(n_files)}: {f.name}")
+        sections.extend(parse_notes(f))
+    parsed = []
+    for i, f in enumerate(t_files, 1):
+        step(f"reading transcripts {i}/{len(t_files)}: {f.name}")
+        parsed.append(parse_transcript(f))
+    step(f"grouping {plural(len(sections), 'note section')} into episodes")
     loaded = Loaded(build_episodes(sections, parsed, settings.pins), [str(f) for f in n_files],
                     [str(f) for f in t_files])
     loaded.notices = recognise_episodes(loaded.episodes, settings)
@@ -120,14 +139,26 @@ def select(episodes: list[Episode], slug: str | None) -> list[Episode]:
     return chosen
 
 
+def known_episode(store, slug: str | None) -> None:
+    """Refuse an --episode the workspace has never seen, listing the ones it has."""
+    if slug is None:
+        return
+    slugs = [e.slug for e in store.episodes()]
+    if slug not in slugs:
+        raise InputError(f"no episode {slug!r} in the workspace (known: {', '.join(slugs) or 'none'})")
+
+
 def align(episodes: list[Episode], settings: Settings, counter=None,
-          on_episode: Callable[[Episode], None] | None = None) -> dict[str, list[Context | None]]:
+          on_episode: Callable[[Episode], None] | None = None,
+          on_step: Step | None = None) -> dict[str, list[Context | None]]:
     from cards.align import align_episode
     from cards.tokens import counter_for
 
     counter = counter or counter_for(settings.model)
     out = {}
-    for ep in episodes:
+    for i, ep in enumerate(episodes, 1):
+        if on_step and ep.transcript is not None:
+            on_step(f"aligning {i}/{len(episodes)}: {ep.slug} ({plural(len(ep.items), 'note')})")
         out[ep.slug] = align_episode(ep.items, ep.transcript, counter, settings.context_tokens)
         if on_episode:
             on_episode(ep)
@@ -143,6 +174,18 @@ def _neighbours(items: list[NoteItem], i: int, k: int = 2) -> str:
             first = items[j].text.split("\n", 1)[0]
             lines.append("- " + (first[:160] + "…" if len(first) > 160 else first))
     return "\n".join(lines) or "(none)"
+
+
+def prompt_note(text: str) -> str:
+    """The note as the prompt carries it: whole, or cut at MAX_NOTE_CHARS with a marker."""
+    if len(text) <= MAX_NOTE_CHARS:
+        return text
+    return text[:MAX_NOTE_CHARS] + NOTE_CUT_MARK.format(limit=MAX_NOTE_CHARS)
+
+
+def long_notes(jobs) -> list[tuple[NoteItem, Episode]]:
+    """The notes of these jobs that the prompt carries cut."""
+    return [(j.note, j.episode) for j in jobs if len(j.note.text) > MAX_NOTE_CHARS]
 
 
 def _schema_json() -> str:
@@ -176,7 +219,7 @@ def build_jobs(episodes: list[Episode], contexts: dict[str, list[Context | None]
             messages = template.render(
                 episode_title=ep.full_title or ep.title, show=ep.show or "", people=", ".join(ep.people),
                 date=ep.date or "", section=item.section or "", neighbours=_neighbours(ep.items, i),
-                note=item.text, passage=render_passage(ctx.parts if ctx else ()),
+                note=prompt_note(item.text), passage=render_passage(ctx.parts if ctx else ()),
                 time=(format_span(ctx.start, ctx.end) or "") if ctx else "",
             )
             key = stable_id(model, template.version, json.dumps(messages, sort_keys=True), schema, length=32)
@@ -570,6 +613,8 @@ def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         "prices_date": PRICES_DATE, "reasons": _count(plan.reasons[j.note.id] for j in todo),
         "notices": loaded.notices + plan.notices,
         "token_counter": counter.label, "episodes": list(per_ep.values()),
+        "notes_cut": [{"episode": ep.slug, "path": note.source.path, "line": note.source.line_start,
+                       "chars": len(note.text)} for note, ep in long_notes(todo)],
     }
 
 
@@ -670,12 +715,8 @@ def export(settings: Settings, *, episode: str | None = None, out: Path | None =
     out = out or settings.workspace
     written = []
     with Store(settings.workspace, create=False) as store:
-        eps = store.episodes()
-        if episode:
-            eps = [e for e in eps if e.slug == episode]
-            if not eps:
-                known = ", ".join(e.slug for e in store.episodes()) or "none"
-                raise InputError(f"no episode {episode!r} in the workspace (known: {known})")
+        known_episode(store, episode)
+        eps = [e for e in store.episodes() if episode is None or e.slug == episode]
         for ep in eps:
             plan = store.export_plan(ep.slug, include_drafts)
             row = {"episode": ep.slug, "title": ep.title, "path": None, "cards": len(plan.cards),

@@ -89,6 +89,16 @@ def _row_to_note(row: sqlite3.Row) -> StoredNote:
                       row["align_version"])
 
 
+DAMAGED_HINT = "restore it from a backup, or start a new workspace with --workspace DIR"
+
+
+def damaged(exc: sqlite3.Error, path: Path) -> WorkspaceError:
+    """The one-line error for a database error met while using a workspace."""
+    if isinstance(exc, sqlite3.OperationalError):  # locked, disk I/O, full: not damage
+        return WorkspaceError(f"workspace database error: {exc}", path=str(path))
+    return WorkspaceError(f"workspace database is damaged ({exc}); {DAMAGED_HINT}", path=str(path))
+
+
 class Store:
     """A workspace folder's database. Use as a context manager or call close()."""
 
@@ -120,16 +130,24 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
             if version < SCHEMA_VERSION:
                 migrations.migrate(self.db, self.path)
-        except sqlite3.DatabaseError as e:
+        except sqlite3.OperationalError as e:
             raise WorkspaceError(f"cannot open workspace: {e}", path=str(self.path)) from None
+        except sqlite3.DatabaseError as e:
+            raise damaged(e, self.path) from None
         except OSError as e:
             raise WorkspaceError(f"cannot create workspace: {e.strerror}", path=str(self.folder)) from None
 
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.close()
+        except sqlite3.Error:
+            pass
+        # A damaged page can surface in any query; whatever read it, it is one line naming the workspace.
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise damaged(exc, self.path) from None
 
     def close(self) -> None:
         self.db.close()
@@ -430,10 +448,15 @@ class Store:
         """Full draft ids from ids or unambiguous prefixes (as shown in tables)."""
         out = []
         for p in prefixes:
-            rows = self.db.execute("SELECT id FROM drafts WHERE id LIKE ? || '%' ESCAPE '\\'",
+            rows = self.db.execute("SELECT id FROM drafts WHERE id LIKE ? || '%' ESCAPE '\\' ORDER BY id",
                                    (p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_"),)).fetchall()
-            if len(rows) != 1:
-                raise WorkspaceError(f"no draft with id {p!r}" if not rows else f"draft id {p!r} is ambiguous")
+            if not rows:
+                raise WorkspaceError(f"no draft with id {p!r}")
+            if len(rows) > 1:
+                shown = ", ".join(r[0][:12] for r in rows[:5])
+                shown += f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+                raise WorkspaceError(f"draft id {p!r} is ambiguous: it starts {len(rows)} draft ids ({shown});"
+                                     " give more characters")
             out.append(rows[0][0])
         return out
 

@@ -249,7 +249,7 @@ def test_a_bad_reply_is_recorded_for_its_note_and_retried_next_run(write_notes, 
             [failure] = summary["failures"]
             assert failure["error"].startswith(reason)
         else:
-            assert "1 notes failed" in res.stderr and reason in res.stderr
+            assert "1 note failed" in res.stderr and reason in res.stderr
         [failed_text] = [t for (i, t) in query(ws, "SELECT id, text FROM notes") if i == failed_id]
         assert failed_id not in {d.note_id for d in live_drafts(ws)}
 

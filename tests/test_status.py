@@ -30,9 +30,9 @@ NOTES = """\
 """
 
 
-def cli(*args: str) -> tuple[int, str, str]:
+def cli(*args: str, columns: int = 80) -> tuple[int, str, str]:
     with no_network():
-        r = runner.invoke(app, list(args))
+        r = runner.invoke(app, list(args), env={"COLUMNS": str(columns)})
     return r.exit_code, r.stdout, r.stderr
 
 
@@ -93,7 +93,8 @@ def test_status_says_what_generate_would_send_and_export_agrees(notes, tmp_path)
 def test_export_table_prints_the_four_counts_and_what_it_left_out(notes, tmp_path):
     ws = tmp_path / "ws"
     gen(notes, ws)
-    code, out, err = cli("export", "-w", str(ws), "--out", str(tmp_path / "out"))
+    # Wide enough for the headers to stay on one line (at 80 columns "left in Anki" wraps).
+    code, out, err = cli("export", "-w", str(ws), "--out", str(tmp_path / "out"), columns=120)
     assert code == 0, err
     assert "No cards to export" in out and "unreviewed drafts" in out
     for word in ("new", "updated", "unchanged", "left in Anki"):

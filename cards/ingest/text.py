@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import codecs
+import os
 import re
+import stat
 from pathlib import Path
 
 from cards.errors import InputError
@@ -103,10 +105,37 @@ def repair(text: str) -> str:
     return text
 
 
+# Far above any notes file or transcript (a three-hour transcript is about 200 KB); a bigger
+# input is a mistake, such as /dev/zero or a video given as -t, and is refused before it is read.
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+_NOT_REGULAR = "not a regular file (a pipe, device or socket); give a notes or transcript file"
+_TOO_BIG = f"file is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB, the limit for notes and transcripts"
+
+
+def _read_bytes(path: Path) -> bytes:
+    # stat first: opening a FIFO for reading blocks until a writer comes, and a device never ends.
+    st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(21, "Is a directory", str(path))
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(_NOT_REGULAR, path=str(path))
+    if st.st_size > MAX_INPUT_BYTES:
+        raise InputError(_TOO_BIG, path=str(path))
+    # O_NONBLOCK: should the path have become a FIFO since the stat, open still returns at once.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise InputError(_NOT_REGULAR, path=str(path))
+        data = fh.read(MAX_INPUT_BYTES + 1)  # a file growing while read stops at the limit too
+    if len(data) > MAX_INPUT_BYTES:
+        raise InputError(_TOO_BIG, path=str(path))
+    return data
+
+
 def read_text(path: Path) -> str:
     """Read, decode and repair a text file; errors name the file."""
     try:
-        data = path.read_bytes()
+        data = _read_bytes(path)
     except FileNotFoundError:
         raise InputError("no such file", path=str(path)) from None
     except IsADirectoryError:

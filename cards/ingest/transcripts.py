@@ -16,18 +16,19 @@ from pathlib import Path
 
 from cards.errors import InputError
 from cards.ingest.text import read_text
-from cards.models import Segment, Transcript
+from cards.models import Segment, Transcript, shorten
 
 # A timestamp: [h+:]m+:ss[.,fff]. Range checks happen in _seconds, so that
 # "00:75:00.000" is reported as malformed rather than read as text.
 _TS = r"(?:(\d+):)?(\d{1,3}):(\d{1,2})(?:[.,](\d{1,3}))?"
 _WHISPER = re.compile(rf"^\s*\[\s*{_TS}\s*-->\s*{_TS}\s*\](.*)$")
 # Anything that tries to be a Whisper line: "[" then (maybe) a time then an arrow.
-_WHISPER_LOOSE = re.compile(r"^\s*\[(?=[^\]\n]*:)\s*(?:\d\S*\s*)?-->")
+# A sign is allowed so that a negative time ("-00:00:01,000") is a broken timing line, not text.
+_WHISPER_LOOSE = re.compile(r"^\s*\[(?=[^\]\n]*:)\s*(?:[-+−]?\d\S*\s*)?-->")
 _CUE_TIMING = re.compile(rf"^\s*{_TS}\s*-->\s*{_TS}(?:\s.*)?$")
 # Anything that tries to be an SRT/VTT timing line; needs a colon so that a
 # caption saying "1 --> 2" stays text.
-_CUE_LOOSE = re.compile(r"^\s*(?=.*:)(?:\d\S*\s*)?-->")
+_CUE_LOOSE = re.compile(r"^\s*(?=.*:)(?:[-+−]?\d\S*\s*)?-->")
 
 _YT_ID_TITLE = re.compile(r"^([A-Za-z0-9_-]{11})\s+[•·]\s+(.+?)\s*$")
 _YT_KIND = re.compile(r"^kind:\s*(?:captions|subtitles|asr)\b", re.I)
@@ -415,4 +416,4 @@ def _split_long(text: str) -> list[str]:
 
 
 def _clip(raw: str, limit: int = 80) -> str:
-    return raw if len(raw) <= limit else raw[: limit - 1] + "…"
+    return shorten(raw, limit)
