@@ -474,8 +474,10 @@ def _print_summary(summary, settings) -> None:
     _table(f"Run {summary.run_id}: {gen}, prompt {summary.prompt_version}",
            ["episode", "notes", "cards", "from cache", "failed", "tokens in", "tokens out"], rows,
            caption=f"estimated cost {cost}; {_plural(summary.skipped, 'note')} already up to date"
-                   + "".join(f"; {n} {why}" for why, n in summary.reasons.items())
-                   + (f"; {summary.waiting} waiting for a transcript" if summary.waiting else "")
+                   + ("; sent: " + ", ".join(f"{n} × {why}" for why, n in summary.reasons.items())
+                      if summary.reasons else "")
+                   + (f"; {_plural(summary.waiting, 'new note')} waiting for a transcript"
+                      if summary.waiting else "")
                    + f"; {_plural(summary.duplicates, 'duplicate')} marked")
     if summary.failures:
         reasons: dict[str, int] = {}

@@ -418,7 +418,7 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
         if ep.transcript is None and record is not None and (record.transcript_hash or legacy):
             plan.waiting = {i.id for i, k in zip(ep.items, known) if k is None}
             notices.append(f"{ep.slug}: no transcript given; kept the passages aligned before"
-                           + (f", and {len(plan.waiting)} new notes wait for it" if plan.waiting else ""))
+                           + (f", and {plural(len(plan.waiting), 'new note')} wait for it" if plan.waiting else ""))
         elif ep.transcript is not None and (realign or record is None
                                             or (record.transcript_hash != th and not legacy)):
             fresh_needed[ep.slug] = None
@@ -490,7 +490,7 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
             notices.append(f"{slug}: no longer in your notes; its cards end, and any already in Anki are "
                            "left there (see `cards status`)")
     if old_passages:
-        notices.append(f"{old_passages} passages were chosen by an older aligner; "
+        notices.append(f"{plural(old_passages, 'passage')} chosen by an older aligner; "
                        "`cards generate --realign` refreshes them (notes whose passage changes are sent again)")
     return Plan(plans, jobs, states, reasons, notices, missing, old_passages)
 

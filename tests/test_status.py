@@ -111,7 +111,7 @@ def test_a_forgotten_transcript_keeps_the_passages_and_buys_nothing(notes, tmp_p
     notes.write_text(NOTES.replace("- amazon", "- nvidia sells the whole rack now\n- amazon"), encoding="utf-8")
     run = gen(notes, ws, transcript=False)
     assert run["total"]["requests"] == 0 and run["waiting"] == 1
-    assert any("no transcript given" in n and "1 new notes wait" in n for n in run["notices"])
+    assert any("no transcript given" in n and "1 new note wait" in n for n in run["notices"])
     with Store(ws) as st:
         kept = {n.id: n.context for n in st.notes("dylan-patel-on-latent-space").values() if n.id in before}
         assert kept == before
