@@ -699,8 +699,10 @@ def status(
 
     settings = _settings(workspace=workspace, model=model, base_url=base_url, offline=offline or None,
                          prompts=prompts)
-    loaded = _load(notes, transcripts, settings) if notes else None
-    data = run(settings, loaded, episode=episode)
+    with _Busy() as busy:
+        loaded = _load(notes, transcripts, settings, busy) if notes else None
+        busy("comparing notes with the workspace")
+        data = run(settings, loaded, episode=episode)
     if json_out:
         return _print_json(data)
     _print_notices(data["notices"])
