@@ -48,6 +48,7 @@ TRANSCRIPT_FILE = "002_0fe13fd03e9aaf95.txt"
 EPISODE = "dylan-nathan-on-lex"
 HEADING = "# Dylan, Nathan on Lex"
 REWORDED = "# Dylan Patel & Nathan Lambert on Lex Fridman"
+CONCURRENCY = 4
 LEADS = ["What does the note on {} say?", "According to the episode, what about {}?",
          "What was said on {}?", "Recall the point on {}."]
 
@@ -131,7 +132,7 @@ class Cards:
     def gen_args(self, *extra: str, transcript: bool = True, notes: Path | None = None,
                  episode: str | None = EPISODE) -> list[str]:
         return ["generate", str(notes or self.notes), *(["-t", str(self.transcript)] if transcript else []),
-                *(["-e", episode] if episode else []), "-w", str(self.ws), "-c", "4", "--json", *extra]
+                *(["-e", episode] if episode else []), "-w", str(self.ws), "-c", str(CONCURRENCY), "--json", *extra]
 
     def generate(self, *extra: str, transcript: bool = True, offline: bool = False, notes: Path | None = None,
                  episode: str | None = EPISODE) -> dict:
@@ -237,12 +238,13 @@ def cycle(cards: Cards, anki: Anki) -> list[dict]:
 def offline_then_key(cards: Cards, anki: Anki, srv, model: Model) -> tuple[str, dict]:
     cards.generate(offline=True)
     cycle(cards, anki)
+    offline = len(anki.notes())
     before = srv.count
     cards.generate("-m", "model-a")
     written = cycle(cards, anki)
     h = holding(anki, cards, written)
-    h["requests"] = srv.count - before
-    return f"{describe_holding(h)}; requests: {h['requests']}", h
+    h.update(offline_notes=offline, requests=srv.count - before)
+    return f"offline notes imported first: {offline}; requests: {h['requests']}; {describe_holding(h)}", h
 
 
 def forgotten_t(cards: Cards, anki: Anki, srv, model: Model) -> tuple[str, dict]:
@@ -328,22 +330,31 @@ def reworded_heading(cards: Cards, anki: Anki, srv, model: Model) -> tuple[str, 
     text = cards.notes.read_text(encoding="utf-8")
     assert HEADING + "\n" in text
     notes.write_text(text.replace(HEADING + "\n", REWORDED + "\n", 1), encoding="utf-8")
+    live = {d["id"] for d in cards.drafts()}
+    before = srv.count
     episode = EPISODE
     probe = cards.run(*cards.gen_args("-m", "model-a", notes=notes), check=False)
-    if probe.returncode == 2 and "no episode" in probe.stderr:  # the episode took a new slug
+    if probe.returncode == 0:
+        run = json.loads(probe.stdout)
+    elif probe.returncode == 2 and "no episode" in probe.stderr:  # the episode took a new slug
         listed = json.loads(cards.run("episodes", str(notes), "-t", str(cards.transcript), "--json").stdout)
         [episode] = [e["slug"] for e in listed if e["transcript"] and Path(e["transcript"]).name == TRANSCRIPT_FILE]
-    before = srv.count
-    run = cards.generate("-m", "model-a", notes=notes, episode=episode)
+        run = cards.generate("-m", "model-a", notes=notes, episode=episode)
+    else:
+        raise SystemExit(f"`cards generate` exited {probe.returncode}: {probe.stderr.strip()}")
     regenerated = srv.count - before
     cards.approve_all(episode)
     written = cards.export()
     anki.import_(written)
     h = holding(anki, cards, written)
     notice = any("reworded" in n for n in run.get("notices", []))
-    h.update(requests=regenerated, slug=episode, decks_exported=sum(1 for w in written if w.get("path")),
+    fresh = [d for d in cards.drafts() if d["episode"] == episode and d["id"] not in live]
+    dups = sum(1 for d in fresh if d["status"] == "duplicate")
+    h.update(requests=regenerated, new_drafts=len(fresh), marked_duplicate=dups, slug=episode,
+             decks_exported=sum(1 for w in written if w.get("path")),
              decks_in_anki=anki.decks_with_cards(), notice=notice)
-    return (f"notes regenerated: {regenerated}, decks exported: {h['decks_exported']}, decks in Anki: "
+    return (f"notes regenerated: {regenerated} (new drafts {len(fresh)}, {dups} of them marked duplicate), "
+            f"decks exported: {h['decks_exported']}, decks in Anki: "
             f"{h['decks_in_anki']}, slug kept: {'yes' if episode == EPISODE else 'no'}, notice: "
             f"{'yes' if notice else 'no'}; {describe_holding(h)}"), h
 
@@ -354,8 +365,8 @@ def two_at_once(cards: Cards, anki: Anki, srv, model: Model) -> tuple[str, dict]
     first = subprocess.Popen(argv, cwd=cards.tmp, env=cards.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     try:
-        deadline = time.monotonic() + 60
-        while srv.count == 0 and first.poll() is None and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60  # until the first run has its full window of requests waiting
+        while srv.count < CONCURRENCY and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         held = srv.count
         second = subprocess.Popen(argv, cwd=cards.tmp, env=cards.env, stdout=subprocess.PIPE,
@@ -369,14 +380,16 @@ def two_at_once(cards: Cards, anki: Anki, srv, model: Model) -> tuple[str, dict]
         model.hold.set()
     first.communicate(timeout=300)
     _, err2 = second.communicate(timeout=300)
-    notes = len({d["note_id"] for d in cards.drafts(include_superseded=True)})
+    made = cards.drafts(include_superseded=True)
+    notes = len({d["note_id"] for d in made})
     live = Counter(d["note_id"] for d in cards.drafts())
     per_note = max(live.values()) if live else 0
     h = {"first_exit": first.returncode, "second_exit": second.returncode, "requests": srv.count, "notes": notes,
-         "most_live_drafts_per_note": per_note, "second_stderr": err2.strip().splitlines()[-1:] or [""]}
+         "drafts_made": len(made), "most_live_drafts_per_note": per_note,
+         "second_stderr": (err2.strip().splitlines() or [""])[-1]}
     second_said = ("refused" if second.returncode == 4 else "ran too") + f" (exit {second.returncode})"
-    return (f"second run: {second_said}; requests {srv.count} for {notes} notes; live drafts per note: "
-            f"at most {per_note}"), h
+    return (f"second run: {second_said}; requests {srv.count} for {notes} notes; drafts made: {len(made)}; "
+            f"live drafts per note: at most {per_note}"), h
 
 
 SCENARIOS = {"offline": offline_then_key, "no-t": forgotten_t, "regen": regenerate, "anki-edit": anki_edit,
@@ -404,8 +417,9 @@ def main() -> int:
     from fakeserver import FakeOpenAI, no_network
 
     cmd = [str(Path(args.cards).resolve())] if args.cards else [sys.executable, "-m", "cards"]
-    version = subprocess.run(["git", "-C", str(Path(cmd[0]).resolve().parents[2] if args.cards else ROOT),
-                              "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
+    checkout = Path(cmd[0]).resolve().parent if args.cards else ROOT  # a venv inside a checkout finds its git
+    version = subprocess.run(["git", "-C", str(checkout), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True).stdout.strip()
     rows = []
     t0 = time.perf_counter()
     for key in args.only or SCENARIOS:
