@@ -21,7 +21,10 @@ prompt, and (model-b) splits long notes in two. Edits inside Anki set the note's
 modification time to the real clock, as Anki does; short sleeps keep "later" true at
 Anki's one-second resolution. Needs no network and no key.
 
-    python benchmarks/identity.py [--cards PATH/TO/cards] [--seeds ../shared/seeds] [--json]
+    python benchmarks/identity.py [--cards PATH/TO/cards] [--seeds ../shared/seeds] [--only KEY] [--json]
+
+--cards measures another version, such as an older checkout's `.venv/bin/cards`; the
+prompt bump then starts from that checkout's own `prompts/`.
 """
 
 from __future__ import annotations
@@ -109,8 +112,10 @@ class Model:
 class Cards:
     """One workspace driven through the `cards` executable under test."""
 
-    def __init__(self, cmd: list[str], tmp: Path, notes: Path, transcript: Path, base_url: str):
+    def __init__(self, cmd: list[str], tmp: Path, notes: Path, transcript: Path, base_url: str,
+                 prompts: Path = ROOT / "prompts"):
         self.cmd, self.tmp, self.notes, self.transcript = cmd, tmp, notes, transcript
+        self.prompts = prompts  # the built-in prompts of the version under test
         self.ws, self.out = tmp / "ws", tmp / "decks"
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("OPENAI_", "CARDS_")) and k.lower() not in
@@ -278,7 +283,7 @@ def regenerate(cards: Cards, anki: Anki, srv, model: Model) -> tuple[str, dict]:
     cards.generate("-m", "model-a")
     cycle(cards, anki)
     prompts = cards.tmp / "prompts"
-    shutil.copytree(ROOT / "prompts", prompts)
+    shutil.copytree(cards.prompts, prompts)
     template = prompts / "cards.md"
     text = re.sub(r"(?m)^version: .*$", "version: cards-identity-2", template.read_text(encoding="utf-8"), count=1)
     text = text.replace("## user", "12. Keep every question under twenty words.\n\n## user", 1)
@@ -417,16 +422,20 @@ def main() -> int:
     from fakeserver import FakeOpenAI, no_network
 
     cmd = [str(Path(args.cards).resolve())] if args.cards else [sys.executable, "-m", "cards"]
-    checkout = Path(cmd[0]).resolve().parent if args.cards else ROOT  # a venv inside a checkout finds its git
-    version = subprocess.run(["git", "-C", str(checkout), "describe", "--always", "--dirty"],
+    # A venv inside a checkout finds that checkout's git, and so its version and prompts.
+    where = Path(cmd[0]).resolve().parent if args.cards else ROOT
+    version = subprocess.run(["git", "-C", str(where), "describe", "--always", "--dirty"],
                              capture_output=True, text=True).stdout.strip()
+    top = subprocess.run(["git", "-C", str(where), "rev-parse", "--show-toplevel"],
+                         capture_output=True, text=True).stdout.strip()
+    prompts = Path(top) / "prompts" if top and (Path(top) / "prompts" / "cards.md").is_file() else ROOT / "prompts"
     rows = []
     t0 = time.perf_counter()
     for key in args.only or SCENARIOS:
         model = Model()
         with tempfile.TemporaryDirectory(prefix="cards-identity-") as tmp, FakeOpenAI(responder=model) as srv, \
                 no_network():
-            cards = Cards(cmd, Path(tmp), notes, transcript, srv.base_url)
+            cards = Cards(cmd, Path(tmp), notes, transcript, srv.base_url, prompts)
             anki = Anki(Path(tmp) / "collection.anki2")
             started = time.perf_counter()
             try:
