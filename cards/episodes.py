@@ -88,37 +88,156 @@ def _pinned(heading: str | None, aliases: dict[str, str]) -> str | None:
     return aliases.get(normalise(heading)) or aliases.get(slugify(heading))
 
 
-def _same_episode(a: NoteSection, b: NoteSection) -> bool:
-    if a.heading and b.heading and normalise(a.heading) == normalise(b.heading):
+@dataclass(frozen=True)
+class _Facts:
+    """What grouping compares about one headed section, computed once."""
+
+    named: bool  # the heading is not empty
+    heading: str  # normalised
+    keys: frozenset[str]  # naming words
+    date: str | None
+    items: frozenset[str]  # normalised item texts
+    n_items: int
+
+
+def _facts(sec: NoteSection) -> _Facts:
+    keys, date = heading_key(sec.heading or "")
+    return _Facts(bool(sec.heading), normalise(sec.heading or ""), keys, date, frozenset(normalise(i.text) for i in sec.items),
+                  len(sec.items))
+
+
+def _same(a: _Facts, b: _Facts) -> bool:
+    """Whether two headed sections are one episode: the rule of `_same_episode`, on precomputed facts."""
+    if a.named and b.named and a.heading == b.heading:
         return True  # even a heading of stop words only ("Interview", "Episode")
-    ka, da = heading_key(a.heading or "")
-    kb, db = heading_key(b.heading or "")
+    ka, kb = a.keys, b.keys
     if not ka or not kb:
         return False
     jac = len(ka & kb) / len(ka | kb)
-    if da and db and da != db and jac < 1:
+    if a.date and b.date and a.date != b.date and jac < 1:
         return False
     if jac >= 0.75:
         return True
-    shared = len({normalise(i.text) for i in a.items} & {normalise(i.text) for i in b.items})
-    small = min(len(a.items), len(b.items)) or 1
+    shared = len(a.items & b.items)
+    small = min(a.n_items, b.n_items) or 1
     if shared >= 2 and shared >= 0.5 * small:
         return True
-    return jac >= 0.4 and (da is not None and da == db or shared >= 2)
+    return jac >= 0.4 and (a.date is not None and a.date == b.date or shared >= 2)
+
+
+def _same_episode(a: NoteSection, b: NoteSection) -> bool:
+    return _same(_facts(a), _facts(b))
+
+
+# Candidates for `_same` come from prefix filtering (as in set-similarity joins):
+# each section's naming words and item texts are ordered rarest first, and two
+# sections can pass `_same` only if a short prefix of one shares an element with a
+# prefix of the other. Every pair that `_same` accepts is found, so the grouping
+# is exactly that of comparing all pairs, at the cost of the pairs that share a
+# rare word or note. A section takes a "small" role (probing others at least its
+# size) and a "large" one (probed by smaller sections); each has its own prefix.
+
+
+def _words_prefixes(n: int) -> tuple[int, int]:
+    """Prefix lengths of n naming words for Jaccard >= 0.4 (the weakest heading rule).
+
+    With |x| = n <= m = |y|, Jaccard >= 0.4 needs an overlap o with 7o >= 2(n + m),
+    so o >= 4n/7 for the smaller side and, since n >= 0.4m, o >= 2m/5 for the larger.
+    """
+    return n - (4 * n + 6) // 7 + 1, n - (2 * n + 4) // 5 + 1
+
+
+def _items_prefixes(n: int) -> tuple[int, int]:
+    """Prefix lengths of n distinct item texts for an overlap of at least max(2, half the smaller)."""
+    return max(0, n - max(2, (n + 1) // 2) + 1), max(0, n - 1)
+
+
+class _Candidates:
+    """An index over the sections seen so far, answering: which could be the same episode as this one?"""
+
+    def __init__(self, facts: list[_Facts]):
+        self.word_rank = self._ranks(f.keys for f in facts)
+        self.item_rank = self._ranks(f.items for f in facts)
+        self.by_heading: dict[str, list[int]] = defaultdict(list)
+        # (role, token) -> [(section, size)]: role 0 holds small-role prefixes, role 1 large-role ones.
+        self.words: dict[tuple[int, str], list[tuple[int, int]]] = defaultdict(list)
+        self.items: dict[tuple[int, str], list[tuple[int, int]]] = defaultdict(list)
+
+    @staticmethod
+    def _ranks(sets) -> dict[str, tuple[int, str]]:
+        freq: dict[str, int] = defaultdict(int)
+        for s in sets:
+            for t in s:
+                freq[t] += 1
+        return {t: (f, t) for t, f in freq.items()}
+
+    @staticmethod
+    def _prefixes(tokens: frozenset[str], rank: dict, lengths) -> tuple[list[str], list[str], int]:
+        ordered = sorted(tokens, key=rank.__getitem__)
+        small, large = lengths(len(ordered))
+        return ordered[:small], ordered[:large], len(ordered)
+
+    def _probe(self, index, tokens, rank, lengths, found: set[int]) -> None:
+        if not tokens:
+            return
+        small, large, n = self._prefixes(tokens, rank, lengths)
+        for t in small:  # this section the smaller (or equal): others at least its size
+            found.update(j for j, m in index.get((1, t), ()) if m >= n)
+        for t in large:  # this section the larger: others smaller than it
+            found.update(j for j, m in index.get((0, t), ()) if m < n)
+
+    def _add(self, index, i: int, tokens, rank, lengths) -> None:
+        if not tokens:
+            return
+        small, large, n = self._prefixes(tokens, rank, lengths)
+        for t in small:
+            index[(0, t)].append((i, n))
+        for t in large:
+            index[(1, t)].append((i, n))
+
+    def probe(self, f: _Facts) -> set[int]:
+        found: set[int] = set()
+        if f.named:
+            found.update(self.by_heading.get(f.heading, ()))
+        if f.keys:  # every rule but equal headings needs naming words on both sides
+            self._probe(self.words, f.keys, self.word_rank, _words_prefixes, found)
+            self._probe(self.items, f.items, self.item_rank, _items_prefixes, found)
+        return found
+
+    def add(self, i: int, f: _Facts) -> None:
+        if f.named:
+            self.by_heading[f.heading].append(i)
+        if f.keys:
+            self._add(self.words, i, f.keys, self.word_rank, _words_prefixes)
+            self._add(self.items, i, f.items, self.item_rank, _items_prefixes)
 
 
 def _group_headed(sections: list[NoteSection], aliases: dict[str, str]) -> list[_Group]:
+    """Each section joins the first group holding a section of the same episode, else starts one.
+
+    Only the sections the index offers are compared, so this is as fast as the
+    sections are distinct, and gives what comparing every pair would.
+    """
     groups: list[_Group] = []
-    by_alias: dict[str, _Group] = {}
-    for sec in sections:
+    group_of: list[int] = []  # section index -> group index
+    by_alias: dict[str, int] = {}
+    facts = [_facts(s) for s in sections]
+    index = _Candidates(facts)
+    for i, sec in enumerate(sections):
         alias = _pinned(sec.heading, aliases)
         target = by_alias.get(alias) if alias else None
         if target is None:
-            target = next((g for g in groups if any(_same_episode(sec, s) for s in g.sections)), None)
+            # The earliest group with a matching section wins, as a scan in order would find it.
+            for g, j in sorted((group_of[j], j) for j in index.probe(facts[i])):
+                if _same(facts[i], facts[j]):
+                    target = g
+                    break
         if target is None:
-            target = _Group()
-            groups.append(target)
-        target.sections.append(sec)
+            target = len(groups)
+            groups.append(_Group())
+        groups[target].sections.append(sec)
+        group_of.append(target)
+        index.add(i, facts[i])
         if alias:
             by_alias[alias] = target
     return groups
