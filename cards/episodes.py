@@ -129,27 +129,76 @@ def _same_episode(a: NoteSection, b: NoteSection) -> bool:
     return _same(_facts(a), _facts(b))
 
 
-# Candidates for `_same` come from prefix filtering (as in set-similarity joins):
-# each section's naming words and item texts are ordered rarest first, and two
-# sections can pass `_same` only if a short prefix of one shares an element with a
-# prefix of the other. Every pair that `_same` accepts is found, so the grouping
-# is exactly that of comparing all pairs, at the cost of the pairs that share a
-# rare word or note. A section takes a "small" role (probing others at least its
-# size) and a "large" one (probed by smaller sections); each has its own prefix.
+# Candidates for `_same` come from prefix filtering, as in set-similarity joins.
+# Naming words and item texts are ordered rarest first; two sets with an overlap of
+# at least t share an element within their first |x| - t + 1 elements. Each rule
+# of `_same` gets an index of such prefixes, so every pair a rule could accept is
+# offered, and the grouping is exactly that of comparing all pairs, at the cost of
+# the pairs that share something rare:
+#   equal headings, equal naming words  exact lookups
+#   Jaccard >= 0.75                     naming-word prefixes
+#   half the notes shared               item prefixes
+#   Jaccard >= 0.4, same date           naming-word prefixes, within the date
+#   Jaccard >= 0.4, two notes shared    (naming word, item) pairs of both prefixes
+# (Sections whose dates differ match only with equal naming words.) A section
+# plays a "small" role, probing sections at least its size, and a "large" one,
+# probed by smaller sections; the weaker overlap bound of each role sets its prefix.
 
 
-def _words_prefixes(n: int) -> tuple[int, int]:
-    """Prefix lengths of n naming words for Jaccard >= 0.4 (the weakest heading rule).
+def _jaccard_prefixes(num: int, den: int):
+    """Prefix lengths (small role, large role) of n words for Jaccard >= num/den.
 
-    With |x| = n <= m = |y|, Jaccard >= 0.4 needs an overlap o with 7o >= 2(n + m),
-    so o >= 4n/7 for the smaller side and, since n >= 0.4m, o >= 2m/5 for the larger.
+    With |x| = n <= m = |y| and τ = num/den, Jaccard >= τ needs an overlap
+    o >= τ(n + m)/(1 + τ); since n >= τm, o >= 2τn/(1 + τ) and o >= τm.
     """
-    return n - (4 * n + 6) // 7 + 1, n - (2 * n + 4) // 5 + 1
+    def lengths(n: int) -> tuple[int, int]:
+        small = -(-2 * num * n // (num + den))
+        large = -(-num * n // den)
+        return n - small + 1, n - large + 1
+
+    return lengths
 
 
-def _items_prefixes(n: int) -> tuple[int, int]:
-    """Prefix lengths of n distinct item texts for an overlap of at least max(2, half the smaller)."""
+def _half_prefixes(n: int) -> tuple[int, int]:
+    """Prefix lengths of n distinct items for an overlap of at least max(2, half the smaller)."""
     return max(0, n - max(2, (n + 1) // 2) + 1), max(0, n - 1)
+
+
+def _two_prefixes(n: int) -> tuple[int, int]:
+    """Prefix lengths of n distinct items for an overlap of at least two."""
+    return max(0, n - 1), max(0, n - 1)
+
+
+_J75 = _jaccard_prefixes(3, 4)
+_J40 = _jaccard_prefixes(2, 5)
+
+
+class _Prefixes:
+    """One rule's index: (role, token) -> group -> [(section, size)].
+
+    Kept by group, so a probe walks the groups a token is in (few, when many
+    sections share it because they are one episode) and stops at the first match.
+    """
+
+    def __init__(self):
+        self.index: dict[tuple[int, object], dict[int, list[tuple[int, int]]]] = defaultdict(dict)
+
+    def probe(self, small: list, large: list, n: int, before: int | None,
+              found: dict[int, list[tuple[list, int, bool]]]) -> None:
+        """Add to `found` the groups (earlier than `before`) that hold candidates, with where to look."""
+        index = self.index
+        for role, tokens in ((1, small), (0, large)):
+            # In the small role, others are at least this size; in the large one, smaller.
+            for t in tokens:
+                for g, entries in index.get((role, t), {}).items():
+                    if before is None or g < before:
+                        found.setdefault(g, []).append((entries, n, role == 1))
+
+    def add(self, i: int, small: list, large: list, n: int, group: int) -> None:
+        for t in small:
+            self.index[(0, t)].setdefault(group, []).append((i, n))
+        for t in large:
+            self.index[(1, t)].setdefault(group, []).append((i, n))
 
 
 class _Candidates:
@@ -158,10 +207,11 @@ class _Candidates:
     def __init__(self, facts: list[_Facts]):
         self.word_rank = self._ranks(f.keys for f in facts)
         self.item_rank = self._ranks(f.items for f in facts)
-        self.by_heading: dict[str, list[int]] = defaultdict(list)
-        # (role, token) -> [(section, size)]: role 0 holds small-role prefixes, role 1 large-role ones.
-        self.words: dict[tuple[int, str], list[tuple[int, int]]] = defaultdict(list)
-        self.items: dict[tuple[int, str], list[tuple[int, int]]] = defaultdict(list)
+        # The earliest group holding a section with this heading, or these naming words:
+        # such a section is always the same episode.
+        self.by_heading: dict[str, int] = {}
+        self.by_keys: dict[frozenset[str], int] = {}
+        self.rules = {name: _Prefixes() for name in ("j75", "half", "dated", "cross")}
 
     @staticmethod
     def _ranks(sets) -> dict[str, tuple[int, str]]:
@@ -171,45 +221,53 @@ class _Candidates:
                 freq[t] += 1
         return {t: (f, t) for t, f in freq.items()}
 
-    @staticmethod
-    def _prefixes(tokens: frozenset[str], rank: dict, lengths) -> tuple[list[str], list[str], int]:
-        ordered = sorted(tokens, key=rank.__getitem__)
-        small, large = lengths(len(ordered))
-        return ordered[:small], ordered[:large], len(ordered)
+    def tokens(self, f: _Facts) -> dict[str, tuple[list, list, int]]:
+        """Each rule's (small-role prefix, large-role prefix, size) for one section."""
+        if not f.keys:
+            return {}
+        words = sorted(f.keys, key=self.word_rank.__getitem__)
+        items = sorted(f.items, key=self.item_rank.__getitem__)
+        n, k = len(words), len(items)
+        j75, j40, half, two = _J75(n), _J40(n), _half_prefixes(k), _two_prefixes(k)
+        out = {"j75": (words[:j75[0]], words[:j75[1]], n), "half": (items[:half[0]], items[:half[1]], k)}
+        if f.date:
+            out["dated"] = ([(f.date, w) for w in words[:j40[0]]], [(f.date, w) for w in words[:j40[1]]], n)
+        shared = items[:two[0]]
+        if len(shared) >= 1 and k >= 2:
+            out["cross"] = ([(w, t) for w in words[:j40[0]] for t in shared],
+                            [(w, t) for w in words[:j40[1]] for t in shared], n)
+        return out
 
-    def _probe(self, index, tokens, rank, lengths, found: set[int]) -> None:
-        if not tokens:
-            return
-        small, large, n = self._prefixes(tokens, rank, lengths)
-        for t in small:  # this section the smaller (or equal): others at least its size
-            found.update(j for j, m in index.get((1, t), ()) if m >= n)
-        for t in large:  # this section the larger: others smaller than it
-            found.update(j for j, m in index.get((0, t), ()) if m < n)
+    def definite(self, f: _Facts) -> int | None:
+        """The earliest group that surely takes this section, if any."""
+        found = [g for g in (self.by_heading.get(f.heading) if f.named else None,
+                             self.by_keys.get(f.keys) if f.keys else None) if g is not None]
+        return min(found) if found else None
 
-    def _add(self, index, i: int, tokens, rank, lengths) -> None:
-        if not tokens:
-            return
-        small, large, n = self._prefixes(tokens, rank, lengths)
-        for t in small:
-            index[(0, t)].append((i, n))
-        for t in large:
-            index[(1, t)].append((i, n))
-
-    def probe(self, f: _Facts) -> set[int]:
-        found: set[int] = set()
-        if f.named:
-            found.update(self.by_heading.get(f.heading, ()))
+    def first_match(self, f: _Facts, tokens, same) -> int | None:
+        """The earliest group holding a section that `same` says is this section's episode."""
+        target = self.definite(f)
+        found: dict[int, list[tuple[list, int, bool]]] = {}
         if f.keys:  # every rule but equal headings needs naming words on both sides
-            self._probe(self.words, f.keys, self.word_rank, _words_prefixes, found)
-            self._probe(self.items, f.items, self.item_rank, _items_prefixes, found)
-        return found
+            for name, (small, large, n) in tokens.items():
+                self.rules[name].probe(small, large, n, target, found)
+        for g in sorted(found):
+            seen: set[int] = set()
+            for entries, n, at_least in found[g]:
+                for j, m in entries:
+                    if (m >= n if at_least else m < n) and j not in seen:
+                        seen.add(j)
+                        if same(j):
+                            return g
+        return target
 
-    def add(self, i: int, f: _Facts) -> None:
+    def add(self, i: int, f: _Facts, tokens, group: int) -> None:
         if f.named:
-            self.by_heading[f.heading].append(i)
+            self.by_heading[f.heading] = min(group, self.by_heading.get(f.heading, group))
         if f.keys:
-            self._add(self.words, i, f.keys, self.word_rank, _words_prefixes)
-            self._add(self.items, i, f.items, self.item_rank, _items_prefixes)
+            self.by_keys[f.keys] = min(group, self.by_keys.get(f.keys, group))
+            for name, (small, large, n) in tokens.items():
+                self.rules[name].add(i, small, large, n, group)
 
 
 def _group_headed(sections: list[NoteSection], aliases: dict[str, str]) -> list[_Group]:
@@ -219,25 +277,21 @@ def _group_headed(sections: list[NoteSection], aliases: dict[str, str]) -> list[
     sections are distinct, and gives what comparing every pair would.
     """
     groups: list[_Group] = []
-    group_of: list[int] = []  # section index -> group index
     by_alias: dict[str, int] = {}
     facts = [_facts(s) for s in sections]
     index = _Candidates(facts)
     for i, sec in enumerate(sections):
         alias = _pinned(sec.heading, aliases)
         target = by_alias.get(alias) if alias else None
+        tokens = index.tokens(facts[i])
         if target is None:
             # The earliest group with a matching section wins, as a scan in order would find it.
-            for g, j in sorted((group_of[j], j) for j in index.probe(facts[i])):
-                if _same(facts[i], facts[j]):
-                    target = g
-                    break
+            target = index.first_match(facts[i], tokens, lambda j: _same(facts[i], facts[j]))
         if target is None:
             target = len(groups)
             groups.append(_Group())
         groups[target].sections.append(sec)
-        group_of.append(target)
-        index.add(i, facts[i])
+        index.add(i, facts[i], tokens, target)
         if alias:
             by_alias[alias] = target
     return groups
@@ -351,33 +405,50 @@ def _merge_items(slug: str, sections: list[NoteSection]) -> list[NoteItem]:
     shared item above them, or before the first shared one; a section sharing
     nothing goes at the end.
     """
-    order: list[str] = []
+    # `order` is a linked list (nid -> next, nid -> previous) so placing an item next
+    # to its neighbour costs the same however long the episode is.
+    head, tail = "\0head", "\0tail"
+    nxt: dict[str, str] = {head: tail}
+    prv: dict[str, str] = {tail: head}
+
+    def insert_before(node: str, nid: str) -> None:
+        before = prv[node]
+        nxt[before], prv[nid], nxt[nid], prv[node] = nid, before, node, nid
+
     data: dict[str, dict] = {}
     for sec in sorted(sections, key=_fullest_first):
-        last: int | None = None  # where this section's last item sits in `order`
+        last: str | None = None  # this section's last item placed in `order`
         pending: list[str] = []  # new items above the first shared one
+        in_pending: set[str] = set()
         for raw in sec.items:
             nid = NoteItem.make_id(slug, raw.text)
             src = Source(sec.path, raw.line_start, raw.line_end)
             if nid in data:
-                if src not in data[nid]["sources"]:
+                if src not in data[nid]["seen"]:
+                    data[nid]["seen"].add(src)
                     data[nid]["sources"].append(src)
-                if nid in pending:  # the same text twice in one section
+                if nid in in_pending:  # the same text twice in one section
                     continue
-                at = order.index(nid)
                 if last is None:
-                    order[at:at] = pending
-                    at += len(pending)
-                    pending = []
-                last = at
+                    for p in pending:
+                        insert_before(nid, p)
+                    pending, in_pending = [], set()
+                last = nid
                 continue
-            data[nid] = {"raw": raw, "sources": [src]}
+            data[nid] = {"raw": raw, "sources": [src], "seen": {src}}
             if last is None:
                 pending.append(nid)
+                in_pending.add(nid)
             else:
-                last += 1
-                order.insert(last, nid)
-        order.extend(pending)
+                insert_before(nxt[last], nid)
+                last = nid
+        for p in pending:
+            insert_before(tail, p)
+    order = []
+    node = nxt[head]
+    while node != tail:
+        order.append(node)
+        node = nxt[node]
     return [
         NoteItem(nid, slug, data[nid]["raw"].text, data[nid]["raw"].kind, data[nid]["raw"].section,
                  tuple(data[nid]["sources"]), pos)
