@@ -257,10 +257,10 @@ class _Busy:
         self.stop()
 
 
-def _load(notes, transcripts, settings, busy=None):
+def _load(notes, transcripts, settings, busy=None, *, create_workspace: bool = False):
     from cards.pipeline import load
 
-    return load(list(notes), list(transcripts or []), settings, on_step=busy)
+    return load(list(notes), list(transcripts or []), settings, on_step=busy, create_workspace=create_workspace)
 
 
 @app.command()
@@ -440,7 +440,7 @@ def generate(
                          offline=offline or None, prompts=prompts, context_tokens=context_tokens,
                          timeout=timeout, max_tokens=max_tokens, structured=structured)
     with _Busy() as busy:
-        loaded = _load(notes, transcripts, settings, busy)
+        loaded = _load(notes, transcripts, settings, busy, create_workspace=True)
         busy("aligning notes to transcripts and planning the run")
 
         def notice() -> None:

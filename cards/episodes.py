@@ -457,11 +457,14 @@ def _merge_items(slug: str, sections: list[NoteSection]) -> list[NoteItem]:
 
 
 def build_episodes(
-    sections: list[NoteSection], transcripts: list[Transcript], pins: dict[str, dict] | None = None
+    sections: list[NoteSection], transcripts: list[Transcript], pins: dict[str, dict] | None = None,
+    *, match=None,
 ) -> list[Episode]:
     """Group sections into episodes, attach prose notes, and match transcripts.
 
     `pins` (from cards.toml) maps an episode slug to {"title", "transcript", "aliases"}.
+    `match(groups, transcripts, compute)`, if given, may answer the matching from a
+    cache instead of calling `compute(groups, transcripts)`.
     """
     pins = pins or {}
     aliases = {normalise(a): slug for slug, p in pins.items() for a in [slug, *p.get("aliases", [])]}
@@ -482,7 +485,8 @@ def build_episodes(
     free = [t for t in transcripts if _path_key(t.path) not in pinned_paths]
     summary = [(slug_of(g), [i.text for s in g.sections for i in s.items], g.keys()) for g in groups]
     # An episode pinned to a transcript, or to none (`transcript = false`), takes no part in matching.
-    matched = _match_transcripts([x for x in summary if "transcript" not in pins.get(x[0], {})], free)
+    unpinned = [x for x in summary if "transcript" not in pins.get(x[0], {})]
+    matched = match(unpinned, free, _match_transcripts) if match else _match_transcripts(unpinned, free)
     video_ids = {t.video_id: i for i, g in enumerate(groups)
                  for t, _ in [matched.get(summary[i][0], (None, 0))] if t is not None and t.video_id}
     for sec in headless:

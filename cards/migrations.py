@@ -154,6 +154,17 @@ def _respec(db: sqlite3.Connection) -> None:
                                                                             r[0]))
 
 
+@step()
+def m003_file_cache(db: sqlite3.Connection) -> None:
+    """What each input file yields (by content hash and parser version), and episode matchings."""
+    _script(db, """
+    CREATE TABLE file_cache (
+        kind TEXT NOT NULL, hash TEXT NOT NULL, version TEXT NOT NULL, body BLOB NOT NULL,
+        used REAL NOT NULL, PRIMARY KEY (kind, hash, version)
+    )
+    """)
+
+
 def is_ours(db: sqlite3.Connection) -> bool:
     """True for a blank database or a cards workspace; False for any other SQLite file."""
     app_id = db.execute("PRAGMA application_id").fetchone()[0]

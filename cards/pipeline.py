@@ -60,29 +60,74 @@ def _no_step(message: str) -> None:
     pass
 
 
-def load(notes: list[Path], transcripts: list[Path], settings: Settings, on_step: Step | None = None) -> Loaded:
-    """Read every notes and transcript file and group them into episodes."""
-    from cards.episodes import build_episodes
-    from cards.ingest.notes import parse_notes
-    from cards.ingest.transcripts import parse_transcript
-
-    step = on_step or _no_step
+def input_files(notes: list[Path], transcripts: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The notes and transcript files named, folders expanded; a file given as both is a transcript."""
     t_files = _expand(transcripts, TRANSCRIPT_SUFFIXES, "transcript")
     t_set = {f.resolve() for f in t_files}
     n_files = [f for f in _expand(notes, NOTE_SUFFIXES, "notes") if f.resolve() not in t_set]
     if not n_files and not t_files:
         raise InputError("no notes files given")
+    return n_files, t_files
+
+
+def read_notes(files: list[Path], cache=None, step: Step = _no_step) -> list:
+    """Every notes file's sections, in file order; from the cache where the content was parsed before."""
+    from cards.ingest.notes import parse_notes
+
+    parse = cache.notes if cache else parse_notes
     sections = []
-    for i, f in enumerate(n_files, 1):
-        step(f"reading notes {i}/{len(n_files)}: {f.name}")
-        sections.extend(parse_notes(f))
+    for i, f in enumerate(files, 1):
+        step(f"reading notes {i}/{len(files)}: {f.name}")
+        sections.extend(parse(f))
+    return sections
+
+
+def read_transcripts(files: list[Path], cache=None, step: Step = _no_step) -> list:
+    from cards.ingest.transcripts import parse_transcript
+
+    parse = cache.transcript if cache else parse_transcript
     parsed = []
-    for i, f in enumerate(t_files, 1):
-        step(f"reading transcripts {i}/{len(t_files)}: {f.name}")
-        parsed.append(parse_transcript(f))
+    for i, f in enumerate(files, 1):
+        step(f"reading transcripts {i}/{len(files)}: {f.name}")
+        parsed.append(parse(f))
+    return parsed
+
+
+def group_episodes(sections: list, transcripts: list, settings: Settings, cache=None,
+                   step: Step = _no_step) -> list[Episode]:
+    from cards.episodes import build_episodes
+
     step(f"grouping {plural(len(sections), 'note section')} into episodes")
-    loaded = Loaded(build_episodes(sections, parsed, settings.pins), [str(f) for f in n_files],
-                    [str(f) for f in t_files])
+    return build_episodes(sections, transcripts, settings.pins, match=cache.match if cache else None)
+
+
+def load(notes: list[Path], transcripts: list[Path], settings: Settings, on_step: Step | None = None, *,
+         create_workspace: bool = False) -> Loaded:
+    """Read every notes and transcript file and group them into episodes.
+
+    Files parsed before (same content, same code) come from the workspace's cache
+    when there is a workspace; `create_workspace` makes one for commands that
+    write it anyway.
+    """
+    from cards.cache import FileCache, open_store
+    from cards.store import Store
+
+    step = on_step or _no_step
+    n_files, t_files = input_files(notes, transcripts)
+    store = open_store(settings.workspace)
+    try:
+        cache = FileCache(store) if store is not None or create_workspace else None
+        sections = read_notes(n_files, cache, step)
+        parsed = read_transcripts(t_files, cache, step)
+        episodes = group_episodes(sections, parsed, settings, cache, step)
+        if cache is not None and cache.dirty:
+            if store is None:  # made only now that the input has been read without error
+                store = Store(settings.workspace)
+            cache.flush(store)
+    finally:
+        if store is not None:
+            store.close()
+    loaded = Loaded(episodes, [str(f) for f in n_files], [str(f) for f in t_files])
     loaded.notices = recognise_episodes(loaded.episodes, settings)
     return loaded
 

@@ -132,14 +132,18 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
-def read_text(path: Path) -> str:
-    """Read, decode and repair a text file; errors name the file."""
+def read_bytes(path: Path) -> bytes:
+    """A text file's bytes, as read_text takes them: checked, bounded; errors name the file."""
     try:
-        data = _read_bytes(path)
+        return _read_bytes(path)
     except FileNotFoundError:
         raise InputError("no such file", path=str(path)) from None
     except IsADirectoryError:
         raise InputError("is a folder, expected a file", path=str(path)) from None
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror}", path=str(path)) from None
-    return repair(decode(data, str(path)))
+
+
+def read_text(path: Path) -> str:
+    """Read, decode and repair a text file; errors name the file."""
+    return repair(decode(read_bytes(path), str(path)))
