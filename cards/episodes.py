@@ -307,31 +307,128 @@ class _TranscriptIndex:
         for i, w in enumerate(all_words):
             self.positions[w].append(i)
         self.intro = set(all_words[:1500]) | set(words(transcript.title or ""))
+        self._near: dict[tuple[str, str], bool] = {}
 
     def near(self, a: str, b: str) -> bool:
+        known = self._near.get((a, b))
+        if known is not None:
+            return known
         pa, pb = self.positions.get(a), self.positions.get(b)
-        if not pa or not pb:
-            return False
-        if len(pa) > len(pb):
-            pa, pb = pb, pa
-        for p in pa:
-            j = bisect.bisect_left(pb, p - _PAIR_WINDOW)
-            if j < len(pb) and pb[j] <= p + _PAIR_WINDOW:
-                return True
-        return False
+        found = False
+        if pa and pb:
+            if len(pa) > len(pb):
+                pa, pb = pb, pa
+            for p in pa:
+                j = bisect.bisect_left(pb, p - _PAIR_WINDOW)
+                if j < len(pb) and pb[j] <= p + _PAIR_WINDOW:
+                    found = True
+                    break
+        self._near[(a, b)] = found
+        return found
 
-    def phrase_rate(self, texts: list[str]) -> float:
-        hits = total = 0
+    def rate(self, pairs: _Pairs) -> float:
+        """The share of the notes' adjacent word pairs found close together here."""
+        hits = sum(n for (a, b), n in pairs.counts.items() if self.near(a, b))
+        return hits / pairs.total if pairs.total else 0.0
+
+
+@dataclass
+class _Pairs:
+    """The adjacent content-word pairs of an episode's notes, each with how often it occurs."""
+
+    counts: dict[tuple[str, str], int]
+    total: int
+
+    @classmethod
+    def of(cls, texts: list[str]) -> _Pairs:
+        counts: dict[tuple[str, str], int] = {}
+        total = 0
         for text in texts:
             cw = content_words(text)
-            for a, b in zip(cw, cw[1:]):
+            for pair in zip(cw, cw[1:]):
+                counts[pair] = counts.get(pair, 0) + 1
                 total += 1
-                hits += self.near(a, b)
-        return hits / total if total else 0.0
+        return cls(counts, total)
+
+
+def _median_without(ordered: list[float], value: float) -> float:
+    """statistics.median of `ordered` (sorted) with one occurrence of `value` left out."""
+    skip = bisect.bisect_left(ordered, value)
+    n = len(ordered) - 1
+
+    def at(k: int) -> float:
+        return ordered[k] if k < skip else ordered[k + 1]
+
+    return at(n // 2) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2
+
+
+def _confidence(rate: float, chance: float, names: set[str], intro: set[str]) -> float:
+    content = max(0.0, min(1.0, (rate - max(0.1, chance)) / 0.15))
+    name_cov = len(names & intro) / len(names) if names else 0.0
+    return 0.6 * content + 0.4 * name_cov
+
+
+# Up to this many (episode, transcript) pairs, every pair is scored; beyond it,
+# only the pairs an index of rare word pairs proposes.
+EXACT_MATCH_PAIRS = 40_000
+_CHANCE_SAMPLE = 15  # episodes scored against every transcript, to judge what chance gives
+_CANDIDATES = 3  # transcripts per episode proposed by rare word pairs
+
+
+def _all_scores(groups, pairs: list[_Pairs], indexes: list[_TranscriptIndex]) -> list[tuple[float, int, int]]:
+    scores = []
+    for ti, idx in enumerate(indexes):
+        rates = [idx.rate(p) for p in pairs]
+        ordered = sorted(rates)
+        for gi, (_, _, names) in enumerate(groups):
+            chance = _median_without(ordered, rates[gi]) if len(rates) >= 3 else 0.1
+            scores.append((_confidence(rates[gi], chance, names, idx.intro), gi, ti))
+    return scores
+
+
+def _indexed_scores(groups, pairs: list[_Pairs], indexes: list[_TranscriptIndex]) -> list[tuple[float, int, int]]:
+    """Scores of the likely pairs only: those sharing rare word pairs or names, found through indexes.
+
+    A word pair is rare when few transcripts hold both words; each episode's rare
+    pairs that occur close together in a transcript vote for it, and the few best
+    voted transcripts, with those whose opening names the episode's rare name
+    words, are scored exactly. What chance gives a transcript is the median rate
+    of a fixed sample of episodes, instead of every other one.
+    """
+    n_t = len(indexes)
+    rare = max(4, int(n_t ** 0.5))
+    holding: dict[str, list[int]] = defaultdict(list)
+    opening: dict[str, list[int]] = defaultdict(list)
+    for ti, idx in enumerate(indexes):
+        for w in idx.positions:
+            holding[w].append(ti)
+        for w in idx.intro:
+            opening[w].append(ti)
+    step = max(1, len(groups) // _CHANCE_SAMPLE)
+    sample = [pairs[gi] for gi in range(0, len(groups), step)][:_CHANCE_SAMPLE]
+    chance = [median(idx.rate(p) for p in sample) for idx in indexes]
+    scores = []
+    for gi, (_, _, names) in enumerate(groups):
+        votes: dict[int, int] = defaultdict(int)
+        for (a, b), n in pairs[gi].counts.items():
+            ha, hb = holding.get(a), holding.get(b)
+            if not ha or not hb or min(len(ha), len(hb)) > rare:
+                continue
+            for ti in set(ha).intersection(hb):
+                if indexes[ti].near(a, b):
+                    votes[ti] += n
+        chosen = set(sorted(votes, key=lambda ti: (-votes[ti], ti))[:_CANDIDATES])
+        for w in names:
+            if len(opening.get(w, ())) <= rare:
+                chosen.update(opening.get(w, ()))
+        for ti in sorted(chosen):
+            idx = indexes[ti]
+            scores.append((_confidence(idx.rate(pairs[gi]), chance[ti], names, idx.intro), gi, ti))
+    return scores
 
 
 def _match_transcripts(
-    groups: list[tuple[str, list[str], set[str]]], transcripts: list[Transcript]
+    groups: list[tuple[str, list[str], set[str]]], transcripts: list[Transcript], exact_pairs: int | None = None
 ) -> dict[str, tuple[Transcript, float]]:
     """Give each episode (slug, note texts, name words) at most one transcript and vice versa.
 
@@ -339,18 +436,18 @@ def _match_transcripts(
     close together in the transcript (notes paraphrase, but keep pairs like "gross
     margins"), against what the same transcript gives other episodes' notes by
     chance; and whether the names in the heading occur in the transcript's title
-    or opening.
+    or opening. Small archives score every pair; large ones the pairs an index
+    proposes, so the work grows with the archive, not with its square.
     """
+    if not groups or not transcripts:
+        return {}
     indexes = [_TranscriptIndex(t) for t in transcripts]
-    scores: list[tuple[float, int, int]] = []
-    for ti, idx in enumerate(indexes):
-        rates = [idx.phrase_rate(texts) for _, texts, _ in groups]
-        for gi, (_, _, names) in enumerate(groups):
-            others = [r for j, r in enumerate(rates) if j != gi]
-            chance = median(others) if len(others) >= 2 else 0.1
-            content = max(0.0, min(1.0, (rates[gi] - max(0.1, chance)) / 0.15))
-            name_cov = len(names & idx.intro) / len(names) if names else 0.0
-            scores.append((0.6 * content + 0.4 * name_cov, gi, ti))
+    pairs = [_Pairs.of(texts) for _, texts, _ in groups]
+    limit = EXACT_MATCH_PAIRS if exact_pairs is None else exact_pairs
+    if len(groups) * len(transcripts) <= limit:
+        scores = _all_scores(groups, pairs, indexes)
+    else:
+        scores = _indexed_scores(groups, pairs, indexes)
     out: dict[str, tuple[Transcript, float]] = {}
     used_t: set[int] = set()
     for conf, gi, ti in sorted(scores, reverse=True):
