@@ -326,6 +326,9 @@ class _TranscriptIndex:
         self._near[(a, b)] = found
         return found
 
+    def forget(self) -> None:
+        self._near.clear()
+
     def rate(self, pairs: _Pairs) -> float:
         """The share of the notes' adjacent word pairs found close together here."""
         hits = sum(n for (a, b), n in pairs.counts.items() if self.near(a, b))
@@ -370,7 +373,7 @@ def _confidence(rate: float, chance: float, names: set[str], intro: set[str]) ->
 
 # Up to this many (episode, transcript) pairs, every pair is scored; beyond it,
 # only the pairs an index of rare word pairs proposes.
-EXACT_MATCH_PAIRS = 40_000
+EXACT_MATCH_PAIRS = 5_000
 _CHANCE_SAMPLE = 15  # episodes scored against every transcript, to judge what chance gives
 _CANDIDATES = 3  # transcripts per episode proposed by rare word pairs
 
@@ -379,6 +382,7 @@ def _all_scores(groups, pairs: list[_Pairs], indexes: list[_TranscriptIndex]) ->
     scores = []
     for ti, idx in enumerate(indexes):
         rates = [idx.rate(p) for p in pairs]
+        idx.forget()  # every pair was asked once: keeping the answers only holds memory
         ordered = sorted(rates)
         for gi, (_, _, names) in enumerate(groups):
             chance = _median_without(ordered, rates[gi]) if len(rates) >= 3 else 0.1

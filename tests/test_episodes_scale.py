@@ -88,3 +88,75 @@ def test_many_note_only_episodes_stay_apart_and_merge_across_files():
     eps = build_episodes(sections, [])
     assert len(eps) == 300
     assert sum(len(e.sources) == 2 for e in eps) == len(range(0, 300, 7))
+
+
+def _synthetic_archive(n: int):
+    """n episodes, each with notes cut from its own transcript; transcripts share a common vocabulary."""
+    from cards.models import Segment, Transcript
+
+    rnd = random.Random(n)
+    common = [f"common{i}" for i in range(60)]
+    groups, transcripts = [], []
+    for e in range(n):
+        own = [f"topic{e}x{i}" for i in range(25)]
+        text = [rnd.choice(common + own) for _ in range(600)]
+        segs = tuple(Segment(" ".join(text[i:i + 12]), i // 12 + 1) for i in range(0, len(text), 12))
+        transcripts.append(Transcript(f"t{e}.txt", "plain", segs, title=f"Guest{e} interview"))
+        notes = []
+        for _ in range(8):
+            at = rnd.randrange(0, len(text) - 6)
+            notes.append(" ".join(text[at:at + 6]))
+        groups.append((f"ep-{e}", notes, {f"guest{e}"}))
+    rnd.shuffle(transcripts)
+    return groups, transcripts
+
+
+def test_matching_through_the_index_agrees_with_scoring_every_pair():
+    groups, transcripts = _synthetic_archive(60)
+    exact = episodes._match_transcripts(groups, transcripts, exact_pairs=10**9)
+    indexed = episodes._match_transcripts(groups, transcripts, exact_pairs=0)
+    assert {k: t.path for k, (t, _) in exact.items()} == {k: t.path for k, (t, _) in indexed.items()}
+    assert all(t.path == f"t{k.split('-')[1]}.txt" for k, (t, _) in indexed.items())
+    assert len(indexed) >= 55
+
+
+def test_matching_a_large_archive_scores_few_pairs(monkeypatch):
+    groups, transcripts = _synthetic_archive(150)
+    scored = 0
+    real = episodes._confidence
+
+    def counting(*args):
+        nonlocal scored
+        scored += 1
+        return real(*args)
+
+    monkeypatch.setattr(episodes, "_confidence", counting)
+    out = episodes._match_transcripts(groups, transcripts)
+    assert len(out) >= 140
+    assert scored < 10 * len(groups)  # every pair would be 22,500
+
+
+def test_the_seeds_match_the_same_through_the_index(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    import pytest
+
+    from cards.config import build_settings
+    from cards.pipeline import load
+
+    seeds = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+    names = ["000_afbeb462ed58c10d.txt", "001_88cdf00b6de09240.txt", "004_bd517cc6001931b3.txt",
+             "002_0fe13fd03e9aaf95.txt", "003_34925e2c796f303a.txt"]
+    if not all((seeds / n).exists() for n in names):
+        pytest.skip("seed notes and transcripts not present")
+    settings = build_settings(config_path=tmp_path / "cards.toml", workspace=tmp_path / "ws")
+    notes, ts = [seeds / n for n in names[:3]], [seeds / n for n in names[3:]]
+
+    def matches():
+        return [(e.slug, e.transcript.path if e.transcript else None, e.match_score)
+                for e in load(notes, ts, settings).episodes]
+
+    exact = matches()
+    monkeypatch.setattr(episodes, "EXACT_MATCH_PAIRS", 0)
+    assert matches() == exact
+    assert exact[0][1].endswith("002_0fe13fd03e9aaf95.txt")
