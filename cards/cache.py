@@ -133,8 +133,13 @@ class FileCache:
     def _get(self, kind: str, key: str, version: str):
         if self.store is None:
             return None
-        row = self.store.db.execute("SELECT body, used FROM file_cache WHERE kind=? AND hash=? AND version=?",
-                                    (kind, key, version)).fetchone()
+        try:
+            row = self.store.db.execute("SELECT body, used FROM file_cache WHERE kind=? AND hash=? AND version=?",
+                                        (kind, key, version)).fetchone()
+        except sqlite3.DatabaseError:
+            # A damaged workspace is only a missing cache here; the command's own use of it says what is wrong.
+            self.store = None
+            return None
         if row is None:
             return None
         try:
