@@ -178,10 +178,12 @@ class _Prefixes:
 
     Kept by group, so a probe walks the groups a token is in (few, when many
     sections share it because they are one episode) and stops at the first match.
+    Most tokens belong to one section only, so keys are hashes (a collision only
+    offers one more candidate to check) and a lone entry is a bare tuple.
     """
 
     def __init__(self):
-        self.index: dict[tuple[int, object], dict[int, list[tuple[int, int]]]] = defaultdict(dict)
+        self.index: dict[int, tuple[int, int, int] | dict[int, list[tuple[int, int]]]] = {}
 
     def probe(self, small: list, large: list, n: int, before: int | None,
               found: dict[int, list[tuple[list, int, bool]]]) -> None:
@@ -190,15 +192,26 @@ class _Prefixes:
         for role, tokens in ((1, small), (0, large)):
             # In the small role, others are at least this size; in the large one, smaller.
             for t in tokens:
-                for g, entries in index.get((role, t), {}).items():
+                value = index.get(hash((role, t)))
+                if value is None:
+                    continue
+                groups = {value[0]: [value[1:]]} if type(value) is tuple else value
+                for g, entries in groups.items():
                     if before is None or g < before:
                         found.setdefault(g, []).append((entries, n, role == 1))
 
     def add(self, i: int, small: list, large: list, n: int, group: int) -> None:
-        for t in small:
-            self.index[(0, t)].setdefault(group, []).append((i, n))
-        for t in large:
-            self.index[(1, t)].setdefault(group, []).append((i, n))
+        index = self.index
+        for role, tokens in ((0, small), (1, large)):
+            for t in tokens:
+                key = hash((role, t))
+                value = index.get(key)
+                if value is None:
+                    index[key] = (group, i, n)
+                    continue
+                if type(value) is tuple:
+                    value = index[key] = {value[0]: [value[1:]]}
+                value.setdefault(group, []).append((i, n))
 
 
 class _Candidates:
