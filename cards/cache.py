@@ -107,8 +107,17 @@ def _pack(value) -> bytes:
     return zlib.compress(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), 1)
 
 
+# What an entry may inflate to: well above the parse of the largest input accepted
+# (cards.ingest.text.MAX_INPUT_BYTES), so a crafted entry cannot exhaust memory.
+_MAX_ENTRY = 256 * 1024 * 1024
+
+
 def _unpack(body: bytes):
-    return json.loads(zlib.decompress(body).decode("utf-8"))
+    inflate = zlib.decompressobj()
+    raw = inflate.decompress(body, _MAX_ENTRY)
+    if inflate.unconsumed_tail or not inflate.eof:
+        raise ValueError("cache entry too large or cut short")
+    return json.loads(raw.decode("utf-8"))
 
 
 def _hash(data: bytes) -> str:
@@ -144,7 +153,7 @@ class FileCache:
             return None
         try:
             value = _unpack(row["body"])
-        except (ValueError, zlib.error, TypeError):
+        except (ValueError, zlib.error, TypeError, RecursionError, MemoryError):
             return None  # damaged or foreign: parse again, and the new entry replaces it
         if row["used"] < self._now - _TOUCH_AFTER:
             self._touch.append((kind, key, version))
@@ -160,7 +169,7 @@ class FileCache:
         if cached is not None:
             try:
                 value = decode_(cached, str(path))
-            except (KeyError, TypeError, ValueError, IndexError):
+            except Exception:  # noqa: BLE001 - an entry of any other shape is only a cache miss
                 value = None
             if value is not None:
                 self.hits += 1
@@ -192,9 +201,13 @@ class FileCache:
                                ensure_ascii=False).encode("utf-8"))
         cached = self._get("match", key, self.match_version)
         by_path = {t.path: t for t in transcripts}
-        if isinstance(cached, dict) and all(isinstance(v, list) and v[0] in by_path for v in cached.values()):
+        try:
+            out = {slug: (by_path[p], float(conf)) for slug, (p, conf) in cached.items()}
+        except Exception:  # noqa: BLE001 - none, or an entry of another shape: a miss
+            out = None
+        if out is not None:
             self.hits += 1
-            return {slug: (by_path[p], float(conf)) for slug, (p, conf) in cached.items()}
+            return out
         self.misses += 1
         out = compute(groups, transcripts)
         self._put("match", key, self.match_version, {slug: [t.path, conf] for slug, (t, conf) in out.items()})

@@ -200,3 +200,17 @@ def test_a_bad_input_file_leaves_no_workspace_behind(archive):
     with pytest.raises(cards.errors.InputError):
         load([archive / "notes"], [archive / "ts"], _settings(archive, "ws"), create_workspace=True)
     assert not (archive / "ws").exists()
+
+
+def test_an_entry_of_another_shape_or_a_bomb_is_only_a_miss(archive, parses, monkeypatch):
+    first = _run(archive)
+    monkeypatch.setattr(cards.cache, "_MAX_ENTRY", 64 * 1024)  # the real bound, scaled down
+    db = sqlite3.connect(archive / "ws" / DB_NAME)
+    deep = zlib.compress(b"[" * 50_000 + b"]" * 50_000)  # nesting deep enough to exhaust a parser's stack
+    db.execute("UPDATE file_cache SET body=? WHERE kind='notes'", (deep,))
+    db.execute("UPDATE file_cache SET body=? WHERE kind='transcript'", (zlib.compress(b" " * 2**20),))
+    db.execute("UPDATE file_cache SET body=? WHERE kind='match'", (zlib.compress(b'{"ada": [[1], "x"]}'),))
+    db.commit()
+    db.close()
+    assert _run(archive) == first
+    assert parses == {"notes": 4, "transcripts": 4}
