@@ -6,7 +6,9 @@ a hash of the parsing modules' source, so an edited parser never serves an old
 result even when nobody remembered to bump. Paths are not part of the key: a
 moved or copied file is found by its content, and its new path is filled in on
 the way out. Episode matchings are kept the same way, keyed by the episodes'
-notes and the transcripts' hashes.
+notes and the transcripts' hashes, and so are the transcripts' words as matching
+reads them, so that matching again after a new episode does not read every
+transcript again.
 
 Values are zlib-compressed JSON, never pickle: a workspace is a file a person may
 be handed, and reading one must not run code. An entry that does not decode is
@@ -192,7 +194,8 @@ class FileCache:
         return self._file(path, "transcript", parse_transcript_text, encode_transcript, decode_transcript)
 
     def match(self, groups: list[tuple[str, list[str], set[str]]], transcripts: list[Transcript], compute):
-        """`compute(groups, transcripts)`, remembered for the same notes against the same transcripts."""
+        """`compute(groups, transcripts, tokens=...)`, remembered for the same notes against the same
+        transcripts; `tokens` gives each transcript's words from the cache."""
         hashes = [self.hashes.get(t.path) for t in transcripts]
         if None in hashes:
             return compute(groups, transcripts)
@@ -209,9 +212,22 @@ class FileCache:
             self.hits += 1
             return out
         self.misses += 1
-        out = compute(groups, transcripts)
+        out = compute(groups, transcripts, tokens=self._words)
         self._put("match", key, self.match_version, {slug: [t.path, conf] for slug, (t, conf) in out.items()})
         return out
+
+    def _words(self, transcript: Transcript) -> list[str]:
+        """A transcript's words as matching reads them, kept so that matching again after a new
+        episode does not read every transcript again."""
+        from cards.lexicon import words
+
+        key = self.hashes[transcript.path]
+        cached = self._get("words", key, self.match_version)
+        if isinstance(cached, str):
+            return cached.split()
+        found = words(transcript.text)
+        self._put("words", key, self.match_version, " ".join(found))
+        return found
 
     # -- writing --------------------------------------------------------------------
 
@@ -233,8 +249,8 @@ class FileCache:
                 db.executemany("UPDATE file_cache SET used=? WHERE kind=? AND hash=? AND version=?",
                                [(self._now, *t) for t in self._touch])
                 if self._writes:
-                    db.execute("DELETE FROM file_cache WHERE (kind='match' AND version<>?)"
-                               " OR (kind<>'match' AND version<>?) OR used<?",
+                    db.execute("DELETE FROM file_cache WHERE (kind IN ('match', 'words') AND version<>?)"
+                               " OR (kind NOT IN ('match', 'words') AND version<>?) OR used<?",
                                (self.match_version, self.parse_version, self._now - KEEP_DAYS * 86400))
         except (WorkspaceError, sqlite3.DatabaseError):
             pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from statistics import median
@@ -313,10 +314,11 @@ def _group_headed(sections: list[NoteSection], aliases: dict[str, str]) -> list[
 class _TranscriptIndex:
     """Word positions of one transcript, for phrase-hit scoring."""
 
-    def __init__(self, transcript: Transcript):
+    def __init__(self, transcript: Transcript, all_words: list[str] | None = None):
         self.transcript = transcript
         self.positions: dict[str, list[int]] = defaultdict(list)
-        all_words = words(transcript.text)
+        if all_words is None:
+            all_words = words(transcript.text)
         for i, w in enumerate(all_words):
             self.positions[w].append(i)
         self.intro = set(all_words[:1500]) | set(words(transcript.title or ""))
@@ -445,7 +447,8 @@ def _indexed_scores(groups, pairs: list[_Pairs], indexes: list[_TranscriptIndex]
 
 
 def _match_transcripts(
-    groups: list[tuple[str, list[str], set[str]]], transcripts: list[Transcript], exact_pairs: int | None = None
+    groups: list[tuple[str, list[str], set[str]]], transcripts: list[Transcript], exact_pairs: int | None = None,
+    tokens: Callable[[Transcript], list[str]] | None = None,
 ) -> dict[str, tuple[Transcript, float]]:
     """Give each episode (slug, note texts, name words) at most one transcript and vice versa.
 
@@ -455,10 +458,11 @@ def _match_transcripts(
     chance; and whether the names in the heading occur in the transcript's title
     or opening. Small archives score every pair; large ones the pairs an index
     proposes, so the work grows with the archive, not with its square.
+    `tokens(transcript)`, if given, is `words(transcript.text)` (kept from an earlier run).
     """
     if not groups or not transcripts:
         return {}
-    indexes = [_TranscriptIndex(t) for t in transcripts]
+    indexes = [_TranscriptIndex(t, tokens(t) if tokens else None) for t in transcripts]
     pairs = [_Pairs.of(texts) for _, texts, _ in groups]
     limit = EXACT_MATCH_PAIRS if exact_pairs is None else exact_pairs
     if len(groups) * len(transcripts) <= limit:

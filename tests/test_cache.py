@@ -117,6 +117,9 @@ def test_a_changed_notes_file_is_parsed_again(archive, parses):
     got = _run(archive)
     assert parses["notes"] == 3
     assert got == _run(archive, cached=False)
+    # Matching again took each transcript's words from the cache.
+    db = sqlite3.connect(archive / "ws" / DB_NAME)
+    assert db.execute("SELECT count(*) FROM file_cache WHERE kind='words'").fetchone()[0] == 2
     assert any("taiwan" in i.text for ep in got for i in ep[3])
 
 
