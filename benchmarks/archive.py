@@ -201,7 +201,7 @@ def run(args: list[str], cwd: Path, timeout: float) -> tuple[float, float, str]:
 
 
 def has_command(name: str) -> bool:
-    out = subprocess.run([sys.executable, "-m", "cards", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "cards", "--help"], capture_output=True, text=True, check=False)
     return any(line.strip().startswith(name + " ") for line in out.stdout.splitlines())
 
 

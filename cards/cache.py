@@ -97,7 +97,9 @@ def encode_transcript(t: Transcript) -> dict:
 
 
 def decode_transcript(data: dict, path: str) -> Transcript:
-    from cards.ingest.transcripts import _segment  # the fast constructor transcripts are parsed with
+    from cards.ingest.transcripts import (
+        _segment,  # the fast constructor transcripts are parsed with
+    )
 
     make = _segment if _SEGMENT == ["text", "line", "start", "end"] else Segment
     segments = tuple(make(*r) for r in data["segments"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Callable
@@ -284,6 +285,10 @@ class _Candidates:
                 self.rules[name].add(i, small, large, n, group)
 
 
+def _same_as(facts: list[_Facts], i: int, j: int) -> bool:
+    return _same(facts[i], facts[j])
+
+
 def _group_headed(sections: list[NoteSection], aliases: dict[str, str]) -> list[_Group]:
     """Each section joins the first group holding a section of the same episode, else starts one.
 
@@ -300,7 +305,7 @@ def _group_headed(sections: list[NoteSection], aliases: dict[str, str]) -> list[
         tokens = index.tokens(facts[i])
         if target is None:
             # The earliest group with a matching section wins, as a scan in order would find it.
-            target = index.first_match(facts[i], tokens, lambda j: _same(facts[i], facts[j]))
+            target = index.first_match(facts[i], tokens, functools.partial(_same_as, facts, i))
         if target is None:
             target = len(groups)
             groups.append(_Group())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-import cards.episodes as episodes
+from cards import episodes
 from cards.episodes import _group_headed, _same_episode, build_episodes
 from cards.models import NoteSection, RawItem
 
