@@ -404,6 +404,7 @@ class EpisodePlan:
     changes: object  # cards.lineage.NoteChanges
     transcript_hash: str | None
     waiting: set[str] = field(default_factory=set)  # new notes held back until the transcript is given
+    unchanged: bool = False  # the workspace already holds exactly this episode: nothing to write
 
 
 @dataclass
@@ -429,6 +430,25 @@ def _why(parts: dict, before: dict | None) -> str:
     return "inputs unknown"
 
 
+def _unchanged(p: EpisodePlan, record, stored: dict) -> bool:
+    """Whether the workspace already records this episode and its notes exactly as read now."""
+    ep, c = p.episode, p.changes
+    if record is None or record.missing or c.new or c.retired or c.returning or c.edited:
+        return False
+    if (record.title, record.url, record.video_id) != (ep.title, ep.url, ep.video_id):
+        return False
+    if p.transcript_hash is not None and p.transcript_hash != record.transcript_hash:
+        return False
+    if ep.transcript is not None and ep.transcript.path != record.transcript:
+        return False
+    for item in ep.items:
+        k = stored[item.id]
+        if (k.position, k.section, k.spans) != (item.position, item.section,
+                                                tuple((s.path, s.line_start, s.line_end) for s in item.sources)):
+            return False
+    return True
+
+
 def make_plan(store, loaded: Loaded, settings: Settings, template, generator_name: str, model: str, *,
               episode: str | None = None, force: bool = False, realign: bool = False, counter=None) -> Plan:
     """Decide each note's passage and whether it needs generating, without changing anything.
@@ -446,6 +466,8 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
     fresh_needed: dict[str, set[str] | None] = {}  # slug -> note ids needing a passage (None: all)
     notices: list[str] = []
     preds: dict[str, str | None] = {}  # note id -> the bullet it was edited from
+    records: list = []  # each plan's EpisodeRecord, or None
+    stores: dict[str, dict] = {}  # slug -> its stored notes
     old_passages = 0
     for ep in episodes:
         stored = store.notes(ep.slug) if store else {}
@@ -477,6 +499,10 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
                             if k is not None and k.context is not None and k.align_version not in (None, version)
                             and ep.slug not in fresh_needed)
         plans.append(plan)
+        records.append(record)
+        stores[ep.slug] = stored
+    for p, record in zip(plans, records):
+        p.unchanged = _unchanged(p, record, stores[p.episode.slug]) and p.episode.slug not in fresh_needed
     to_align = [p.episode for p in plans if p.episode.slug in fresh_needed]
     if to_align:
         fresh = align(to_align, settings, counter)
@@ -492,8 +518,7 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
     # Which notes need generating, and why.
     ids = [i.id for p in plans for i in p.episode.items]
     lookup = ids + [x for x in preds.values() if x]
-    good = store.last_generations(lookup, ok_only=True) if store else {}
-    last = store.last_generations(ids) if store else {}
+    history = store.generation_states(lookup) if store else {}
     states: dict[str, str] = {}
     reasons: dict[str, str] = {}
     todo: set[str] = set()
@@ -503,25 +528,24 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
                 states[item.id] = "waiting"
                 continue
             spec, parts = generation_spec(generator_name, model, template.version, item.text, ctx)
-            g = good.get(item.id)
-            failed = item.id in last and not last[item.id]["ok"] and (g is None or last[item.id]["created"]
-                                                                       >= g["created"])
-            if g is not None and g["spec"] == spec and not force:
+            h = history.get(item.id)
+            done = h.spec if h else None
+            if done == spec and not force:
                 states[item.id] = "up to date"
                 continue
             todo.add(item.id)
-            pred = good.get(preds[item.id]) if preds[item.id] else None
-            if g is None and pred is None:
-                states[item.id], reasons[item.id] = ("failed", "failed before") if failed else ("new", "new note")
-            elif g is None:
+            pred = history.get(preds[item.id]) if preds[item.id] else None
+            if done is None and (pred is None or pred.spec is None):
+                states[item.id], reasons[item.id] = ("failed", "failed before") if h else ("new", "new note")
+            elif done is None:
                 states[item.id], reasons[item.id] = "changed", "edited note"
-            elif g["spec"] == spec:
+            elif done == spec:
                 states[item.id], reasons[item.id] = "up to date", "forced"
             else:
-                why = _why(parts, json.loads(g["parts"]) if g["parts"] else None)
+                why = _why(parts, h.parts)
                 states[item.id] = "changed" if why == "edited note" else "outdated"
                 reasons[item.id] = why
-            if failed:
+            if h is not None and h.failed_since:
                 states[item.id] = "failed"
     contexts = {p.episode.slug: p.contexts for p in plans}
     jobs = build_jobs([p.episode for p in plans], contexts, template, generator_name, model, only=todo)
@@ -553,6 +577,8 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         plan = make_plan(store, loaded, settings, template, generator.name, generator.model, episode=episode,
                          force=force, realign=realign)
         for p in plan.episodes:
+            if p.unchanged:
+                continue
             store.sync_episode(p.episode, p.contexts, p.changes, align_versions=p.align_versions,
                                transcript_hash=p.transcript_hash)
         if plan.missing:

@@ -67,6 +67,19 @@ def _row_to_episode(row: sqlite3.Row) -> EpisodeRecord:
 
 
 @dataclass(frozen=True)
+class GenerationState:
+    """A note's latest successful generation (spec None if none) and whether a later attempt failed."""
+
+    spec: str | None
+    parts_json: str | None  # what the spec was made of (see cards.models.generation_spec)
+    failed_since: bool
+
+    @property
+    def parts(self) -> dict | None:
+        return json.loads(self.parts_json) if self.parts_json else None
+
+
+@dataclass(frozen=True)
 class StoredNote:
     """A note as the workspace last saw it, with the passage it was aligned to."""
 
@@ -75,6 +88,8 @@ class StoredNote:
     text: str
     position: int
     sources: tuple[str, ...]  # file paths
+    spans: tuple[tuple[str, int, int], ...]  # (path, first line, last line) per source
+    section: str | None
     context: Context | None
     active: bool
     predecessor: str | None
@@ -83,10 +98,10 @@ class StoredNote:
 
 def _row_to_note(row: sqlite3.Row) -> StoredNote:
     ctx = json.loads(row["context"]) if row["context"] else None
-    return StoredNote(row["id"], row["episode"], row["text"], row["position"],
-                      tuple(src[0] for src in json.loads(row["sources"])),
-                      None if ctx is None else Context.from_dict(ctx), bool(row["active"]), row["predecessor"],
-                      row["align_version"])
+    spans = tuple((src[0], src[1], src[2]) for src in json.loads(row["sources"]))
+    return StoredNote(row["id"], row["episode"], row["text"], row["position"], tuple(src[0] for src in spans),
+                      spans, row["section"], None if ctx is None else Context.from_dict(ctx), bool(row["active"]),
+                      row["predecessor"], row["align_version"])
 
 
 DAMAGED_HINT = "restore it from a backup, or start a new workspace with --workspace DIR"
@@ -309,16 +324,21 @@ class Store:
 
     # -- generations and the response cache -----------------------------------------------
 
-    def last_generations(self, note_ids: Iterable[str], *, ok_only: bool = False) -> dict[str, sqlite3.Row]:
-        """Each note's most recent generation (only successful ones with ok_only)."""
+    def generation_states(self, note_ids: Iterable[str]) -> dict[str, GenerationState]:
+        """Each note's latest successful generation, and whether an attempt since then failed."""
         ids = list(note_ids)
-        out: dict[str, sqlite3.Row] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            q = (f"SELECT * FROM generations WHERE {'ok=1 AND ' if ok_only else ''}"
-                 f"note_id IN ({','.join('?' * len(chunk))}) ORDER BY created, rowid")
-            for r in self.db.execute(q, chunk):
-                out[r["note_id"]] = r
+        out: dict[str, GenerationState] = {}
+        for i in range(0, len(ids), 900):
+            chunk = ids[i:i + 900]
+            q = (f"SELECT note_id, spec, parts, ok, created FROM generations"
+                 f" WHERE note_id IN ({','.join('?' * len(chunk))}) ORDER BY created, rowid")
+            for note_id, spec, parts, ok, created in self.db.execute(q, chunk):
+                if ok:
+                    out[note_id] = GenerationState(spec, parts, False)
+                else:
+                    prev = out.get(note_id)
+                    out[note_id] = GenerationState(prev.spec if prev else None, prev.parts_json if prev else None,
+                                                   True)
         return out
 
     def cached_response(self, key: str) -> str | None:
