@@ -699,6 +699,7 @@ def status(settings: Settings, loaded: Loaded | None = None, *, episode: str | N
 
     Without notes (`loaded` None) only what the workspace knows is shown.
     """
+    from cards import lineage
     from cards.store import Store
 
     plan = None
@@ -715,6 +716,10 @@ def status(settings: Settings, loaded: Loaded | None = None, *, episode: str | N
                 raise InputError(f"no episode {episode!r} (known: {', '.join(slugs) or 'none'})")
             slugs = [episode]
         by_slug = {p.episode.slug: p for p in plan.episodes} if plan else {}
+        live: dict[str, list[Draft]] = {}
+        for d in store.drafts(include_superseded=False):
+            live.setdefault(d.episode, []).append(d)
+        lineages = store.lineages()
         for slug in slugs:
             rec = records.get(slug)
             row: dict = {"episode": slug, "title": by_slug[slug].episode.title if slug in by_slug else rec.title,
@@ -724,14 +729,14 @@ def status(settings: Settings, loaded: Loaded | None = None, *, episode: str | N
                 row["notes"] = {k: sum(1 for i in ids if plan.states.get(i) == k) for k in _NOTE_STATES}
                 row["next_generate"] = {"requests": sum(1 for j in plan.jobs if j.episode.slug == slug),
                                         "reasons": _count(plan.reasons[i] for i in ids if i in plan.reasons)}
-            drafts = store.drafts(episode=slug, include_superseded=False)
+            drafts = live.get(slug, [])
             counts = {k: 0 for k in ("draft", "approved", "rejected", "duplicate")}
             for d in drafts:
                 if d.revision_of is None:
                     counts[d.status] = counts.get(d.status, 0) + 1
             counts["pending_revisions"] = sum(1 for d in drafts if d.revision_of)
             row["drafts"] = counts
-            export_plan = store.export_plan(slug, include_drafts=False)
+            export_plan = lineage.export_plan(drafts, lineages.get(slug, {}), include_drafts=False)
             row["export"] = export_plan.counts()
             row["left_in_anki"] = export_plan.left_in_anki
             out["episodes"].append(row)

@@ -563,15 +563,22 @@ class Store:
 
     # -- lineages and export ---------------------------------------------------------------
 
-    def lineages(self, episode: str) -> dict[str, sqlite3.Row]:
-        return {r["guid"]: r for r in self.db.execute("SELECT * FROM lineages WHERE episode=?", (episode,))}
+    def lineages(self, episode: str | None = None) -> dict[str, dict[str, sqlite3.Row]]:
+        """Lineage rows by episode, then GUID (one episode's, or all)."""
+        q, args = "SELECT * FROM lineages", ()
+        if episode is not None:
+            q, args = q + " WHERE episode=?", (episode,)
+        out: dict[str, dict[str, sqlite3.Row]] = {}
+        for r in self.db.execute(q, args):
+            out.setdefault(r["episode"], {})[r["guid"]] = r
+        return out
 
     def export_plan(self, episode: str, include_drafts: bool):
         """What exporting this episode writes and what Anki will make of it (`cards.lineage.ExportPlan`)."""
         from cards import lineage
 
         return lineage.export_plan(self.drafts(episode=episode, include_superseded=False),
-                                   self.lineages(episode), include_drafts)
+                                   self.lineages(episode).get(episode, {}), include_drafts)
 
     def record_export(self, cards: list[Draft], when: float) -> None:
         from cards import lineage
