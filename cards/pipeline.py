@@ -616,10 +616,13 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         summary.reasons = _count(plan.reasons[j.note.id] for j in todo)
         summary.notices = loaded.notices + plan.notices
         summary.waiting = sum(1 for s in plan.states.values() if s == "waiting")
-        touched = bool(todo or plan.missing) or any(p.changes.retired or p.changes.returning
-                                                     for p in plan.episodes)
-        # With nothing new, every draft was already checked; a no-op rerun stays cheap.
-        summary.duplicates = check_and_dedupe(store, None) if touched else 0
+        # Only episodes whose cards changed are checked again; a no-op rerun checks nothing.
+        touched = {j.episode.slug for j in todo} | {p.episode.slug for p in plan.episodes
+                                                    if p.changes.retired or p.changes.returning}
+        if plan.missing:  # cards elsewhere may have been duplicates of the ones that just ended
+            summary.duplicates = check_and_dedupe(store, None)
+        else:
+            summary.duplicates = check_and_dedupe(store, None, episodes=touched) if touched else 0
     return summary
 
 
@@ -745,14 +748,19 @@ def status(settings: Settings, loaded: Loaded | None = None, *, episode: str | N
 
 # -- checks and duplicates -----------------------------------------------------------------------
 
-def check_and_dedupe(store, episode: str | None, threshold: float = 0.85, scope: str = "all") -> int:
-    """Lint and ground every live draft, then mark duplicates; returns how many are duplicates."""
+def check_and_dedupe(store, episode: str | None, threshold: float = 0.85, scope: str = "all", *,
+                     episodes: set[str] | None = None) -> int:
+    """Lint and ground the live drafts of an episode (or of `episodes`, or all), then mark duplicates.
+
+    Returns how many of them are duplicates.
+    """
     from cards.check import check_note_cards
     from cards.dedupe import candidate, find_duplicates
 
     drafts = store.drafts(include_superseded=False)
+    wanted = None if episode is None and episodes is None else {episode} if episode else set(episodes or ())
     # Every live draft takes part in finding duplicates; only the selected ones change.
-    selected = {d.id for d in drafts if episode is None or d.episode == episode}
+    selected = {d.id for d in drafts if wanted is None or d.episode in wanted}
     results = {}
     # A note's cards are checked together: one card's question must not give away another's answer.
     # A pending revision stands alone: its siblings are the cards it would replace.
