@@ -692,6 +692,8 @@ def status(
     base_url: BaseUrl = None,
     offline: Offline = False,
     prompts: Prompts = None,
+    all_: Annotated[bool, typer.Option("--all", help="List every episode, also those with nothing to do.")]
+    = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Per episode: notes, what the next generate would send and why, drafts, and what export would do."""
@@ -708,10 +710,16 @@ def status(
     _print_notices(data["notices"])
     rows = []
     reasons: dict[str, int] = {}
+    quiet = 0
     for e in data["episodes"]:
         n, d, x, send = e.get("notes"), e["drafts"], e["export"], e.get("next_generate")
         for why, k in (send or {}).get("reasons", {}).items():
             reasons[why] = reasons.get(why, 0) + k
+        busy = (e["missing"] or (send or {}).get("requests") or d["draft"] or d["pending_revisions"]
+                or x["new"] or x["updated"] or x["left_in_anki"])
+        if not busy and not all_ and episode is None:
+            quiet += 1  # a year of episodes with nothing to do would bury the few that have
+            continue
         rows.append([e["episode"] + (" (gone)" if e["missing"] else ""),
                      "-" if n is None else sum(n.values()), "-" if send is None else send["requests"],
                      d["draft"], d["approved"], d["pending_revisions"],
@@ -719,7 +727,9 @@ def status(
     _table("Status", ["episode", "notes", "send", "draft", "appr", "rev", "new", "upd", "same", "left"], rows,
            caption="send: requests the next generate makes; rev: pending revisions; new/upd/same: what "
                    "export does in Anki; left: cards ended here but still in Anki"
-                   + ("" if notes else "; give your notes files to see what generate would send"))
+                   + ("" if notes else "; give your notes files to see what generate would send")
+                   + (f"; {_plural(quiet, 'more episode')} with nothing to do (--all lists them)"
+                      if quiet else ""))
     if reasons:
         _console().print("Next generate sends: " + ", ".join(f"{k} × {why}" for why, k in reasons.items()),
                          highlight=False, markup=False)

@@ -171,3 +171,17 @@ def test_a_reworded_heading_keeps_its_episode_and_a_vanished_one_is_reported(not
     code, out, _ = cli("export", "-w", str(ws), "--out", str(tmp_path / "out"), "--json")
     [row] = [w for w in json.loads(out) if w["episode"] == "gardening-with-monty"]
     assert row["path"] is None and row["cards"] == 0 and len(row["left_in_anki_cards"]) > 0
+
+
+def test_the_status_table_lists_only_episodes_with_something_to_do(notes, tmp_path):
+    ws = tmp_path / "ws"
+    gen(notes, ws)
+    cli("approve", "--episode", "dylan-patel-on-latent-space", "--all", "-w", str(ws))
+    cli("export", "-w", str(ws), "--out", str(tmp_path / "out"))
+    wide = {"COLUMNS": "160"}  # whole slugs on one line, to find them in the text
+    r = runner.invoke(app, ["status", "-w", str(ws)], env=wide)
+    assert r.exit_code == 0, r.stderr
+    assert "gardening-with-monty" in r.stdout and "dylan-patel-on-latent-space" not in r.stdout
+    assert "1 more episode with nothing to do" in r.stdout
+    r = runner.invoke(app, ["status", "-w", str(ws), "--all"], env=wide)
+    assert "dylan-patel-on-latent-space" in r.stdout
