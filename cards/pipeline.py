@@ -70,27 +70,27 @@ def input_files(notes: list[Path], transcripts: list[Path]) -> tuple[list[Path],
     return n_files, t_files
 
 
+def _read_each(files: list[Path], parse, what: str, step: Step) -> list:
+    out = []
+    for i, f in enumerate(files, 1):
+        step(f"reading {what} {i}/{len(files)}: {f.name}")
+        out.append(parse(f))
+    return out
+
+
 def read_notes(files: list[Path], cache=None, step: Step = _no_step) -> list:
     """Every notes file's sections, in file order; from the cache where the content was parsed before."""
     from cards.ingest.notes import parse_notes
 
-    parse = cache.notes if cache else parse_notes
-    sections = []
-    for i, f in enumerate(files, 1):
-        step(f"reading notes {i}/{len(files)}: {f.name}")
-        sections.extend(parse(f))
-    return sections
+    return [s for sections in _read_each(files, cache.notes if cache else parse_notes, "notes", step)
+            for s in sections]
 
 
 def read_transcripts(files: list[Path], cache=None, step: Step = _no_step) -> list:
+    """Every transcript, parsed; from the cache where the content was parsed before."""
     from cards.ingest.transcripts import parse_transcript
 
-    parse = cache.transcript if cache else parse_transcript
-    parsed = []
-    for i, f in enumerate(files, 1):
-        step(f"reading transcripts {i}/{len(files)}: {f.name}")
-        parsed.append(parse(f))
-    return parsed
+    return _read_each(files, cache.transcript if cache else parse_transcript, "transcripts", step)
 
 
 def group_episodes(sections: list, transcripts: list, settings: Settings, cache=None,
