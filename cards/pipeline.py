@@ -580,7 +580,7 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
             if p.unchanged:
                 continue
             store.sync_episode(p.episode, p.contexts, p.changes, align_versions=p.align_versions,
-                               transcript_hash=p.transcript_hash)
+                               transcript_hash=p.transcript_hash, waiting=p.waiting)
         if plan.missing:
             store.mark_missing(plan.missing)
         todo = plan.jobs

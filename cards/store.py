@@ -250,12 +250,13 @@ class Store:
         return out
 
     def sync_episode(self, ep, contexts: list[Context | None], changes, *, align_versions: list[str | None],
-                     transcript_hash: str | None) -> None:
+                     transcript_hash: str | None, waiting: set[str] = frozenset()) -> None:
         """Record an episode's current notes and passages, and retire notes gone from files that were read.
 
         `changes` is `cards.lineage.note_changes` for these items. A retired note that was
         reworded keeps its cards until the reworded note is generated (they carry its
         lineages); one that was deleted has its cards retired, ending their lineages.
+        Notes `waiting` for a passage are not recorded yet, so they are new when it comes.
         """
         now = self.clock()
         with self.tx() as db:
@@ -274,6 +275,8 @@ class Store:
                  json.dumps(titles), transcript_hash),
             )
             for item, ctx, version in zip(ep.items, contexts, align_versions):
+                if item.id in waiting:
+                    continue
                 db.execute(
                     "INSERT INTO notes(id, episode, text, kind, section, position, sources, context, active, seen,"
                     " predecessor, align_version) VALUES (?,?,?,?,?,?,?,?,1,?,?,?) ON CONFLICT(id) DO UPDATE SET"

@@ -116,8 +116,11 @@ def test_a_forgotten_transcript_keeps_the_passages_and_buys_nothing(notes, tmp_p
         kept = {n.id: n.context for n in st.notes("dylan-patel-on-latent-space").values() if n.id in before}
         assert kept == before
         assert {d.id for d in st.drafts(include_superseded=False)} == live
-    # With the transcript again, only the waiting note is sent.
+    # With the transcript again, only the waiting note is sent, with its passage.
     assert gen(notes, ws)["reasons"] == {"new note": 1}
+    with Store(ws) as st:
+        [waited] = [n for n in st.notes("dylan-patel-on-latent-space").values() if n.id not in before]
+        assert "nvidia" in waited.text and waited.context is not None
 
 
 def test_a_changed_transcript_realigns_and_sends_only_notes_whose_passage_changed(notes, tmp_path):
