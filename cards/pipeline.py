@@ -120,19 +120,18 @@ def load(notes: list[Path], transcripts: list[Path], settings: Settings, on_step
         sections = read_notes(n_files, cache, step)
         parsed = read_transcripts(t_files, cache, step)
         episodes = group_episodes(sections, parsed, settings, cache, step)
+        if store is None and create_workspace:  # made or upgraded only once the input read cleanly
+            store = Store(settings.workspace)
         if cache is not None and cache.dirty:
-            if store is None:  # made only now that the input has been read without error
-                store = Store(settings.workspace)
             cache.flush(store)
+        notices = recognise_episodes(episodes, store, settings.pins) if store is not None else []
     finally:
         if store is not None:
             store.close()
-    loaded = Loaded(episodes, [str(f) for f in n_files], [str(f) for f in t_files])
-    loaded.notices = recognise_episodes(loaded.episodes, settings)
-    return loaded
+    return Loaded(episodes, [str(f) for f in n_files], [str(f) for f in t_files], notices)
 
 
-def recognise_episodes(episodes: list[Episode], settings: Settings) -> list[str]:
+def recognise_episodes(episodes: list[Episode], store, pins: dict) -> list[str]:
     """Give an episode whose heading was reworded the slug the workspace knows it by.
 
     An episode with a slug the workspace has never seen, whose notes mostly (half or
@@ -143,18 +142,14 @@ def recognise_episodes(episodes: list[Episode], settings: Settings) -> list[str]
     from dataclasses import replace
 
     from cards.models import normalise
-    from cards.store import DB_NAME, Store
 
-    if not (settings.workspace / DB_NAME).is_file():
+    known = {e.slug: e for e in store.episodes()}
+    present = {e.slug for e in episodes}
+    unknown = [e for e in episodes if e.slug not in known and e.slug not in pins and e.items]
+    if not unknown:
         return []
-    with Store(settings.workspace, create=False) as store:
-        known = {e.slug: e for e in store.episodes()}
-        present = {e.slug for e in episodes}
-        unknown = [e for e in episodes if e.slug not in known and e.slug not in settings.pins and e.items]
-        if not unknown:
-            return []
-        texts = {slug: {normalise(t) for t in ts} for slug, ts in store.active_note_texts().items()
-                 if slug not in present}
+    texts = {slug: {normalise(t) for t in ts} for slug, ts in store.active_note_texts().items()
+             if slug not in present}
     notices = []
     for ep in unknown:
         mine = {normalise(i.text) for i in ep.items}
