@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -110,7 +111,7 @@ def load(notes: list[Path], transcripts: list[Path], settings: Settings, on_step
     write it anyway.
     """
     from cards.cache import FileCache, open_store
-    from cards.store import Store
+    from cards.store import Store, damaged
 
     step = on_step or _no_step
     n_files, t_files = input_files(notes, transcripts)
@@ -125,6 +126,8 @@ def load(notes: list[Path], transcripts: list[Path], settings: Settings, on_step
         if cache is not None and cache.dirty:
             cache.flush(store)
         notices = recognise_episodes(episodes, store, settings.pins) if store is not None else []
+    except sqlite3.DatabaseError as e:
+        raise damaged(e, store.path if store is not None else settings.workspace) from None
     finally:
         if store is not None:
             store.close()
