@@ -639,34 +639,40 @@ def _offline_model() -> str:
     return OfflineGenerator.model
 
 
-def _plan_readonly(loaded: Loaded, settings: Settings, *, episode: str | None, force: bool = False,
-                   realign: bool = False, counter=None) -> tuple[Plan, object]:
-    """The plan a generate run would make now, from the workspace if there is one; changes nothing."""
-    from cards.prompts import load_prompt
+def _workspace_if_any(settings: Settings):
+    """The workspace, opened, if there is one; else a stand-in that is None. Use with `with`."""
+    from contextlib import nullcontext
+
     from cards.store import DB_NAME, Store
+
+    if (settings.workspace / DB_NAME).is_file():
+        return Store(settings.workspace, create=False)
+    return nullcontext(None)
+
+
+def _plan_readonly(store, loaded: Loaded, settings: Settings, *, episode: str | None, force: bool = False,
+                   realign: bool = False, counter=None) -> Plan:
+    """The plan a generate run would make now (from the workspace, if `store`); changes nothing."""
+    from cards.prompts import load_prompt
 
     template = load_prompt(settings.prompts)
     name = "openai" if settings.llm_configured else "offline"
     model = settings.model if name == "openai" else _offline_model()
-    if (settings.workspace / DB_NAME).is_file():
-        with Store(settings.workspace, create=False) as store:
-            return make_plan(store, loaded, settings, template, name, model, episode=episode, force=force,
-                             realign=realign, counter=counter), template
-    return make_plan(None, loaded, settings, template, name, model, episode=episode, force=force,
-                     realign=realign, counter=counter), template
+    return make_plan(store, loaded, settings, template, name, model, episode=episode, force=force,
+                     realign=realign, counter=counter)
 
 
 def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, force: bool = False,
              realign: bool = False) -> dict:
     """What a run would send, without sending anything."""
-    from cards.store import DB_NAME, Store
     from cards.tokens import counter_for
 
     counter = counter_for(settings.model)
-    plan, _ = _plan_readonly(loaded, settings, episode=episode, force=force, realign=realign, counter=counter)
-    todo = plan.jobs
-    if not force and (settings.workspace / DB_NAME).is_file():
-        with Store(settings.workspace, create=False) as store:
+    with _workspace_if_any(settings) as store:
+        plan = _plan_readonly(store, loaded, settings, episode=episode, force=force, realign=realign,
+                              counter=counter)
+        todo = plan.jobs
+        if not force and store is not None:
             todo = [j for j in todo if store.cached_response(j.request.key) is None]
     schema_tokens = counter.count(_schema_json())
     per_ep: dict[str, dict] = {}
@@ -703,11 +709,9 @@ def status(settings: Settings, loaded: Loaded | None = None, *, episode: str | N
     from cards import lineage
     from cards.store import Store
 
-    plan = None
-    if loaded is not None:
-        plan, _ = _plan_readonly(loaded, settings, episode=episode)
-    out: dict = {"episodes": [], "notices": (loaded.notices + plan.notices) if plan else []}
     with Store(settings.workspace, create=False) as store:
+        plan = _plan_readonly(store, loaded, settings, episode=episode) if loaded is not None else None
+        out: dict = {"episodes": [], "notices": (loaded.notices + plan.notices) if plan else []}
         records = {e.slug: e for e in store.episodes()}
         slugs = sorted(records)
         if plan is not None:
