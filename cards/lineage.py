@@ -169,6 +169,20 @@ def decide(draft: Draft, status: str, now: float) -> list[tuple[str, dict]]:
     return [(draft.id, {"status": status})]
 
 
+def redecide(old: Draft, new: Draft, status: str, now: float) -> list[tuple[str, dict]]:
+    """The changes that decide a revision again, whatever was decided before.
+
+    Approving leaves the new card the only live one; rejecting brings the old card
+    back and keeps the new one as a dropped revision of it. Either way the lineage's
+    content changed now, so the next export tells Anki.
+    """
+    if status == "approved":
+        return [(old.id, {"superseded": True}),
+                (new.id, {"status": "approved", "superseded": False, "revision_of": None, "changed": now})]
+    return [(old.id, {"superseded": False, "changed": now}),
+            (new.id, {"status": "rejected", "superseded": True, "revision_of": old.id})]
+
+
 # -- export ---------------------------------------------------------------------------------------
 
 @dataclass

@@ -230,19 +230,10 @@ class ReviewSession:
         self._log.append((draft_id, action, 1))
 
     def _redecide(self, rev: Revision, status: str, action: str) -> None:
-        """Change the mind about a revision decided earlier, as if it were still pending."""
-        with self.store.tx():
-            if status == "approved":
-                # The old text was kept: take the new one after all (one undo group).
-                self.store.update_draft(rev.new.id, action=action, status="approved", superseded=False)
-                groups = 1
-            else:
-                # The new text was accepted: put the old card back and drop the new (two groups).
-                self.store.update_draft(rev.old.id, action=action, superseded=False)
-                self.store.update_draft(rev.new.id, action=action, status="rejected", superseded=True)
-                groups = 2
+        """Change the mind about a revision decided earlier, as if it were still pending (one undo)."""
+        self.store.redecide(rev.old.id, rev.new.id, status, action=action)
         self._refresh(rev.new.id)
-        self._log.append((rev.new.id, action, groups))
+        self._log.append((rev.new.id, action, 1))
 
     def choose(self, choice: Choice) -> Notice | None:
         """Decide the current card and move on; approve/reject go to the next undecided card."""

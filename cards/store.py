@@ -526,6 +526,17 @@ class Store:
             self._apply(db, action, changes, now)
         return self.draft(draft_id)  # type: ignore[return-value]
 
+    def redecide(self, old_id: str, new_id: str, status: str, *, action: str) -> None:
+        """Decide a revision pair again (`cards.lineage.redecide`), as one undoable change."""
+        from cards import lineage
+
+        old, new = self.draft(old_id), self.draft(new_id)
+        if old is None or new is None:
+            raise WorkspaceError(f"no draft with id {old_id if old is None else new_id!r}")
+        now = self.clock()
+        with self.tx() as db:
+            self._apply(db, action, lineage.redecide(old, new, status, now), now)
+
     def undo_last(self, draft_ids: Iterable[str] | None = None) -> Draft | None:
         """Restore the state before the most recent decision (optionally among some drafts)."""
         q = "SELECT * FROM events"

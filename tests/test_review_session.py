@@ -268,3 +268,16 @@ def test_the_session_needs_no_screen_library():
     code = "import sys, cards.review_session; print('textual' in sys.modules, 'rich' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_accept_keep_accept_again_never_leaves_two_live_cards(tmp_path):
+    store, old, rev = with_revision(tmp_path)
+    s = ReviewSession(store)
+    s.approve()
+    s.reject()
+    s.approve()
+    assert live_state(store, old.id, rev.id) == [("approved", True), ("approved", False)]
+    assert [d.id for d in store.export_plan("ep-a", include_drafts=False).cards] == [rev.id]
+    s.reject()
+    assert live_state(store, old.id, rev.id) == [("approved", False), ("rejected", True)]
+    assert [d.id for d in store.export_plan("ep-a", include_drafts=False).cards] == [old.id]
