@@ -168,7 +168,9 @@ class FileCache:
 
     def _file(self, path: Path, kind: str, parse: Callable[[str, str], object], encode, decode_):
         data = read_bytes(path)
-        key = self.hashes[str(path)] = _hash(data)
+        self.hashes[str(path)] = _hash(data)
+        # The parsers read the file's suffix too (a .srt is read as SRT), so it is part of the key.
+        key = self.hashes[str(path)] + Path(path).suffix.lower()
         cached = self._get(kind, key, self.parse_version)
         if cached is not None:
             try:

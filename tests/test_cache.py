@@ -217,3 +217,25 @@ def test_an_entry_of_another_shape_or_a_bomb_is_only_a_miss(archive, parses, mon
     db.close()
     assert _run(archive) == first
     assert parses == {"notes": 4, "transcripts": 4}
+
+
+def test_the_same_bytes_under_another_suffix_are_parsed_as_that_kind_of_file(tmp_path):
+    """A transcript's format is read partly from its suffix, so a .txt copy of an .srt is not an SRT."""
+    from cards.cache import FileCache
+    from cards.ingest.transcripts import parse_transcript
+    from cards.store import Store
+
+    srt = tmp_path / "talk.srt"
+    # Dots in the times: named .srt it is SRT, named .txt the same text reads as WebVTT.
+    srt.write_text("1\n00:00:01.000 --> 00:00:03.000\nhello there\n\n2\n00:00:04.000 --> 00:00:06.000\n"
+                   "general kenobi\n", encoding="utf-8")
+    txt = tmp_path / "talk.txt"
+    txt.write_bytes(srt.read_bytes())
+    with Store(tmp_path / "ws") as store:
+        cache = FileCache(store)
+        assert cache.transcript(srt).format == parse_transcript(srt).format
+        cache.flush(store)
+        again = FileCache(store)
+        assert parse_transcript(txt).format != parse_transcript(srt).format
+        assert again.transcript(txt).format == parse_transcript(txt).format
+        assert again.transcript(srt).format == parse_transcript(srt).format
