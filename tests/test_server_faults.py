@@ -119,6 +119,12 @@ def test_a_huge_reply_is_cut_off_while_it_is_read():
     assert len(srv.bytes_sent) == 2 and max(srv.bytes_sent) < 25 * 1024 * 1024
 
 
+def test_replies_are_asked_for_uncompressed_so_the_cap_counts_what_is_kept():
+    with FakeOpenAI() as srv:
+        run(gen(srv), request())
+    assert srv.requests[0].headers["accept-encoding"] == "identity"
+
+
 def test_a_reply_announcing_a_huge_length_is_refused_before_reading():
     big = {"status": 200, "headers": {}, "body": "x" * (200 * 1024)}
     with FakeOpenAI(script=[big, "ok"]) as srv:

@@ -184,6 +184,9 @@ class OpenAIGenerator:
             base_url=base_url,
             max_retries=0,
             timeout=_httpx_timeout(read),
+            # The reply cap counts bytes as they arrive; a compressed body would be counted before it
+            # expands, so ask for the plain one.
+            default_headers={"Accept-Encoding": "identity"},
             http_client=openai.DefaultAsyncHttpxClient(
                 timeout=_httpx_timeout(read), event_hooks={"response": [cap_reply]}),
         )
