@@ -132,7 +132,7 @@ def unrated_offline_cards(ratings: list[dict]) -> list[str] | None:
         return None
     rated = {r["front"] for r in ratings if r.get("generator") == MODEL}
     loaded = load(paths, [], build_settings(config_path=SEEDS / "no-cards.toml"))
-    return [c.front for ep in loaded.episodes for item in ep.items for c in cards_for(item.text, ep.title)
+    return [c.front for ep in loaded.episodes for item in ep.items for c in cards_for(item.text)
             if c.front not in rated]
 
 

@@ -124,7 +124,7 @@ def test_rendering_without_a_value_is_an_error():
     ("anthropic's mission is to make AGI go well", "basic", "What is anthropic's mission?", "to make AGI go well"),
 ])
 def test_offline_cards_follow_the_note_shape(note, kind, front, back):
-    (card,) = cards_for(note, "Ep")
+    (card,) = cards_for(note)
     assert (card.kind, card.front, card.back) == (kind, front, back)
     assert card.quote in note
 
@@ -149,7 +149,7 @@ def test_offline_cards_follow_the_note_shape(note, kind, front, back):
     "there are fewer founders in their 20s than 10 years ago. is this true?",
 ])
 def test_offline_makes_no_card_without_a_clear_standalone_claim(note):
-    assert cards_for(note, "Ep") == []
+    assert cards_for(note) == []
 
 
 def test_offline_generator_implements_the_seam():
@@ -157,3 +157,13 @@ def test_offline_generator_implements_the_seam():
     result = asyncio.run(OfflineGenerator().generate(Request(item, None, "Ep", (), "k")))
     assert result.ok and result.requests == 0
     assert [c.front for c in result.cards] == ["V3 has {{c1::256}} experts."]
+
+
+def test_an_offline_card_from_a_very_long_line_keeps_a_verbatim_quote_within_bounds():
+    from cards.schema import MAX_QUOTE
+
+    short = "Chain of thought is adaptive compute."
+    (card,) = cards_for(short)
+    (long_card,) = cards_for(short + " " + "and so on " * 200)
+    assert (long_card.front, long_card.back) == (card.front, card.back)
+    assert len(long_card.quote) <= MAX_QUOTE and (short + " and so on").startswith(long_card.quote[:40])

@@ -23,7 +23,7 @@ import re
 
 from cards.generate.base import Request, Result
 from cards.lexicon import content_words
-from cards.schema import Card
+from cards.schema import MAX_BACK, MAX_FRONT, MAX_QUOTE, Card, CardSet
 
 MODEL = "extractive-v2"
 MAX_WORDS = 25  # a cloze sentence or an answer longer than this is prose, not a card
@@ -168,11 +168,22 @@ def _definition(term: str, answer: str) -> Card | None:
             or "/" in answer:
         return None
     shown = f"“{term}”" if quoted else term
-    return Card(kind="basic", front=f"What is {shown}?", back=answer, quote=f"{term}: {answer}", tags=["offline"])
+    return _card("basic", f"What is {shown}?", answer, f"{term}: {answer}", ["offline"])
 
 
-def cards_for(note: str, episode: str = "") -> list[Card]:
-    """At most one card from the note's first line; none unless its shape is clear."""
+def cards_for(note: str) -> list[Card]:
+    """At most one card from the note's first line; none unless its shape is clear, or too long for a card."""
+    return [c for c in _cards_for(note) if c is not None]
+
+
+def _card(kind: str, front: str, back: str, quote: str, tags: list[str]) -> Card | None:
+    """A card within the schema's bounds: a side too long for a card makes none; the quote is cut verbatim."""
+    if len(front) > MAX_FRONT or len(back) > MAX_BACK:
+        return None
+    return Card(kind=kind, front=front, back=back, quote=quote[:MAX_QUOTE], tags=tags)
+
+
+def _cards_for(note: str) -> list[Card | None]:
     first = note.split("\n", 1)[0].strip()
     if len(content_words(first)) < 2:
         return []
@@ -180,7 +191,7 @@ def cards_for(note: str, episode: str = "") -> list[Card]:
     if m := _QUESTION_ANSWER.match(_clean(first)):
         term, answer = _clean(m.group(1)), _clean(m.group(2))
         if not _REACTION.search(answer) and len(answer.split()) <= MAX_WORDS and "?" not in answer:
-            return [Card(kind="basic", front=f"What is {term}?", back=answer, quote=first, tags=tag)]
+            return [_card(kind="basic", front=f"What is {term}?", back=answer, quote=first, tags=tag)]
         return []
     if _DISBELIEF.search(first):
         return []  # the listener doubts what they wrote
@@ -197,23 +208,23 @@ def cards_for(note: str, episode: str = "") -> list[Card]:
             continue
         text = _quantity_cloze(sentence) or _name_cloze(sentence)
         if text:
-            return [Card(kind="cloze", front=text, back="", quote=sentence.strip(), tags=tag)]
+            return [_card(kind="cloze", front=text, back="", quote=sentence.strip(), tags=tag)]
     # "X's mission is to …": a purpose, asked for by name.
     m = re.match(r"^(.{3,50}?)\s+(is|are)\s+(to\s.{3,200})$", _clean(lead), re.I)
     if m and _stands_alone(lead) and len(m.group(1).split()) <= 4 and not _VAGUE_START.search(m.group(1)):
-        return [Card(kind="basic", front=f"What {m.group(2).lower()} {m.group(1)}?", back=_clean(m.group(3)),
+        return [_card(kind="basic", front=f"What {m.group(2).lower()} {m.group(1)}?", back=_clean(m.group(3)),
                      quote=first, tags=tag)]
     # "amazon's edge is the custom infra behind aws": an attribute of a named thing.
     m = re.match(r"^([\w-]+'s(?:\s[\w-]+){1,2})\s+(is|are|was|were)\s+((?:the|a|an)\s(.{3,100}))$", _clean(lead), re.I)
     if m and _stands_alone(lead) and not _EVALUATIVE.search(m.group(4)) and len(m.group(3).split()) <= 12:
-        return [Card(kind="basic", front=f"What {m.group(2).lower()} {m.group(1)}?", back=m.group(3), quote=lead,
+        return [_card(kind="basic", front=f"What {m.group(2).lower()} {m.group(1)}?", back=m.group(3), quote=lead,
                      tags=tag)]
     # "chain of thought is adaptive compute": a term named by a short noun phrase.
     m = re.match(r"^(.{3,50}?)\s+is\s+([a-z][\w-]*\s[\w-]+)$", _clean(lead), re.I)
     if m and _stands_alone(lead) and not _EVALUATIVE.search(m.group(2)) and not m.group(2).endswith("ing") \
             and not set(content_words(m.group(1))) & set(content_words(m.group(2))) \
             and len(m.group(1).split()) <= 4 and not _VAGUE_START.search(m.group(1)):
-        return [Card(kind="basic", front=f"What is {m.group(1)}?", back=m.group(2), quote=first, tags=tag)]
+        return [_card(kind="basic", front=f"What is {m.group(1)}?", back=m.group(2), quote=first, tags=tag)]
     return []
 
 
@@ -224,15 +235,7 @@ class OfflineGenerator:
     model = MODEL
 
     async def generate(self, request: Request) -> Result:
-        import pydantic
-
-        from cards.schema import CardSet
-
-        try:
-            cards = cards_for(request.note.text, request.episode_title)
-        except pydantic.ValidationError:
-            cards = []  # a note line past a card's length bounds makes no extractive card
-
+        cards = cards_for(request.note.text)
         return Result(note_id=request.note.id, key=request.key, cards=cards,
                       raw=CardSet(cards=cards).model_dump_json())
 
