@@ -221,7 +221,8 @@ def _safe_url(url: str | None) -> str | None:
         return None
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
-    return url
+    # Anki finds [sound:…] and [$]…[/$] anywhere in a rendered card, attributes included.
+    return url.replace("[", "%5B").replace("]", "%5D")
 
 
 def _clock(seconds: float) -> str:

@@ -501,3 +501,16 @@ export.export_deck([d], export.DeckInfo("ep", "Ep"), Path({str(out)!r}), now=1_7
               generator="offline", model="none", prompt_version="1")
     export_deck([d], DeckInfo("ep", "Ep"), out, now=1_700_000_001)
     assert sorted(p.name for p in out.iterdir()) == ["ep.apkg"]
+
+
+def test_anki_syntax_in_an_episode_link_is_inert(tmp_path):
+    from cards.export import DeckInfo, export_deck
+    from cards.models import Draft
+
+    deck = DeckInfo("ep", "Ep", url="https://example.com/ep/[sound:x.mp3]/[$]x^2[/$]")
+    draft = Draft(id="d1", note_id="n1", episode="ep", kind="basic", front="Q?", back="A", quote="",
+                  tags=[], generator="offline", model="m", prompt_version="1", created=1.7e9)
+    [card] = import_and_render([export_deck([draft], deck, tmp_path, now=1.7e9)], tmp_path)
+    html = card["question"] + card["answer"]
+    assert card["av"] == [] and "latex-" not in html and "<img" not in html
+    assert "https://example.com/ep/%5Bsound:x.mp3%5D" in html
