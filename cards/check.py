@@ -148,7 +148,7 @@ _QUESTION_START = re.compile(
     re.I,
 )
 # Wording that changes meaning as time passes ("in the next few years" is a span, not a thing).
-_TIME_RELATIVE = re.compile(
+TIME_RELATIVE = re.compile(
     r"\b(?:this|next|last|coming|past) (?:year|month|week|quarter|decade|summer|winter|spring|fall)\b"
     r"|\bthe next (?!\d|few\b|several\b|couple\b|two\b|three\b|decade\b)[A-Za-z][\w-]*"
     r"|\b(?:recently|currently|nowadays|these days|right now|upcoming|today)\b",
@@ -292,7 +292,7 @@ def lint(kind: str, front: str, back: str) -> list[str]:
         if _circular(front, back):
             warnings.append("circular: the answer begins with the question's own words; ask for what is new")
 
-    if _TIME_RELATIVE.search(shown_front) or _TIME_RELATIVE.search(back):
+    if TIME_RELATIVE.search(shown_front) or TIME_RELATIVE.search(back):
         warnings.append("time-relative: 'this year', 'the next X' or 'today' will mean something else later; "
                         "name the thing or the year")
     if _VAGUE_SPEAKER.search(shown_front) or _VAGUE_SPEAKER.search(back):

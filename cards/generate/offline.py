@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 
+from cards.check import TIME_RELATIVE
 from cards.generate.base import Request, Result
 from cards.lexicon import content_words
 from cards.schema import MAX_BACK, MAX_FRONT, MAX_QUOTE, Card, CardSet
@@ -49,11 +50,9 @@ _REACTION = re.compile(
 _DOUBT = re.compile(r"\?|\b(?:might|maybe|probably|i think|i guess|perhaps)\b", re.I)
 _DISBELIEF = re.compile(
     r"\b(?:is (?:this|that|it) (?:true|right)|not sure|i (?:don'?t|do not) (?:think|buy|get)|idk|unclear)\b", re.I)
-_TIME_RELATIVE = re.compile(
-    r"\b(?:next|this|last|coming) (?:year|month|week|quarter|decade|gen(?:eration)?)\b|\b(?:nowadays|currently|"
-    r"recently|soon|today|now|yet|alrd|already|ago)\b",
-    re.I,
-)
+# What the linter calls time-relative, plus the words of a note that only make sense when it was written.
+_NOTE_TIME = re.compile(r"\b(?:next|this|last|coming) gen(?:eration)?\b|\b(?:soon|now|yet|alrd|already|ago)\b",
+                        re.I)
 # Words that lean on context the card will not have; a possessive only when it opens the
 # sentence ("Their MLA…"), since later ones refer back inside it ("California … their vaccines").
 _DEICTIC = re.compile(r"\b(?:this|these|those|he|she|him|they|them|we|us|i|me|there|here|both|"
@@ -99,8 +98,8 @@ def _sentence(s: str) -> str:
 
 def _stands_alone(s: str, opening: bool = True) -> bool:
     """No reaction, doubt, time-relative or deictic word, no timestamp; with `opening`, no vague first word."""
-    return not (_REACTION.search(s) or _DOUBT.search(s) or _TIME_RELATIVE.search(s) or _DEICTIC.search(s)
-                or _TIMESTAMP.search(s) or (opening and _VAGUE_START.match(s)))
+    return not (_REACTION.search(s) or _DOUBT.search(s) or TIME_RELATIVE.search(s) or _NOTE_TIME.search(s)
+                or _DEICTIC.search(s) or _TIMESTAMP.search(s) or (opening and _VAGUE_START.match(s)))
 
 
 def _verb_at(words: list[str]) -> int | None:
