@@ -300,7 +300,7 @@ def _safe_slug(slug: str) -> str:
 def _repeats(text: str | None, shown: str | None) -> bool:
     """Whether `text` says nothing that `shown` (already on the card) does not ("(Title)" repeats "Title")."""
     t = plain(text or "")
-    return bool(t) and t in plain(shown or "")
+    return bool(t) and f" {t} " in f" {plain(shown or '')} "  # whole words: "AI" is not in "said"
 
 
 def _note(draft: Draft, deck: DeckInfo, qa: genanki.Model, cloze: genanki.Model, due: int):

@@ -326,3 +326,10 @@ def test_the_back_shows_each_text_once(tmp_path, col):
     assert second["Quote"] == "they have north of 75% gross margins"  # a quote from the passage stays
     (card,) = second.cards()
     assert card.answer().count(DECK.title) == 1
+
+
+def test_a_quote_is_dropped_only_when_the_card_already_shows_its_words():
+    from cards.export import _repeats
+
+    assert _repeats("(Dylan on Lex)", "Dylan on Lex") and _repeats("the note", "so this is the note, then")
+    assert not _repeats("AI", "she said so") and not _repeats("art", "start here")
