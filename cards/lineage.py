@@ -234,7 +234,8 @@ def export_plan(drafts: list[Draft], lineages: dict[str, sqlite3.Row], include_d
         plan.cards.append(d)
         if not was_exported:
             plan.new += 1
-        elif row["exported_mtime"] is None or d.changed > row["exported_mtime"]:
+        elif row["exported_mtime"] is None or int(d.changed) > int(row["exported_mtime"]):
+            # Whole seconds, as the deck stores them and Anki compares them.
             plan.updated += 1
         else:
             plan.unchanged += 1
