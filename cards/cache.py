@@ -81,11 +81,30 @@ def encode_sections(sections: list[NoteSection]) -> dict:
     return {"sections": rows}
 
 
+# An entry is read as untrusted: every field must have the type the parsers give it, or it is a miss.
+_OPT_STR = (str, type(None))
+_OPT_NUM = (int, float, type(None))
+
+
+def _expect(ok: bool) -> None:
+    if not ok:
+        raise ValueError("cache entry of another shape")
+
+
+def _row(r, *types) -> list:
+    _expect(isinstance(r, list) and len(r) == len(types)
+            and all(isinstance(v, t) and not (isinstance(v, bool) and t is not bool) for v, t in zip(r, types)))
+    return r
+
+
 def decode_sections(data: dict, path: str) -> list[NoteSection]:
     out = []
     for row in data["sections"]:
-        items = tuple(RawItem(*r) for r in row["items"])
+        items = tuple(RawItem(*_row(r, str, str, _OPT_STR, int, int)) for r in row["items"])
         rest = {k: _tuples(v) for k, v in row.items() if k != "items"}
+        _expect(isinstance(rest.get("heading"), _OPT_STR) and isinstance(rest.get("line"), int)
+                and isinstance(rest.get("date"), _OPT_STR)
+                and all(isinstance(x, str) for x in rest.get("links", ())))
         out.append(NoteSection(path=path, items=items, **rest))
     return out
 
@@ -102,8 +121,10 @@ def decode_transcript(data: dict, path: str) -> Transcript:
     )
 
     make = _segment if _SEGMENT == ["text", "line", "start", "end"] else Segment
-    segments = tuple(make(*r) for r in data["segments"])
+    segments = tuple(make(*_row(r, str, int, _OPT_NUM, _OPT_NUM)) for r in data["segments"])
     rest = {k: _tuples(v) for k, v in data.items() if k != "segments"}
+    _expect(isinstance(rest.get("format"), str) and all(isinstance(rest.get(k), _OPT_STR)
+                                                        for k in ("title", "video_id")))
     return Transcript(path=path, segments=segments, **rest)
 
 
@@ -159,7 +180,7 @@ class FileCache:
             value = _unpack(row["body"])
         except (ValueError, zlib.error, TypeError, RecursionError, MemoryError):
             return None  # damaged or foreign: parse again, and the new entry replaces it
-        if row["used"] < self._now - _TOUCH_AFTER:
+        if not isinstance(row["used"], (int, float)) or row["used"] < self._now - _TOUCH_AFTER:
             self._touch.append((kind, key, version))
         return value
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import json
 import zlib
 from pathlib import Path
 
@@ -239,3 +240,21 @@ def test_the_same_bytes_under_another_suffix_are_parsed_as_that_kind_of_file(tmp
         assert parse_transcript(txt).format != parse_transcript(srt).format
         assert again.transcript(txt).format == parse_transcript(txt).format
         assert again.transcript(srt).format == parse_transcript(srt).format
+
+
+def test_an_entry_whose_fields_have_the_wrong_types_is_only_a_miss(archive, parses):
+    first = _run(archive)
+    db = sqlite3.connect(archive / "ws" / DB_NAME)
+    rows = db.execute("SELECT kind, body FROM file_cache WHERE kind IN ('notes', 'transcript')").fetchall()
+    for kind, body in rows:
+        value = json.loads(zlib.decompress(body))
+        if kind == "notes":
+            value["sections"][0]["items"][0][0] = 42  # an item's text that is not text
+        else:
+            value["segments"][0][2] = "soon"  # a start time that is not a number
+        db.execute("UPDATE file_cache SET body=?, used='x' WHERE kind=? AND body=?",
+                   (zlib.compress(json.dumps(value).encode()), kind, body))
+    db.commit()
+    db.close()
+    assert _run(archive) == first
+    assert parses == {"notes": 4, "transcripts": 4}
