@@ -35,7 +35,7 @@ import genanki
 
 from cards.check import cloze_deletions, plain
 from cards.errors import ExportError
-from cards.models import Draft
+from cards.models import Draft, format_time
 
 # Fixed forever: Anki matches note types by id. Never edit these fields; add a new
 # note type with a new id instead.
@@ -225,13 +225,6 @@ def _safe_url(url: str | None) -> str | None:
     return url.replace("[", "%5B").replace("]", "%5D")
 
 
-def _clock(seconds: float) -> str:
-    s = int(seconds)
-    h, rest = divmod(s, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def source_link(deck: DeckInfo, start: float | None) -> str:
     """The Source field: a link to the moment in the video, or to the episode page, or empty.
 
@@ -240,7 +233,7 @@ def source_link(deck: DeckInfo, start: float | None) -> str:
     video_id = (deck.video_id or "").strip()
     if video_id and _VIDEO_ID.fullmatch(video_id) and start is not None and start >= 0:
         href = f"https://www.youtube.com/watch?v={video_id}&t={int(start)}s"
-        text = f"Video at {_clock(start)}"  # the episode line above the answer names the episode
+        text = f"Video at {format_time(start)}"  # the episode line above the answer names the episode
     else:
         href = _safe_url(deck.url)
         text = "Episode page"
