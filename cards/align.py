@@ -75,7 +75,9 @@ from cards.lexicon import MATCH_STOPWORDS as STOPWORDS
 from cards.models import EXCERPT_SEPARATOR, Context, Excerpt, NoteItem, Transcript
 from cards.tokens import TokenCounter
 
-ALIGN_VERSION = "2"  # bump when the passages alignment returns change
+# Bump when the passages alignment returns change (here or in cards.lexicon's tables): the workspace
+# keeps passages by this version, and `cards status` reports older ones until --realign.
+ALIGN_VERSION = "2"
 
 DEFAULT_CONTEXT_TOKENS = 350
 STEP = 16  # words between scoring window starts

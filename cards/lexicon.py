@@ -78,6 +78,8 @@ UNITS = {
 # irregular verb forms a suffix-stripping stemmer cannot join ("bought" / "buy").
 # Alignment counts them as weaker spellings, never as the word itself. Keep the groups
 # tight: words that can stand for each other in a claim, not merely the same topic.
+# Passages are kept in the workspace by aligner version: an edit here that changes what
+# alignment returns needs cards.align.ALIGN_VERSION bumped, or old passages pass as current.
 RELATED_GROUPS = (
     "superpower unipolar hegemon hegemony",
     "cheap inexpensive cheaper cheapest",
