@@ -391,7 +391,7 @@ def transcript_hash(transcript: Transcript) -> str:
 def _align_version() -> str:
     from cards import align
 
-    return getattr(align, "ALIGN_VERSION", "1")
+    return align.ALIGN_VERSION
 
 
 @dataclass
