@@ -765,11 +765,13 @@ def check_and_dedupe(store, episode: str | None, threshold: float = 0.85, scope:
     selected = {d.id for d in drafts if wanted is None or d.episode in wanted}
     results = {}
     # A note's cards are checked together: one card's question must not give away another's answer.
-    # A pending revision stands alone: its siblings are the cards it would replace.
+    # A pending revision stands alone: its siblings are the cards it would replace. So does a rejected
+    # or duplicate card: it is never studied, so it cannot give another card's answer away.
     by_note: dict[str, list[Draft]] = {}
     for d in drafts:
         if d.id in selected:
-            by_note.setdefault(d.id if d.revision_of else d.note_id, []).append(d)
+            alone = d.revision_of or d.status in ("rejected", "duplicate")
+            by_note.setdefault(d.id if alone else d.note_id, []).append(d)
     for group in by_note.values():
         checked = check_note_cards([(d.kind, d.front, d.back, d.quote) for d in group], group[0].note_text,
                                    group[0].context_text)

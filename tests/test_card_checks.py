@@ -160,3 +160,27 @@ def test_time_relative_wording_but_not_a_span():
     span = card("by the Snapchat–Stories analogy")
     assert "the next few years" in span["front"] and span["grade"] == "READY"
     assert "time-relative" not in codes(lint(span["kind"], span["front"], span["back"]))
+
+
+def test_a_rejected_siblings_answer_gives_nothing_away(tmp_path):
+    """Through the workspace: a card rejected by the listener is never studied beside its sibling."""
+    from cards.lineage import NoteChanges
+    from cards.models import Draft, Episode, NoteItem
+    from cards.pipeline import check_and_dedupe
+    from cards.store import Store
+
+    experts = [card("how many experts does DeepSeek V3"), card("what expert-activation ratio")]
+    note = NoteItem("n1", "ep", experts[0]["note"], "bullet", None, (), 0)
+    drafts = [Draft(id=f"d{i}", note_id="n1", episode="ep", kind=c["kind"], front=c["front"], back=c["back"],
+                    quote=c["quote"], tags=[], generator="openai", model="m", prompt_version="1",
+                    note_text=c["note"], context_text=c["passage"], created=1.0) for i, c in enumerate(experts)]
+    with Store(tmp_path) as store:
+        store.sync_episode(Episode("ep", "Ep"), [], NoteChanges(), align_versions=[], transcript_hash=None)
+        store.record_generation(gen_id="g", note=note, spec="s", parts={}, generator="openai", model="m",
+                                prompt_version="1", key="k", error=None, drafts=drafts, tokens_in=0, tokens_out=0,
+                                cached_tokens=0, requests=1, from_cache=False, raw=None, run_id=None)
+        check_and_dedupe(store, None)
+        assert "sibling-answer" in " ".join(store.draft("d1").warnings)
+        store.update_draft("d0", action="reject", status="rejected")
+        check_and_dedupe(store, None)
+        assert "sibling-answer" not in " ".join(store.draft("d1").warnings)
