@@ -462,4 +462,8 @@ def test_the_offline_generator_survives_a_note_line_past_the_bounds(tmp_path):
                      "- chain of thought is adaptive compute\n")
     res = runner.invoke(app, ["generate", str(notes), "-w", str(tmp_path / "ws"), "--offline", "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["total"]["cards"] == 1  # the long line makes no card; the other one does
+    # The long line keeps its card, with its quote cut (verbatim) to the bound; the other line makes one too.
+    assert json.loads(res.stdout)["total"]["cards"] == 2
+    drafts = json.loads(runner.invoke(app, ["drafts", "-w", str(tmp_path / "ws"), "--json"]).stdout)
+    assert all(len(d["quote"]) <= 1000 for d in drafts)
+    assert max(len(d["quote"]) for d in drafts) == 1000
