@@ -56,8 +56,9 @@ def parse_version() -> str:
                                              "cards.ingest.transcripts")
 
 
-def match_version() -> str:
-    return f"{MATCH_VERSION}/{parse_version()}/" + _source_hash("cards.episodes", "cards.lexicon")
+def match_version(parsed: str | None = None) -> str:
+    """The matching code's version; `parsed` is parse_version(), when the caller has it already."""
+    return f"{MATCH_VERSION}/{parsed or parse_version()}/" + _source_hash("cards.episodes", "cards.lexicon")
 
 
 # -- encoding: plain JSON of the frozen dataclasses, fields by name ---------------------------
@@ -155,7 +156,7 @@ class FileCache:
     def __init__(self, store=None):
         self.store = store  # None: nothing to read yet, only to write when flushed
         self.parse_version = parse_version()
-        self.match_version = match_version()
+        self.match_version = match_version(self.parse_version)
         self.hashes: dict[str, str] = {}  # path as given -> content hash, for the files read this run
         self.hits = self.misses = 0
         self._writes: list[tuple[str, str, str, bytes]] = []
