@@ -60,6 +60,7 @@ import httpx2
 import openai
 import pydantic
 
+from cards.config import DEFAULT_TIMEOUT, STRUCTURED_MODES
 from cards.errors import GenerationError
 from cards.generate.base import Request, Result
 from cards.models import stable_id
@@ -71,7 +72,7 @@ log = logging.getLogger(__name__)
 # Bad replies (refusal, truncation, schema mismatch) get this many attempts in all.
 _BAD_REPLY_ATTEMPTS = 2
 _MESSAGE_LIMIT = 200
-MODES = ("auto", "json_schema", "json_object", "text")
+MODES = STRUCTURED_MODES
 _FALLBACK = {"json_schema": "json_object", "json_object": "text"}
 # A refusal of the reply format names the field or the mode in the server's message.
 _FORMAT_WORDS = {"json_schema": ("response_format", "json_schema"), "json_object": ("response_format", "json_object")}
@@ -128,7 +129,7 @@ class OpenAIGenerator:
         *,
         base_url: str | None = None,
         api_key: str | None = None,
-        timeout: float = 60.0,
+        timeout: float = DEFAULT_TIMEOUT,
         max_attempts: int = 8,
         backoff_base: float = 0.5,
         backoff_max: float = 20.0,
