@@ -60,6 +60,10 @@ Structured = Annotated[Optional[str], typer.Option("--structured", envvar="CARDS
                                                    help="Reply format: auto, json_schema, json_object or text "
                                                         "[default: auto].")]
 
+Critic = Annotated[Optional[bool], typer.Option("--critic/--no-critic", envvar="CARDS_CRITIC",
+                                                help="A second request per note that keeps, rewrites or drops "
+                                                     "the drafted cards [default: off].")]
+
 
 def _shorten(text: str | None, limit: int) -> str:
     from cards.models import shorten  # here, not at the top: `cards --help` imports no dataclasses
@@ -426,6 +430,7 @@ def generate(
     timeout: Timeout = None,
     max_tokens: MaxTokens = None,
     structured: Structured = None,
+    critic: Critic = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Generate draft cards for new or changed notes (everything else comes from the workspace).
@@ -438,7 +443,7 @@ def generate(
 
     settings = _settings(workspace=workspace, model=model, base_url=base_url, concurrency=concurrency,
                          offline=offline or None, prompts=prompts, context_tokens=context_tokens,
-                         timeout=timeout, max_tokens=max_tokens, structured=structured)
+                         timeout=timeout, max_tokens=max_tokens, structured=structured, critic=critic)
     with _Busy() as busy:
         loaded = _load(notes, transcripts, settings, busy, create_workspace=True)
         busy("aligning notes to transcripts and planning the run")
@@ -478,7 +483,10 @@ def _print_summary(summary, settings) -> None:
                       if summary.reasons else "")
                    + (f"; {_plural(summary.waiting, 'new note')} waiting for a transcript"
                       if summary.waiting else "")
-                   + f"; {_plural(summary.duplicates, 'duplicate')} marked")
+                   + f"; {_plural(summary.duplicates, 'duplicate')} marked"
+                   + (f"; critic {summary.critic}: " + ", ".join(f"{n} {what}" for what, n in
+                                                               sorted(summary.critic_counts.items()))
+                      if summary.critic and summary.critic_counts else ""))
     if summary.failures:
         reasons: dict[str, int] = {}
         for f in summary.failures:
@@ -503,13 +511,14 @@ def estimate(
     realign: Realign = False,
     prompts: Prompts = None,
     context_tokens: ContextTokens = None,
+    critic: Critic = None,
     json_out: JsonOpt = False,
 ) -> None:
     """What a generate run would send: requests, tokens and dollars. Sends nothing."""
     from cards.pipeline import estimate as est
 
     settings = _settings(workspace=workspace, model=model, base_url=base_url, offline=offline or None,
-                         prompts=prompts, context_tokens=context_tokens)
+                         prompts=prompts, context_tokens=context_tokens, critic=critic)
     with _Busy() as busy:
         loaded = _load(notes, transcripts, settings, busy)
         busy("aligning notes to transcripts")
@@ -525,6 +534,12 @@ def estimate(
     _table(f"Estimate for {data['model']}", ["episode", "requests", "tokens in"], rows,
            caption=f"~{data['tokens_out_estimate']} tokens out; cost {cost} (prices of {data['prices_date']}); "
                    f"tokens: {data['token_counter']}")
+    c = data["critic"]
+    price = "unknown" if c["cost_usd"] is None else f"${c['cost_usd']:.4f}"
+    state = "on, included above" if c["enabled"] else "off; --critic adds it"
+    _console().print(f"critic ({c['version']}, {state}): up to {c['requests']} more requests, "
+                     f"~{c['tokens_in']} tokens in, ~{c['tokens_out_estimate']} out, {price}",
+                     highlight=False, markup=False)
 
 
 @app.command()

@@ -51,6 +51,7 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT
     max_tokens: int | None = None  # None: sized for the model (cards.generate.openai.default_max_tokens)
     structured: str = "auto"
+    critic: bool = False  # a second request per note that keeps, rewrites or drops the drafted cards
     pins: dict[str, dict] = field(default_factory=dict)
     prices: dict[str, tuple[float, float, float]] = field(default_factory=lambda: dict(PRICES))
 
@@ -127,7 +128,7 @@ def _pins(data: dict, path: Path) -> dict[str, dict]:
 
 _SETTING_TYPES = {"workspace": str, "model": str, "base_url": str, "concurrency": int, "context_tokens": int,
                   "prompts": str, "deck_prefix": str, "offline": bool, "timeout": (int, float),
-                  "max_tokens": int, "structured": str}
+                  "max_tokens": int, "structured": str, "critic": bool}
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
@@ -145,7 +146,7 @@ def build_settings(config_path: Path | None = None, **given) -> Settings:
             raise ConfigError(f"[settings] {name} must be {kind}", path=str(path))
     s = Settings()
     for name in ("workspace", "model", "base_url", "concurrency", "context_tokens", "prompts", "deck_prefix",
-                 "offline", "timeout", "max_tokens", "structured"):
+                 "offline", "timeout", "max_tokens", "structured", "critic"):
         value = given.get(name)
         if value is None:
             value = file_settings.get(name)

@@ -165,6 +165,15 @@ def m003_file_cache(db: sqlite3.Connection) -> None:
     """)
 
 
+@step()
+def m004_draft_claims(db: sqlite3.Connection) -> None:
+    """The claim a draft tests, and why it was set aside when it was made (by the critic, or naming no claim)."""
+    _script(db, """
+    ALTER TABLE drafts ADD COLUMN claim TEXT;
+    ALTER TABLE drafts ADD COLUMN reason TEXT
+    """)
+
+
 def is_ours(db: sqlite3.Connection) -> bool:
     """True for a blank database or a cards workspace; False for any other SQLite file."""
     app_id = db.execute("PRAGMA application_id").fetchone()[0]

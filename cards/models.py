@@ -301,6 +301,8 @@ class Draft:
     lineage: str = ""  # the Anki GUID; see cards.lineage
     revision_of: str | None = None  # a pending revision of this current draft
     changed: float = 0.0  # when front/back last changed in cards: the Anki note's mtime
+    claim: str | None = None  # the note's claim this card tests, as the reply stated it
+    reason: str | None = None  # why it was set aside (rejected) when made: the critic's rule and words, or no claim
 
     def __post_init__(self) -> None:
         self.lineage = self.lineage or self.id
@@ -333,4 +335,6 @@ class Draft:
             "guid": self.lineage,
             "revision_of": self.revision_of,
             "changed": self.changed,
+            "claim": self.claim,
+            "reason": self.reason,
         }

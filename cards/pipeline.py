@@ -15,13 +15,13 @@ from pathlib import Path
 
 from cards.config import PRICES_DATE, Settings
 from cards.errors import GenerationError, InputError
-from cards.models import (Context, Draft, Episode, NoteItem, Transcript, content_hash, format_span,
+from cards.models import (SPEC_TAG, Context, Draft, Episode, NoteItem, Transcript, content_hash, format_span,
                           generation_spec, plural, stable_id)
 
 NOTE_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".org"}
 TRANSCRIPT_SUFFIXES = {".txt", ".srt", ".vtt", ".text", ".md"}
 SKIP_NAMES = {"readme.md", "readme.txt", "readme"}
-OUTPUT_TOKENS_GUESS = 180  # per note, for estimates: one to three short cards as JSON
+OUTPUT_TOKENS_GUESS = 200  # per note, for estimates: the note's claims and one to three short cards as JSON
 # A note longer than this goes into the prompt cut, with a marker; real bullets are far shorter
 # (the longest of the seeds is about 600 characters). The note itself, and its id, stay whole.
 MAX_NOTE_CHARS = 4000
@@ -237,6 +237,25 @@ def _schema_json() -> str:
     return json.dumps(CardSet.model_json_schema(), sort_keys=True)
 
 
+def _spec(generator_name: str, model: str, version: str, text: str, ctx: Context | None,
+          critic_version: str | None) -> tuple[str, dict]:
+    """The generation spec; with the critic on, its prompt version is part of it (off leaves specs as they were)."""
+    spec, parts = generation_spec(generator_name, model, version, text, ctx)
+    if critic_version:
+        parts = {**parts, "critic": critic_version}
+        spec = content_hash(SPEC_TAG, parts)
+    return spec, parts
+
+
+def load_critic(settings: Settings, generator_name: str):
+    """The critic's prompt template when the critic is on and an LLM makes the cards; else None."""
+    if not settings.critic or generator_name == "offline":
+        return None
+    from cards.prompts import CRITIC_NAME, load_prompt
+
+    return load_prompt(settings.prompts, CRITIC_NAME)
+
+
 @dataclass(frozen=True)
 class Job:
     episode: Episode
@@ -248,7 +267,8 @@ class Job:
 
 
 def build_jobs(episodes: list[Episode], contexts: dict[str, list[Context | None]], template,
-               generator_name: str, model: str, only: set[str] | None = None) -> list[Job]:
+               generator_name: str, model: str, only: set[str] | None = None,
+               critic_version: str | None = None) -> list[Job]:
     """The request for each note (of `only`, when given), rendered from the prompt template."""
     from cards.generate.base import Request
     from cards.prompts import render_passage
@@ -266,7 +286,7 @@ def build_jobs(episodes: list[Episode], contexts: dict[str, list[Context | None]
                 time=(format_span(ctx.start, ctx.end) or "") if ctx else "",
             )
             key = stable_id(model, template.version, json.dumps(messages, sort_keys=True), schema, length=32)
-            spec, parts = generation_spec(generator_name, model, template.version, item.text, ctx)
+            spec, parts = _spec(generator_name, model, template.version, item.text, ctx, critic_version)
             jobs.append(Job(ep, item, ctx, spec, parts,
                             Request(item, ctx, ep.title, tuple(messages), key)))
     return jobs
@@ -290,13 +310,16 @@ class RunSummary:
     reasons: dict[str, int] = field(default_factory=dict)  # why notes were sent
     notices: list[str] = field(default_factory=list)
     waiting: int = 0  # new notes held back until their episode's transcript is given
+    critic: str | None = None  # the critic prompt's version when the critic was on
+    critic_counts: dict[str, int] = field(default_factory=dict)  # kept / rewritten / dropped / failed
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "generator": self.generator, "model": self.model,
                 "prompt_version": self.prompt_version, "episodes": self.per_episode, "total": self.total,
                 "failures": self.failures, "up_to_date": self.skipped, "cost_usd": round(self.cost, 6),
                 "priced": self.priced, "duplicates": self.duplicates, "reasons": self.reasons,
-                "notices": self.notices, "waiting": self.waiting}
+                "notices": self.notices, "waiting": self.waiting, "critic": self.critic,
+                "critic_counts": self.critic_counts}
 
 
 def make_generator(settings: Settings, notify: Callable[[str], None] | None = None):
@@ -320,9 +343,11 @@ def cost_of(settings: Settings, model: str, tokens_in: int, cached: int, tokens_
     return ((tokens_in - cached) * p_in + cached * p_cached + tokens_out * p_out) / 1e6
 
 
-def _drafts_from(job: Job, cards, gen_id: str, generator: str, model: str, version: str, now: float) -> list[Draft]:
+def _drafts_from(job: Job, tied, gen_id: str, generator: str, model: str, version: str, now: float) -> list[Draft]:
+    """Drafts for the cards of one reply (cards.claims.Tied); a card set aside is stored rejected, with its reason."""
     out = []
-    for n, c in enumerate(cards):
+    for n, t in enumerate(tied):
+        c = t.card
         out.append(Draft(
             id=stable_id(gen_id, str(n)), note_id=job.note.id, episode=job.episode.slug, kind=c.kind,
             front=c.front.strip(), back=c.back.strip(), quote=c.quote.strip(), tags=list(c.tags),
@@ -330,15 +355,83 @@ def _drafts_from(job: Job, cards, gen_id: str, generator: str, model: str, versi
             context_text=job.context.text if job.context else None,
             context_start=job.context.start if job.context else None,
             context_end=job.context.end if job.context else None, created=now, updated=now,
+            claim=t.claim, reason=t.reason or t.remark, status="rejected" if t.reason else "draft",
         ))
     return out
 
 
+def _tie(generator, reply) -> list:
+    from cards.claims import tie, untied
+
+    # The offline generator states no claims: its cards are the note's own words.
+    return untied(reply.cards) if generator.name == "offline" else tie(reply)
+
+
+async def _criticise(job: Job, tied: list, critic, store, generator, sem, force: bool,
+                     counts: dict[str, int]) -> tuple[list, object | None]:
+    """The cards after the critic's verdicts, and the critic's Result when a request was sent."""
+    from cards import critic as crit
+    from cards.generate.base import Request
+    from cards.prompts import render_passage
+    from cards.schema import CriticReply
+
+    kept = [t for t in tied if t.reason is None]
+    if not kept:
+        return tied, None
+    ep = job.episode
+    claims = []
+    for t in kept:  # the claims as the critic sees them, numbered as the cards name them
+        if t.claim and t.claim not in claims:
+            claims.append(t.claim)
+    numbered = [t if t.claim is None else _renumber(t, claims.index(t.claim) + 1) for t in kept]
+    msgs = crit.messages(critic, episode_title=ep.full_title or ep.title, show=ep.show or "",
+                         people=", ".join(ep.people), date=ep.date or "", note=prompt_note(job.note.text),
+                         passage=render_passage(job.context.parts if job.context else ()), claims=claims,
+                         cards=numbered)
+    request = Request(job.note, job.context, ep.title, tuple(msgs),
+                      crit.cache_key(generator.model, critic.version, msgs), reply_model=CriticReply)
+    key = generator.cache_key(request.key) if hasattr(generator, "cache_key") else request.key
+    reply, result = None, None
+    cached = None if force else store.cached_response(key)
+    if cached is not None:
+        try:
+            reply = CriticReply.model_validate_json(cached)
+        except ValueError:
+            reply = None
+    if reply is None:
+        async with sem:
+            result = await generator.generate(request)
+        if not result.ok or result.reply is None:
+            counts["failed"] = counts.get("failed", 0) + 1
+            return tied, result  # the cards stay as drafted
+        reply = result.reply
+        store.cache_response(result.key, generator.model, critic.version, result.raw)
+    judged = iter(crit.apply(kept, reply))
+    out = []
+    for t in tied:
+        if t.reason is not None:
+            out.append(t)
+            continue
+        j = next(judged)
+        what = "dropped" if j.reason else "rewritten" if j.remark else "kept"
+        counts[what] = counts.get(what, 0) + 1
+        out.append(j)
+    return out, result
+
+
+def _renumber(t, n: int):
+    from dataclasses import replace
+
+    return replace(t, card=t.card.model_copy(update={"claim": n}))
+
+
 async def _run(jobs: list[Job], store, generator, version: str, run_id: int, concurrency: int, force: bool,
-               on_done: Callable[[Job, bool], None]) -> None:
+               on_done: Callable[[Job, bool], None], critic=None,
+               critic_counts: dict[str, int] | None = None) -> None:
     from cards.schema import CardSet
 
     sem = asyncio.Semaphore(concurrency)
+    counts = critic_counts if critic_counts is not None else {}
 
     async def one(job: Job) -> None:
         request = job.request
@@ -346,30 +439,33 @@ async def _run(jobs: list[Job], store, generator, version: str, run_id: int, con
         key = generator.cache_key(request.key) if hasattr(generator, "cache_key") else request.key
         cached = None if force else store.cached_response(key)
         gen_id = stable_id(job.note.id, job.spec, str(run_id), str(time.time_ns()))
-        cards = None
+        reply = None
         if cached is not None:
             try:
-                cards = CardSet.model_validate_json(cached).cards
+                reply = CardSet.model_validate_json(cached)
             except ValueError:
-                cards = None  # cached before the schema's bounds, and over them: ask again
-        if cards is not None:
-            store.record_generation(
-                gen_id=gen_id, note=job.note, spec=job.spec, parts=job.parts, generator=generator.name,
-                model=generator.model, prompt_version=version, key=key, error=None,
-                drafts=_drafts_from(job, cards, gen_id, generator.name, generator.model, version, store.clock()),
-                tokens_in=0, tokens_out=0, cached_tokens=0, requests=0, from_cache=True, raw=None, run_id=run_id)
-            on_done(job, True)
-            return
-        async with sem:
-            result = await generator.generate(request)
+                reply = None  # cached before the schema's bounds, and over them: ask again
+        result = None
+        if reply is None:
+            async with sem:
+                result = await generator.generate(request)
+            reply = result.reply if result.ok else None
+            if result.ok and reply is None:  # a generator that gives cards only
+                reply = CardSet(cards=result.cards)
+        tied = _tie(generator, reply) if reply is not None else []
+        review = None
+        if critic is not None and reply is not None:
+            tied, review = await _criticise(job, tied, critic, store, generator, sem, force, counts)
+        usage = [r for r in (result, review) if r is not None]
         store.record_generation(
             gen_id=gen_id, note=job.note, spec=job.spec, parts=job.parts, generator=generator.name,
-            model=generator.model, prompt_version=version, key=result.key, error=result.error,
-            drafts=_drafts_from(job, result.cards, gen_id, generator.name, generator.model, version, store.clock())
-            if result.ok else [],
-            tokens_in=result.tokens_in, tokens_out=result.tokens_out, cached_tokens=result.cached_tokens,
-            requests=result.requests, from_cache=False, raw=result.raw, run_id=run_id)
-        on_done(job, result.ok)
+            model=generator.model, prompt_version=version, key=result.key if result else key,
+            error=result.error if result else None,
+            drafts=_drafts_from(job, tied, gen_id, generator.name, generator.model, version, store.clock()),
+            tokens_in=sum(r.tokens_in for r in usage), tokens_out=sum(r.tokens_out for r in usage),
+            cached_tokens=sum(r.cached_tokens for r in usage), requests=sum(r.requests for r in usage),
+            from_cache=result is None, raw=result.raw if result else None, run_id=run_id)
+        on_done(job, result is None or result.ok)
 
     tasks = [asyncio.create_task(one(j)) for j in jobs]
     try:
@@ -421,9 +517,9 @@ def _why(parts: dict, before: dict | None) -> str:
         return "inputs unknown"
     if parts["generator"] != before.get("generator"):
         return "offline → LLM" if before.get("generator") == "offline" else "generator changed"
-    for key, reason in (("model", "new model"), ("prompt", "new prompt"), ("note", "edited note"),
-                        ("passage", "passage changed")):
-        if parts[key] != before.get(key):
+    for key, reason in (("model", "new model"), ("prompt", "new prompt"), ("critic", "critic changed"),
+                        ("note", "edited note"), ("passage", "passage changed")):
+        if parts.get(key) != before.get(key):
             return reason
     return "inputs unknown"
 
@@ -448,7 +544,8 @@ def _unchanged(p: EpisodePlan, record, stored: dict) -> bool:
 
 
 def make_plan(store, loaded: Loaded, settings: Settings, template, generator_name: str, model: str, *,
-              episode: str | None = None, force: bool = False, realign: bool = False, counter=None) -> Plan:
+              episode: str | None = None, force: bool = False, realign: bool = False, counter=None,
+              critic_version: str | None = None) -> Plan:
     """Decide each note's passage and whether it needs generating, without changing anything.
 
     Passages already in the workspace are kept: they are refreshed only when the
@@ -525,7 +622,7 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
             if item.id in p.waiting:
                 states[item.id] = "waiting"
                 continue
-            spec, parts = generation_spec(generator_name, model, template.version, item.text, ctx)
+            spec, parts = _spec(generator_name, model, template.version, item.text, ctx, critic_version)
             h = history.get(item.id)
             done = h.spec if h else None
             if done == spec and not force:
@@ -546,7 +643,8 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
             if h is not None and h.failed_since:
                 states[item.id] = "failed"
     contexts = {p.episode.slug: p.contexts for p in plans}
-    jobs = build_jobs([p.episode for p in plans], contexts, template, generator_name, model, only=todo)
+    jobs = build_jobs([p.episode for p in plans], contexts, template, generator_name, model, only=todo,
+                      critic_version=critic_version)
     missing: list[str] = []
     if store is not None and episode is None:
         present = {e.slug for e in loaded.episodes}
@@ -571,9 +669,11 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
 
     template = load_prompt(settings.prompts)
     generator = generator or make_generator(settings, notify)
+    critic = load_critic(settings, generator.name)
+    critic_counts: dict[str, int] = {}
     with Store(settings.workspace) as store, store.exclusive("cards generate"):
         plan = make_plan(store, loaded, settings, template, generator.name, generator.model, episode=episode,
-                         force=force, realign=realign)
+                         force=force, realign=realign, critic_version=critic.version if critic else None)
         for p in plan.episodes:
             if p.unchanged:
                 continue
@@ -590,7 +690,8 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
                 progress.start([p.episode for p in plan.episodes], todo)
             try:
                 asyncio.run(_run(todo, store, generator, template.version, run_id, settings.concurrency, force,
-                                 progress.advance if progress else (lambda job, ok: None)))
+                                 progress.advance if progress else (lambda job, ok: None), critic=critic,
+                                 critic_counts=critic_counts))
             except GenerationError:
                 status = "stopped"  # the server cannot serve this run; what finished is kept
                 raise
@@ -605,7 +706,8 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
             cost = cost_of(settings, generator.model, tin, tcached, tout) if generator.name != "offline" else 0.0
             run = store.finish_run(run_id, status, cost or 0.0)
         summary = RunSummary(run_id, generator.name, generator.model, template.version, skipped=skipped,
-                             cost=cost or 0.0, priced=cost is not None)
+                             cost=cost or 0.0, priced=cost is not None,
+                             critic=critic.version if critic else None, critic_counts=critic_counts)
         summary.per_episode = [dict(r) for r in rows]
         summary.total = {k: run[k] for k in ("notes", "cards", "requests", "cached", "failed", "tokens_in",
                                              "tokens_out", "cached_tokens")}
@@ -613,6 +715,9 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
                             for r in store.failed_generations(run_id)]
         summary.reasons = _count(plan.reasons[j.note.id] for j in todo)
         summary.notices = loaded.notices + plan.notices
+        if critic_counts.get("failed"):
+            summary.notices.append(f"the critic failed on {plural(critic_counts['failed'], 'note')}; "
+                                   "their cards are kept as drafted")
         summary.waiting = sum(1 for s in plan.states.values() if s == "waiting")
         # Only episodes whose cards changed are checked again; a no-op rerun checks nothing.
         touched = {j.episode.slug for j in todo} | {p.episode.slug for p in plan.episodes
@@ -658,8 +763,9 @@ def _plan_readonly(store, loaded: Loaded, settings: Settings, *, episode: str | 
     template = load_prompt(settings.prompts)
     name = "openai" if settings.llm_configured else "offline"
     model = settings.model if name == "openai" else _offline_model()
+    critic = load_critic(settings, name)
     return make_plan(store, loaded, settings, template, name, model, episode=episode, force=force,
-                     realign=realign, counter=counter)
+                     realign=realign, counter=counter, critic_version=critic.version if critic else None)
 
 
 def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, force: bool = False,
@@ -683,6 +789,9 @@ def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
     tin = sum(r["tokens_in"] for r in per_ep.values())
     tout = OUTPUT_TOKENS_GUESS * len(todo)
     cost = cost_of(settings, settings.model, tin, 0, tout)
+    critic = _critic_estimate(settings, todo, counter)
+    if settings.critic and cost is not None and critic["cost_usd"] is not None:
+        cost += critic["cost_usd"]
     return {
         "model": settings.model, "llm_configured": settings.llm_configured, "notes": len(plan.states),
         "requests": len(todo), "tokens_in": tin, "tokens_out_estimate": tout,
@@ -693,7 +802,31 @@ def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         "token_counter": counter.label, "episodes": list(per_ep.values()),
         "notes_cut": [{"episode": ep.slug, "path": note.source.path, "line": note.source.line_start,
                        "chars": len(note.text)} for note, ep in long_notes(todo)],
+        "critic": critic,
     }
+
+
+def _critic_estimate(settings: Settings, todo: list[Job], counter) -> dict:
+    """What the critic would add to these requests, whether it is on or not: at most one request per note."""
+    from cards import critic as crit
+    from cards.prompts import CRITIC_NAME, load_prompt, render_passage
+
+    template = load_prompt(settings.prompts, CRITIC_NAME)
+    schema_tokens = counter.count(crit.schema_json())
+    tin = 0
+    for j in todo:
+        ep = j.episode
+        msgs = crit.messages(template, episode_title=ep.full_title or ep.title, show=ep.show or "",
+                             people=", ".join(ep.people), date=ep.date or "", note=prompt_note(j.note.text),
+                             passage=render_passage(j.context.parts if j.context else ()), claims=[], cards=[])
+        # The drafted claims and cards it is sent are about what the generation writes.
+        tin += schema_tokens + OUTPUT_TOKENS_GUESS + sum(counter.count(m["content"]) + 4 for m in msgs)
+    tout = crit.CRITIC_OUTPUT_GUESS * len(todo)
+    cost = cost_of(settings, settings.model, tin, 0, tout)
+    return {"enabled": bool(settings.critic and settings.llm_configured), "version": template.version,
+            "requests": len(todo), "tokens_in": tin, "tokens_out_estimate": tout,
+            "cost_usd": None if cost is None else round(cost, 4),
+            "per_note_usd": None if cost is None or not todo else round(cost / len(todo), 6)}
 
 
 # -- status ----------------------------------------------------------------------------------------

@@ -19,8 +19,12 @@ from string import Template
 from cards.errors import ConfigError
 
 TEMPLATE_NAME = "cards.md"
+CRITIC_NAME = "critic.md"
 VARIABLES = frozenset({"episode_title", "show", "people", "date", "section", "neighbours", "note", "passage",
                        "time"})
+# The critic's template: the note and its excerpts, then the drafted claims and cards.
+CRITIC_VARIABLES = frozenset({"episode_title", "show", "people", "date", "note", "passage", "claims", "cards"})
+_VARIABLES = {TEMPLATE_NAME: VARIABLES, CRITIC_NAME: CRITIC_VARIABLES}
 OPTIONAL = "? "
 _FRONT_MATTER = re.compile(r"---\n(.*?)^---[ \t]*\n", re.S | re.M)
 _PART = re.compile(r"^## (system|user)[ \t]*$", re.M)
@@ -32,9 +36,10 @@ class PromptTemplate:
     system: str
     user: Template
     path: str
+    variables: frozenset = VARIABLES
 
     def render(self, **values: str) -> list[dict]:
-        missing = VARIABLES - set(values)
+        missing = self.variables - set(values)
         if missing:
             raise ConfigError(f"prompt needs values for {sorted(missing)}", path=self.path)
         lines = []
@@ -72,9 +77,15 @@ def _builtin_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "prompts"
 
 
-def load_prompt(folder: Path | None = None) -> PromptTemplate:
-    """Read and check the template; every problem is an error now, not a blank later."""
-    path = (Path(folder) if folder else _builtin_dir()) / TEMPLATE_NAME
+def load_prompt(folder: Path | None = None, name: str = TEMPLATE_NAME) -> PromptTemplate:
+    """Read and check the template (cards.md, or critic.md); every problem is an error now, not a blank later.
+
+    A --prompts folder without critic.md uses the built-in critic.
+    """
+    known = _VARIABLES[name]
+    path = (Path(folder) if folder else _builtin_dir()) / name
+    if folder and name != TEMPLATE_NAME and not path.exists():
+        path = _builtin_dir() / name
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -105,9 +116,9 @@ def load_prompt(folder: Path | None = None) -> PromptTemplate:
     if not user.is_valid():
         raise ConfigError("malformed $variable in the user part (write $$ for a dollar sign)", path=str(path))
     used = set(user.get_identifiers())
-    unknown = used - VARIABLES
+    unknown = used - known
     if unknown:
-        raise ConfigError(f"unknown variable(s) {sorted(unknown)}; known: {sorted(VARIABLES)}", path=str(path))
+        raise ConfigError(f"unknown variable(s) {sorted(unknown)}; known: {sorted(known)}", path=str(path))
     if not {"note", "passage"} <= used:
         raise ConfigError("the user part must use $note and $passage", path=str(path))
     for line in sections["user"].split("\n"):
@@ -117,4 +128,4 @@ def load_prompt(folder: Path | None = None) -> PromptTemplate:
                 raise ConfigError(f"optional line {line!r} has no $variable to test", path=str(path))
             if names & {"note", "passage"}:
                 raise ConfigError("$note and $passage cannot be on an optional line", path=str(path))
-    return PromptTemplate(version, system, user, str(path))
+    return PromptTemplate(version, system, user, str(path), known)

@@ -4,8 +4,18 @@ The docstrings and field descriptions below are sent to the model as part of the
 JSON schema: they are prompt text and are kept consistent with prompts/ and with
 the rules that `cards.check` lints.
 
-Bounds: a reply is untrusted, so a card set holds at most three cards (`maxItems` in the
-schema) and every text has a generous length cap, checked here when a reply is validated.
+A reply states the note's claims first (one to three sentences, what the listener meant to
+remember), then cards that each name the claim they test by its number; `cards.claims` drops a
+card that names no stated claim. The critic's reply (`CriticReply`) judges drafted cards: keep,
+rewrite or drop, with the rule a card breaks.
+
+Strict mode: every field is required in the schema sent (the SDK lists them all), no field
+carries a default into the schema, and no unsupported keyword is used. `claim` and `claims`
+have Python defaults only so that the offline generator, which states no claims, can build
+cards without them.
+
+Bounds: a reply is untrusted, so a card set holds at most three cards and three claims
+(`maxItems` in the schema) and every text has a generous length cap, checked here when a reply is validated.
 The string caps are kept out of the JSON schema sent to the model, because OpenAI's strict
 structured outputs do not accept `maxLength`; a reply over any bound fails validation and is
 recorded as that note's bad reply.
@@ -23,6 +33,11 @@ MAX_BACK = 600
 MAX_QUOTE = 1000
 MAX_TAGS = 8
 MAX_TAG = 40
+MAX_CLAIMS = 3
+MAX_CLAIM = 400
+MAX_WHY = 400
+# The rules a critic can say a card breaks ("none" for a card it keeps).
+CRITIC_RULES = ("none", "side-detail", "give-away", "guessable", "premise", "list", "vague-time")
 
 
 def _at_most(limit: int):
@@ -38,10 +53,32 @@ Front = Annotated[str, _at_most(MAX_FRONT)]
 Back = Annotated[str, _at_most(MAX_BACK)]
 Quote = Annotated[str, _at_most(MAX_QUOTE)]
 Tag = Annotated[str, _at_most(MAX_TAG)]
+Claim = Annotated[str, _at_most(MAX_CLAIM)]
+Why = Annotated[str, _at_most(MAX_WHY)]
 
 
-class Card(BaseModel):
-    """One flashcard that tests one idea the listener's note records, made precise by the transcript passage."""
+def _no_default(schema: dict) -> None:
+    # Strict structured outputs take no `default`; the field stays required in the schema sent.
+    schema.pop("default", None)
+
+
+class _Claimed(BaseModel):
+    """The claim a card tests, named first so the card is written for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    claim: int = Field(
+        default=0,
+        description=(
+            "The number of the claim this card tests: 1 for the first sentence in `claims`, 2 for the "
+            "second, 3 for the third. A card that tests no stated claim is thrown away."
+        ),
+        json_schema_extra=_no_default,
+    )
+
+
+class Card(_Claimed):
+    """One flashcard that tests one claim of the listener's note, made precise by the transcript excerpts."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -53,16 +90,17 @@ class Card(BaseModel):
     )
     front: Front = Field(
         description=(
-            "basic: a precise question with exactly one acceptable answer, which shows what shape of "
-            "answer is wanted; never yes/no; no claim in the premise, no other card's answer, no "
-            "opening with the show or guests. cloze: one sentence with exactly one deletion written "
+            "basic: a precise, self-contained question whose one acceptable answer is the claim's key "
+            "point, worded to show the answer's shape; names who or which company when it matters, "
+            "never 'according to the discussion'; never yes/no or a choice between two; no claim in the "
+            "premise; no other card's answer. cloze: one sentence with exactly one deletion written "
             "{{c1::like this}}."
         )
     )
     back: Back = Field(
         description=(
-            "basic: the answer, a short phrase or at most two sentences, with units for quantities, "
-            "not readable from the question. cloze: optional extra context, or an empty string."
+            "basic: the answer, a short phrase (at most one short sentence), with units for "
+            "quantities, not readable from the question. cloze: optional extra context, or an empty string."
         )
     )
     quote: Quote = Field(
@@ -78,14 +116,57 @@ class Card(BaseModel):
 
 
 class CardSet(BaseModel):
-    """The cards for one note. An empty list is correct only when the note names nothing to test."""
+    """The note's claims, then one card per claim. No claims and no cards for a pure reaction or hype."""
 
     model_config = ConfigDict(extra="forbid")
 
+    claims: list[Claim] = Field(
+        default_factory=list,
+        description=(
+            "Zero to three claims: what the listener meant to remember, each one plain sentence made "
+            "precise and correct by the excerpts (names, numbers, who said it). Usually one. None for a "
+            "pure reaction or hype with nothing nameable."
+        ),
+        max_length=MAX_CLAIMS,
+        json_schema_extra=_no_default,
+    )
     cards: list[Card] = Field(
         description=(
-            "Zero to three cards, one idea each, testing the note's own point. Empty only for pure "
-            "reactions or hype with no nameable idea."
+            "One card per claim, in the claims' order, each testing its claim's point, never a side "
+            "detail of the excerpts. Never more cards than claims."
         ),
         max_length=MAX_CARDS,
     )
+
+
+class Verdict(BaseModel):
+    """The critic's judgement of one drafted card."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    card: int = Field(description="The number of the drafted card judged (1 for the first).")
+    action: Literal["keep", "rewrite", "drop"] = Field(
+        description=(
+            "'keep' a card that breaks no rule; 'rewrite' a card on the claim's point whose wording breaks "
+            "a rule; 'drop' a card on a side detail, or one no rewrite can save."
+        )
+    )
+    rule: Literal[CRITIC_RULES] = Field(  # type: ignore[valid-type]
+        description=(
+            "The rule the card breaks: side-detail (tests the excerpts, not the claim), give-away (the "
+            "question or a sibling card gives the answer), guessable (two-way choice or obvious guess), "
+            "premise (the claim sits in the question), list (asks for a set), vague-time ('this year', "
+            "'the next model'); 'none' when kept."
+        )
+    )
+    why: Why = Field(description="One short sentence: what is wrong, or empty when kept.")
+    front: Front = Field(description="The rewritten front when 'rewrite'; otherwise an empty string.")
+    back: Back = Field(description="The rewritten back when 'rewrite'; otherwise an empty string.")
+
+
+class CriticReply(BaseModel):
+    """One verdict per drafted card, in the cards' order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verdicts: list[Verdict] = Field(description="One verdict for each drafted card.", max_length=MAX_CARDS)

@@ -26,7 +26,7 @@ _DRAFT_COLS = (
     "id", "note_id", "episode", "kind", "front", "back", "quote", "tags", "generator", "model",
     "prompt_version", "status", "duplicate_of", "warnings", "grounding", "edited", "superseded",
     "note_text", "context_text", "context_start", "context_end", "created", "updated", "exported",
-    "lineage", "revision_of", "changed",
+    "lineage", "revision_of", "changed", "claim", "reason",
 )
 _JSON_COLS = {"tags", "warnings"}
 _BOOL_COLS = {"edited", "superseded"}
@@ -344,6 +344,12 @@ class Store:
                                                    True)
         return out
 
+    def cache_response(self, key: str, model: str, prompt_version: str, body: str) -> None:
+        """Keep a reply that is not a note's generation (the critic's) in the response cache."""
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO responses(key, model, prompt_version, body, created)"
+                       " VALUES (?,?,?,?,?)", (key, model, prompt_version, body, self.clock()))
+
     def cached_response(self, key: str) -> str | None:
         row = self.db.execute("SELECT body FROM responses WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
@@ -375,7 +381,7 @@ class Store:
                 " cards, tokens_in, tokens_out, cached_tokens, requests, from_cache, run_id, created, parts)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (gen_id, note.id, spec, generator, model, prompt_version, key, int(error is None), error,
-                 len(drafts), tokens_in, tokens_out, cached_tokens, requests, int(from_cache), run_id, now,
+                 sum(1 for d in drafts if d.status != "rejected"), tokens_in, tokens_out, cached_tokens, requests, int(from_cache), run_id, now,
                  json.dumps(parts, sort_keys=True)),
             )
             if error is None:
@@ -383,8 +389,15 @@ class Store:
                 live = self.drafts(note_ids=chain, include_superseded=False)
                 current = [d for d in live if d.revision_of is None]
                 pending = [d for d in live if d.revision_of is not None]
+                # A card set aside when made (by the critic, or naming no claim) stays rejected whatever it
+                # continues; as the revision of a decided card it is a dropped revision, so the old card stays.
+                aside = {d.id for d in drafts if d.status == "rejected" and d.reason}
                 lineage.carry_forward(db, current, drafts, now, pending)
                 for d in drafts:
+                    if d.id in aside:
+                        d.status = "rejected"
+                        if d.revision_of:
+                            d.superseded = True
                     self._insert_draft(db, d, gen_id, note.position)
 
     def _insert_draft(self, db: sqlite3.Connection, d: Draft, gen_id: str, position: int) -> None:

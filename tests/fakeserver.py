@@ -107,8 +107,10 @@ def default_responder(body: dict) -> dict:
     passage = _find(text, _PASSAGE_TAGS) or note
     topic = " ".join(note.split()[:6])
     return {
+        "claims": [f"The note says {topic}."],
         "cards": [
             {
+                "claim": 1,
                 "kind": "basic",
                 "front": f"What did the note say about {topic}?",
                 "back": " ".join(note.split()[:20]),

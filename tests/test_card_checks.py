@@ -136,8 +136,9 @@ def test_generate_checks_a_notes_cards_together(tmp_path):
     llama = [card("what context length is the next Llama"), card("which company's model's 1-million-token")]
 
     def responder(body):
-        return {"cards": [{"kind": c["kind"], "front": c["front"], "back": c["back"], "quote": c["quote"],
-                           "tags": ["ai"]} for c in llama]}
+        return {"claims": ["Llama's next context length.", "Gemini's context."],
+                "cards": [{"claim": n, "kind": c["kind"], "front": c["front"], "back": c["back"],
+                           "quote": c["quote"], "tags": ["ai"]} for n, c in enumerate(llama, 1)]}
 
     (tmp_path / "notes.md").write_text(f"# Dylan, Nathan on Lex\n- {llama[0]['note']}\n", encoding="utf-8")
     (tmp_path / "t.txt").write_text(llama[0]["passage"], encoding="utf-8")

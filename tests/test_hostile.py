@@ -93,7 +93,8 @@ def hostile_reply(body: dict) -> dict:
 
     note = user_text(body).split("<note>")[-1]
     front, back = next(v for k, v in REPLY_FRONTS.items() if k in note)
-    return {"cards": [{
+    return {"claims": ["A claim with <b>markup</b> and [sound:x.mp3]."], "cards": [{
+        "claim": 1,
         "kind": "basic",
         "front": front,
         "back": f"{back} [latex]\\input{{/etc/shadow}}[/latex] <img src=x onerror=alert(2)> [$]a[/$] "

@@ -82,7 +82,8 @@ def test_happy_path_parses_cards_counts_usage_and_sends_a_strict_schema():
     assert card.front == "What did the note say about v3 has 256 experts in every?"
     assert card.quote == "DeepSeek V3 uses 256 routed experts per layer,"
     assert res.tokens_in > 0 and res.tokens_out > 0 and res.cached_tokens == 0
-    assert json.loads(res.raw) == {"cards": [card.model_dump()]}
+    assert json.loads(res.raw) == {"claims": ["The note says v3 has 256 experts in every."],
+                                   "cards": [card.model_dump()]}
     assert res.note_id == "note0000" and res.key == "key-0"
 
     sent = srv.requests[0]
@@ -223,9 +224,9 @@ def test_a_slow_server_times_out_and_is_retried():
 
 
 def test_a_reply_with_no_cards_is_a_success():
-    with FakeOpenAI(responder=lambda body: {"cards": []}) as srv:
+    with FakeOpenAI(responder=lambda body: {"claims": [], "cards": []}) as srv:
         [res] = run(make_gen(srv), make_request())
-    assert res.ok and res.cards == [] and res.raw == '{"cards":[]}'
+    assert res.ok and res.cards == [] and res.raw == '{"claims":[],"cards":[]}'
 
 
 @pytest.mark.parametrize("status", ["400", "422"])

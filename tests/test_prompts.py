@@ -92,8 +92,10 @@ def test_passage_excerpts_are_blocks_with_their_times_or_none():
 def test_the_builtin_prompt_keeps_the_card_rules():
     system = load_prompt().system
     # The rules the graded cards called for, in the words the schema also uses.
-    for phrase in ("Test the note's point", "premise", "another card's", "this year", "do not open questions",
-                   "deserves a card", "Zero cards"):
+    for phrase in ("First state the note's claims", "Never a card on a side detail", "never more cards than claims",
+                   "premise", "another card's answer", "the next Llama", "Do not open with the show",
+                   "according to the discussion", "a choice between two", "claims its definition",
+                   "has no\nclaims, and so no cards"):
         assert phrase in system, phrase
 
 

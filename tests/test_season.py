@@ -64,13 +64,13 @@ def responder(body: dict) -> dict:
     note = re.search(r"<note>\s*(.*?)\s*</note>", text, re.S).group(1)
     model = body["model"]
     words = note.split()
-    cards = [{"kind": "basic", "front": f"What does the note on {' '.join(words[:5])} say?",
+    cards = [{"claim": 1, "kind": "basic", "front": f"What does the note on {' '.join(words[:5])} say?",
               "back": " ".join(words[:12]) + (f" ({model})" if model != "model-a" else ""),
               "quote": " ".join(words[:6]), "tags": ["fake"]}]
     if model == "model-b" and len(words) > 12:  # the second model splits long notes in two
-        cards.append({"kind": "basic", "front": f"And what else about {' '.join(words[8:12])}?",
+        cards.append({"claim": 2, "kind": "basic", "front": f"And what else about {' '.join(words[8:12])}?",
                       "back": " ".join(words[12:20]), "quote": " ".join(words[8:14]), "tags": []})
-    return {"cards": cards}
+    return {"claims": [f"Claim {n}." for n in range(1, len(cards) + 1)], "cards": cards}
 
 
 class Season:

@@ -104,7 +104,8 @@ def test_the_schema_sent_bounds_the_card_count_and_keeps_string_caps_local():
         run(gen(srv), request())
     schema = srv.requests[0].json["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["cards"]["maxItems"] == 3
-    assert "Zero to three cards" in schema["properties"]["cards"]["description"]
+    assert schema["properties"]["claims"]["maxItems"] == 3
+    assert "Never more cards than claims" in schema["properties"]["cards"]["description"]
     # OpenAI's strict mode does not accept maxLength, so the string caps are checked here only.
     assert "maxLength" not in json.dumps(schema)
     assert CardSet.model_json_schema()["$defs"]["Card"]["properties"]["tags"]["maxItems"] == 8

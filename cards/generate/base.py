@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cards.models import Context, NoteItem
-from cards.schema import Card
+from cards.schema import Card, CardSet
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class Request:
     episode_title: str
     messages: tuple[dict, ...]  # rendered chat messages, static parts first
     key: str  # response-cache key: model, prompt version, messages, schema
+    reply_model: type = CardSet  # the reply schema: CardSet for cards, CriticReply for the critic
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Result:
     cached_tokens: int = 0
     requests: int = 0  # HTTP attempts made, retries included
     raw: str | None = None  # the reply as JSON, kept in the response cache
+    reply: object | None = None  # the validated reply (an instance of the request's reply_model)
 
     @property
     def ok(self) -> bool:

@@ -248,7 +248,8 @@ class OpenAIGenerator:
                 continue
             self._answered()
             result.key = _key_for(request.key, mode)  # the format this reply was actually asked in
-            result.cards = list(card_set.cards)
+            result.reply = card_set
+            result.cards = list(getattr(card_set, "cards", []))
             result.raw = card_set.model_dump_json()
             return result
 
@@ -283,18 +284,19 @@ class OpenAIGenerator:
         self._notify(f"the server refuses response_format {exc.mode} ({exc.detail}); using {how} for this run, "
                      "validated locally with the same schema")
 
-    async def _attempt(self, request: Request, result: Result, mode: str) -> CardSet:
-        """One HTTP attempt; returns the cards or raises _Transient, _BadReply, _NoteRejected,
+    async def _attempt(self, request: Request, result: Result, mode: str) -> pydantic.BaseModel:
+        """One HTTP attempt; returns the validated reply (the request's reply_model) or raises _Transient, _BadReply, _NoteRejected,
         _FormatRefused or GenerationError."""
         kwargs: dict[str, Any] = {"model": self.model, "messages": list(request.messages),
                                   "max_completion_tokens": self.max_tokens}
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
+        reply_model = getattr(request, "reply_model", CardSet)
         if mode == "json_schema":
-            kwargs["response_format"] = CardSet
+            kwargs["response_format"] = reply_model
             call = self._client.chat.completions.with_raw_response.parse
         else:
-            kwargs["messages"] = _with_schema(kwargs["messages"])
+            kwargs["messages"] = _with_schema(kwargs["messages"], reply_model)
             if self._send_max_tokens:
                 # Servers without structured outputs (llama-cpp-python, older vLLM) read max_tokens instead;
                 # OpenAI refuses it for reasoning models, so it is not sent there.
@@ -320,7 +322,7 @@ class OpenAIGenerator:
 
         _add_usage(result, raw.http_response)
         if mode != "json_schema":
-            return self._parse_locally(raw)
+            return self._parse_locally(raw, reply_model)
         try:
             completion = raw.parse()
             if inspect.isawaitable(completion):  # the SDK plans to make this a coroutine
@@ -348,8 +350,8 @@ class OpenAIGenerator:
     def _truncated(self) -> str:
         return f"truncated reply: it reached the {self.max_tokens:,}-token limit (--max-tokens)"
 
-    def _parse_locally(self, raw: Any) -> CardSet:
-        """Cards from a json_object or text reply, validated with the same model as structured outputs."""
+    def _parse_locally(self, raw: Any, reply_model: type = CardSet) -> pydantic.BaseModel:
+        """A json_object or text reply, validated with the same model as structured outputs."""
         try:
             completion = raw.parse()
             choice = completion.choices[0] if completion.choices else None
@@ -369,7 +371,7 @@ class OpenAIGenerator:
         if not content:
             raise _BadReply("invalid reply: empty content")
         try:
-            return CardSet.model_validate_json(_json_part(content))
+            return reply_model.model_validate_json(_json_part(content))
         except pydantic.ValidationError as exc:
             raise _BadReply(f"invalid reply: {_validation_summary(exc)}") from None
 
@@ -526,14 +528,14 @@ def _url_secrets(url: str | None) -> list[str]:
 
 
 @functools.cache
-def _schema_instruction() -> str:
-    schema = json.dumps(CardSet.model_json_schema(), sort_keys=True)
+def _schema_instruction(reply_model: type = CardSet) -> str:
+    schema = json.dumps(reply_model.model_json_schema(), sort_keys=True)
     return "Reply with one JSON object and nothing else. It must match this JSON schema:\n" + schema
 
 
-def _with_schema(messages: list[dict]) -> list[dict]:
+def _with_schema(messages: list[dict], reply_model: type = CardSet) -> list[dict]:
     """The messages with the reply schema written into the system message, for JSON mode and text."""
-    instruction = _schema_instruction()
+    instruction = _schema_instruction(reply_model)
     out = [dict(m) for m in messages]
     for m in out:
         if m.get("role") == "system" and isinstance(m.get("content"), str):
