@@ -563,10 +563,13 @@ def drafts(
         items = store.drafts(episode=episode, status=status, include_superseded=all_)
     if json_out:
         return _print_json([d.as_dict() for d in items])
-    _table(_plural(len(items), "draft"), ["id", "episode", "status", "kind", "front", "back", "warnings"],
+    why = any(d.reason for d in items)  # why a card was set aside or rewritten when it was made
+    _table(_plural(len(items), "draft"), ["id", "episode", "status", "kind", "front", "back", "warnings"]
+           + (["reason"] if why else []),
            [[d.id[:8], d.episode,
              d.status + (" (superseded)" if d.superseded else " (revision)" if d.revision_of else ""), d.kind,
-             _shorten(d.front, 80), _shorten(d.back, 60), len(d.warnings)] for d in items])
+             _shorten(d.front, 80), _shorten(d.back, 60), len(d.warnings)]
+            + ([_shorten(d.reason, 40)] if why else []) for d in items])
 
 
 @app.command()

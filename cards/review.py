@@ -271,8 +271,19 @@ class ReviewApp(App[dict]):
             warnings.append(w)
             warnings.append("\n")
         warnings.rstrip()
-        self.query_one("#warnings", Static).update(
-            _section("Lint", warnings if d.warnings else Text("no warnings", style="dim")))
+        lint = warnings if d.warnings else Text("no warnings", style="dim")
+        if d.claim or d.reason:  # the claim the card tests, and why it was set aside or rewritten when made
+            head = Text()
+            if d.claim:
+                head.append("Claim: ", style="bold")
+                head.append(d.claim)
+                head.append("\n")
+            if d.reason:
+                head.append("Set aside: " if d.status == "rejected" else "Note: ", style="bold magenta")
+                head.append(d.reason)
+                head.append("\n")
+            lint = head + lint
+        self.query_one("#warnings", Static).update(_section("Lint", lint))
 
         self.query_one("#note", Static).update(_note(d, revision))
         self.query_one("#quote", Static).update(
