@@ -62,16 +62,22 @@ def _no_default(schema: dict) -> None:
     schema.pop("default", None)
 
 
+def _no_titles(schema: dict) -> None:
+    # Pydantic titles each property with its own name again: tokens in every request that say nothing.
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+
+
 class _Claimed(BaseModel):
     """The claim a card tests, named first so the card is written for it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_no_titles)
 
     claim: int = Field(
         default=0,
         description=(
-            "The number of the claim this card tests: 1 for the first sentence in `claims`, 2 for the "
-            "second, 3 for the third. A card that tests no stated claim is thrown away."
+            "The number of the claim this card tests (1 for the first in `claims`). A card that names "
+            "no stated claim is thrown away."
         ),
         json_schema_extra=_no_default,
     )
@@ -80,37 +86,35 @@ class _Claimed(BaseModel):
 class Card(_Claimed):
     """One flashcard that tests one claim of the listener's note, made precise by the transcript excerpts."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_no_titles)
 
     kind: Literal["basic", "cloze"] = Field(
         description=(
-            "'basic' for a question and answer (the default). 'cloze' only when a single key term, "
-            "name or number inside one sentence is the thing to remember."
+            "'basic' (the default), or 'cloze' when one term, name or number in one sentence is the thing "
+            "to remember."
         )
     )
     front: Front = Field(
         description=(
-            "basic: a precise, self-contained question whose one acceptable answer is the claim's key "
-            "point, worded to show the answer's shape; names who or which company when it matters, "
-            "never 'according to the discussion'; never yes/no or a choice between two; no claim in the "
-            "premise; no other card's answer. cloze: one sentence with exactly one deletion written "
-            "{{c1::like this}}."
+            "basic: a self-contained question whose one acceptable answer is the claim's point; names "
+            "the company, model or person; never yes/no or a choice between two; no other card's "
+            "answer. cloze: one sentence with exactly one {{c1::deletion}}."
         )
     )
     back: Back = Field(
         description=(
-            "basic: the answer, a short phrase (at most one short sentence), with units for "
-            "quantities, not readable from the question. cloze: optional extra context, or an empty string."
+            "basic: the short answer (a name, a number with its unit, a few words). cloze: brief extra "
+            "context, or empty."
         )
     )
     quote: Quote = Field(
         description=(
-            "A short verbatim excerpt (a few words to one sentence) copied exactly from the transcript "
-            "passage, or from the note when there is no passage, that supports the answer."
+            "A few words to one sentence copied exactly from the excerpts (or the note when there are "
+            "none) that support the answer."
         )
     )
     tags: list[Tag] = Field(
-        description="One to three lowercase topic tags, single words or hyphenated (e.g. 'semiconductors').",
+        description="One to three lowercase topic tags ('semiconductors').",
         max_length=MAX_TAGS,
     )
 
@@ -118,22 +122,21 @@ class Card(_Claimed):
 class CardSet(BaseModel):
     """The note's claims, then one card per claim. No claims and no cards for a pure reaction or hype."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_no_titles)
 
     claims: list[Claim] = Field(
         default_factory=list,
         description=(
-            "Zero to three claims: what the listener meant to remember, each one plain sentence made "
-            "precise and correct by the excerpts (names, numbers, who said it). Usually one. None for a "
-            "pure reaction or hype with nothing nameable."
+            "What the listener meant to remember: usually one claim, at most three, each one sentence "
+            "made precise by the excerpts. None for a pure reaction or hype."
         ),
         max_length=MAX_CLAIMS,
         json_schema_extra=_no_default,
     )
     cards: list[Card] = Field(
         description=(
-            "One card per claim, in the claims' order, each testing its claim's point, never a side "
-            "detail of the excerpts. Never more cards than claims."
+            "One card per claim, testing its point, never a side detail of the excerpts. Never more cards "
+            "than claims."
         ),
         max_length=MAX_CARDS,
     )
@@ -142,7 +145,7 @@ class CardSet(BaseModel):
 class Verdict(BaseModel):
     """The critic's judgement of one drafted card."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_no_titles)
 
     card: int = Field(description="The number of the drafted card judged (1 for the first).")
     action: Literal["keep", "rewrite", "drop"] = Field(
@@ -167,6 +170,6 @@ class Verdict(BaseModel):
 class CriticReply(BaseModel):
     """One verdict per drafted card, in the cards' order."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_no_titles)
 
     verdicts: list[Verdict] = Field(description="One verdict for each drafted card.", max_length=MAX_CARDS)
