@@ -305,3 +305,35 @@ def test_cards_keep_their_guid_across_the_prompt_bump(write_notes, tmp_path):
     after = drafts(ws)
     assert {d.lineage for d in after} == {d.lineage for d in before.values()}
     assert {d.prompt_version for d in after if d.id != approved.id} == {builtin.version}
+
+
+# -- review ---------------------------------------------------------------------------------------
+
+def test_review_shows_the_claim_and_why_a_card_was_set_aside_and_can_bring_it_back(tmp_path):
+    import asyncio
+
+    from test_review import SIZE, draft, shown, workspace
+
+    from cards.review import ReviewApp
+
+    kept = draft(1, claim="DeepSeek V3 has 256 experts.", reason="critic rewrote guessable: A two-way choice.")
+    dropped = draft(2, status="rejected", claim="DeepSeek V3 has 256 experts.",
+                    reason="critic side-detail: Tests the excerpts' aside.")
+    store = workspace(tmp_path, [kept, dropped])
+    assert store.draft(dropped.id).status == "rejected"
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            assert app.current.id == kept.id
+            text = shown(app, "#warnings")
+            assert "Claim: DeepSeek V3 has 256 experts." in text
+            assert "Note: critic rewrote guessable: A two-way choice." in text
+            await pilot.press("t")  # show all: the set-aside card too
+            await pilot.press("n")
+            assert app.current.id == dropped.id
+            assert "Set aside: critic side-detail: Tests the excerpts' aside." in shown(app, "#warnings")
+            await pilot.press("a")
+    asyncio.run(scenario())
+    with Store(tmp_path) as other:
+        assert other.draft(dropped.id).status == "approved"
