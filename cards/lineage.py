@@ -57,22 +57,23 @@ def similarity(a: Draft, b: Draft) -> float:
 
 
 def match(old: Sequence[Draft], new: Sequence[Draft],
-          threshold: float = MATCH_THRESHOLD) -> dict[int, tuple[int, float]]:
+          threshold: float = MATCH_THRESHOLD, last: frozenset[int] = frozenset()) -> dict[int, tuple[int, float]]:
     """For each new card (by index), the old card it continues and how alike they are.
 
     Greedy over all pairs from the most alike down; equal similarity goes to the pair
-    whose positions are closest. Each old card continues at most one new card.
+    whose positions are closest. Each old card continues at most one new card. New cards
+    in `last` (set aside when made) take only the old cards no other new card continues.
     """
     pairs = []
     for i, n in enumerate(new):
         for j, o in enumerate(old):
             s = similarity(o, n)
             if s >= threshold:
-                pairs.append((-s, abs(i - j), i, j, s))
+                pairs.append((i in last, -s, abs(i - j), i, j, s))
     pairs.sort()
     out: dict[int, tuple[int, float]] = {}
     used: set[int] = set()
-    for _, _, i, j, s in pairs:
+    for _, _, _, i, j, s in pairs:
         if i not in out and j not in used:
             out[i] = (j, s)
             used.add(j)
@@ -119,7 +120,9 @@ def carry_forward(db: sqlite3.Connection, old: list[Draft], new: list[Draft], no
     """
     out = Carried()
     exported = _exported_guids(db, (o.lineage for o in old))
-    matched = match(old, new)
+    # Cards set aside when made (by the critic, or naming no claim) stay rejected whatever they continue.
+    aside = frozenset(i for i, n in enumerate(new) if n.status == "rejected" and n.reason)
+    matched = match(old, new, last=aside)
     superseded: list[str] = [p.id for p in pending]
     kept: set[int] = set()
     for i, n in enumerate(new):
@@ -134,8 +137,11 @@ def carry_forward(db: sqlite3.Connection, old: list[Draft], new: list[Draft], no
         kept.add(j)
         n.lineage = o.lineage
         n.created = o.created
-        if o.status == "rejected":
-            n.status = "rejected" if sim >= SAME_CARD else "draft"
+        if i in aside and needs_review(o, o.lineage in exported):
+            n.revision_of = o.id  # a dropped revision: the decided card stays as it is
+            n.superseded = True
+        elif o.status == "rejected":
+            n.status = "rejected" if sim >= SAME_CARD or i in aside else "draft"
             superseded.append(o.id)
             out.continued += 1
         elif needs_review(o, o.lineage in exported):

@@ -389,15 +389,8 @@ class Store:
                 live = self.drafts(note_ids=chain, include_superseded=False)
                 current = [d for d in live if d.revision_of is None]
                 pending = [d for d in live if d.revision_of is not None]
-                # A card set aside when made (by the critic, or naming no claim) stays rejected whatever it
-                # continues; as the revision of a decided card it is a dropped revision, so the old card stays.
-                aside = {d.id for d in drafts if d.status == "rejected" and d.reason}
                 lineage.carry_forward(db, current, drafts, now, pending)
                 for d in drafts:
-                    if d.id in aside:
-                        d.status = "rejected"
-                        if d.revision_of:
-                            d.superseded = True
                     self._insert_draft(db, d, gen_id, note.position)
 
     def _insert_draft(self, db: sqlite3.Connection, d: Draft, gen_id: str, position: int) -> None:

@@ -337,3 +337,42 @@ def test_review_shows_the_claim_and_why_a_card_was_set_aside_and_can_bring_it_ba
     asyncio.run(scenario())
     with Store(tmp_path) as other:
         assert other.draft(dropped.id).status == "approved"
+
+
+# -- lineage ----------------------------------------------------------------------------------------
+
+def _regenerate(store, old, drafts_new, tag):
+    from cards.models import NoteItem
+
+    note = NoteItem(old.note_id, old.episode, old.note_text, "bullet", None, (), 0)
+    store.record_generation(gen_id=tag, note=note, spec=tag, parts={}, generator="openai", model="m",
+                            prompt_version="cards-2026-12-1", key=tag, error=None, drafts=drafts_new, tokens_in=0,
+                            tokens_out=0, cached_tokens=0, requests=1, from_cache=False, raw=None, run_id=None)
+
+
+def test_a_set_aside_card_never_takes_a_lineage_a_kept_card_continues(tmp_path):
+    from test_review import draft, workspace
+
+    store = workspace(tmp_path, [draft(1, front="How many experts does DeepSeek V3 have?", back="256 experts")])
+    old = store.draft(draft(1).id)
+    same = dict(note_id=old.note_id, note_text=old.note_text)
+    aside = draft(8, front="How many experts does DeepSeek V3 have?", back="256 experts", status="rejected",
+                  reason="critic give-away: x", **same)
+    kept = draft(9, front="How many routed experts does DeepSeek V3 use?", back="256 experts", **same)
+    _regenerate(store, old, [aside, kept], "regen")
+    assert store.draft(kept.id).lineage == old.lineage and store.draft(kept.id).status == "draft"
+    got = store.draft(aside.id)
+    assert got.status == "rejected" and got.lineage != old.lineage and got.reason == "critic give-away: x"
+
+
+def test_a_card_the_critic_drops_leaves_an_approved_card_in_place(tmp_path):
+    from test_review import draft, workspace
+
+    store = workspace(tmp_path, [draft(1, front="How many experts does DeepSeek V3 have?", back="256 experts")])
+    old = store.update_draft(draft(1).id, action="approve", status="approved")
+    dropped = draft(8, front="How many experts does DeepSeek V3 have in all?", back="256 experts",
+                    status="rejected", reason="critic side-detail: x", note_id=old.note_id, note_text=old.note_text)
+    _regenerate(store, old, [dropped], "regen")
+    assert [d.id for d in store.drafts(include_superseded=False)] == [old.id]
+    got = store.draft(dropped.id)
+    assert got.status == "rejected" and got.superseded and got.revision_of == old.id and got.lineage == old.lineage
