@@ -376,3 +376,17 @@ def test_a_card_the_critic_drops_leaves_an_approved_card_in_place(tmp_path):
     assert [d.id for d in store.drafts(include_superseded=False)] == [old.id]
     got = store.draft(dropped.id)
     assert got.status == "rejected" and got.superseded and got.revision_of == old.id and got.lineage == old.lineage
+
+
+def test_generate_critic_flag_on_the_command_line(write_notes, tmp_path):
+    ws = tmp_path / "ws"
+    args = ["generate", str(write_notes.notes), "-t", str(write_notes.transcripts), "-w", str(ws)]
+    with FakeOpenAI(responder=three_claims) as srv, no_network():
+        out = runner.invoke(app, [*args, "--base-url", srv.base_url, "--critic", "--json"],
+                            env={"OPENAI_API_KEY": KEY})
+        assert out.exit_code == 0, out.output
+        assert srv.count == 12
+    data = json.loads(out.stdout)
+    assert data["critic"] == load_prompt(None, CRITIC_NAME).version
+    assert data["critic_counts"] == {"kept": 6, "rewritten": 6, "dropped": 6}
+    assert data["total"]["cards"] == 12  # the dropped six are kept, rejected
