@@ -99,12 +99,12 @@ class Model:
         words = (m.group(1) if m else text).split() or ["nothing"]
         p = re.search(r"<passage[^>]*>\s*(.*?)\s*</passage>", text, re.S)
         quote = (p.group(1).split() if p and p.group(1).strip() else words)[:8]
-        cards = [{"kind": "basic", "front": LEADS[variant % len(LEADS)].format(" ".join(words[:8])),
+        cards = [{"claim": 1, "kind": "basic", "front": LEADS[variant % len(LEADS)].format(" ".join(words[:8])),
                   "back": " ".join(words[:14]), "quote": " ".join(quote), "tags": ["fake"]}]
         if body["model"] == "model-b" and len(words) > 14:  # this model splits long notes in two
-            cards.append({"kind": "basic", "front": f"And what else about {' '.join(words[8:14])}?",
+            cards.append({"claim": 2, "kind": "basic", "front": f"And what else about {' '.join(words[8:14])}?",
                           "back": " ".join(words[14:24]), "quote": " ".join(words[8:14]), "tags": []})
-        return {"cards": cards}
+        return {"claims": [f"Claim {n}." for n in range(1, len(cards) + 1)], "cards": cards}
 
 
 # -- cards, through its command line --------------------------------------------------------------
