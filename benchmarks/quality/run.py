@@ -131,6 +131,14 @@ def replay(args) -> int:
         if done.returncode not in (0, 1):
             print(done.stderr, file=sys.stderr)
             return fail(f"cards generate stopped with status {done.returncode}")
+        if done.returncode == 1:  # a reply that does not fit the schema: recorded as that note's failure
+            try:
+                failures = json.loads(done.stdout).get("failures", [])
+            except ValueError:
+                failures = []
+            print(f"{len(failures)} notes failed, their replies were rejected:", file=sys.stderr)
+            for f in failures:
+                print(f"  {squash(str(f.get('note', f)))[:60]}: {f.get('error', '')}", file=sys.stderr)
         listed = subprocess.run([sys.executable, "-m", "cards", "drafts", "-w", str(ws), "--json"],
                                 capture_output=True, text=True, cwd=tmp)
         drafts = json.loads(listed.stdout or "[]")
