@@ -32,7 +32,7 @@ MODEL = "gpt-4.1"
 GRADES = ("READY", "POLISH", "REFACTOR", "OFF-TARGET")
 
 sys.path.insert(0, str(HERE))
-from serve import Server, request_key  # noqa: E402
+from serve import Server  # noqa: E402
 
 LEX = SEEDS / "002_0fe13fd03e9aaf95.txt"
 LATENT_SPACE = SEEDS / "003_34925e2c796f303a.txt"
@@ -145,13 +145,14 @@ def replay(args) -> int:
     sent = {}
     for key in dict.fromkeys(srv.seen):
         body = json.loads((folder / "requests" / f"{key}.json").read_text(encoding="utf-8"))
-        sent[squash(request_parts(body)["note"])] = (key, request_parts(body))
+        parts = request_parts(body)
+        sent[squash(parts["note"])] = (key, parts)
     rows = []
     for d in drafts:
         key, parts = sent.get(squash(d["note"]), (None, {"excerpts": []}))
-        rows.append({"run": folder.relative_to(RUNS).as_posix(), "episode": d["episode"], "note": d["note"], "request": key,
-                     "excerpts": parts["excerpts"], "kind": d["kind"], "front": d["front"], "back": d["back"],
-                     "quote": d["quote"], "prompt_version": d["prompt_version"], "status": d["status"],
+        rows.append({"run": folder.relative_to(RUNS).as_posix(), "episode": d["episode"], "note": d["note"],
+                     "request": key, "excerpts": parts["excerpts"], "kind": d["kind"], "front": d["front"],
+                     "back": d["back"], "quote": d["quote"], "prompt_version": d["prompt_version"], "status": d["status"],
                      "warnings": d["warnings"]})
     with_cards = {squash(r["note"]) for r in rows}
     notes = [{"note": parts["note"], "request": key, "excerpts": parts["excerpts"],
@@ -160,7 +161,8 @@ def replay(args) -> int:
     write_jsonl(folder / "notes.jsonl", notes)
     missing = list(dict.fromkeys(srv.missing))
     print(f"{args.set} ({version}): {len(sent)} notes, {len(rows)} cards, "
-          f"{sum(1 for n in sent if n not in with_cards)} notes with no card -> {(folder / 'cards.jsonl').relative_to(ROOT)}")
+          f"{sum(1 for n in sent if n not in with_cards)} notes with no card "
+          f"-> {(folder / 'cards.jsonl').relative_to(ROOT)}")
     if missing:
         print(f"{len(missing)} requests had no reply (recorded in requests/, answered with no cards):")
         for key in missing:
