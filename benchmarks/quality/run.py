@@ -152,8 +152,8 @@ def replay(args) -> int:
         key, parts = sent.get(squash(d["note"]), (None, {"excerpts": []}))
         rows.append({"run": folder.relative_to(RUNS).as_posix(), "episode": d["episode"], "note": d["note"],
                      "request": key, "excerpts": parts["excerpts"], "kind": d["kind"], "front": d["front"],
-                     "back": d["back"], "quote": d["quote"], "prompt_version": d["prompt_version"], "status": d["status"],
-                     "warnings": d["warnings"]})
+                     "back": d["back"], "quote": d["quote"], "prompt_version": d["prompt_version"],
+                     "status": d["status"], "warnings": d["warnings"]})
     with_cards = {squash(r["note"]) for r in rows}
     notes = [{"note": parts["note"], "request": key, "excerpts": parts["excerpts"],
               "cards": sum(squash(r["note"]) == n for r in rows)} for n, (key, parts) in sent.items()]
