@@ -1,12 +1,13 @@
 """Card quality without an API key: capture requests, replay written replies, grade blind, score.
 
     python benchmarks/quality/run.py capture SET [--prompts DIR]
-    python benchmarks/quality/run.py replay SET [--version V] [--prompts DIR]
+    python benchmarks/quality/run.py replay SET [--version V] [--prompts DIR] [--critic]
     python benchmarks/quality/run.py sheet RUN_DIR... [--out DIR] [--seed N]
     python benchmarks/quality/run.py score [--out DIR] [--json]
 
 SET is one of `lex`, `fresh-tune`, `fresh-holdout`. A run folder is
-`benchmarks/quality/runs/<prompt version>/<set>/`. See benchmarks/quality/README.md.
+`benchmarks/quality/runs/<prompt version>/<set>/` (`<prompt version>-critic/` for runs with the
+critic pass). See benchmarks/quality/README.md.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def squash(text: str) -> str:
     return " ".join(text.split())
 
 
-def run_cards(srv: Server, set_name: str, workspace: Path, prompts: Path | None) -> subprocess.CompletedProcess:
+def run_cards(srv: Server, set_name: str, workspace: Path, prompts: Path | None,
+              critic: bool = False) -> subprocess.CompletedProcess:
     notes, transcripts, episode = SETS[set_name]
     for path in [*notes, *transcripts]:
         if not path.exists():
@@ -86,6 +88,8 @@ def run_cards(srv: Server, set_name: str, workspace: Path, prompts: Path | None)
         cmd += ["--episode", episode]
     if prompts:
         cmd += ["--prompts", str(prompts)]
+    if critic:
+        cmd += ["--critic"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CARDS_"))}
     env["OPENAI_API_KEY"] = "sk-quality-bench"  # a dummy: the server is on loopback
     return subprocess.run(cmd, env=env, cwd=workspace.parent, capture_output=True, text=True)
@@ -116,18 +120,32 @@ def _total_notes(done: subprocess.CompletedProcess) -> int | None:
         return None
 
 
-def run_folder(version: str, set_name: str) -> Path:
-    return RUNS / version.removeprefix("cards-") / set_name
+def run_folder(version: str, set_name: str, critic: bool = False) -> Path:
+    return RUNS / (version.removeprefix("cards-") + ("-critic" if critic else "")) / set_name
+
+
+def _seed_critic_run(version: str, set_name: str, folder: Path) -> None:
+    """A critic run answers the first round with the plain run's replies: copy those it lacks."""
+    plain = run_folder(version, set_name)
+    for part in ("requests", "replies"):
+        if not (plain / part).is_dir():
+            continue
+        (folder / part).mkdir(parents=True, exist_ok=True)
+        for f in (plain / part).iterdir():
+            if not (folder / part / f.name).exists():
+                (folder / part / f.name).write_bytes(f.read_bytes())
 
 
 def replay(args) -> int:
     version = args.version or prompt_version(args.prompts)
-    folder = run_folder(version, args.set)
+    folder = run_folder(version, args.set, args.critic)
+    if args.critic:
+        _seed_critic_run(version, args.set, folder)
     if not (folder / "replies").is_dir():
         return fail(f"no replies in {folder.relative_to(ROOT)}/replies (write them first; see README.md)")
     with tempfile.TemporaryDirectory(prefix="cards-quality-") as tmp, Server(folder, "replay") as srv:
         ws = Path(tmp) / "ws"
-        done = run_cards(srv, args.set, ws, args.prompts)
+        done = run_cards(srv, args.set, ws, args.prompts, args.critic)
         if done.returncode not in (0, 1):
             print(done.stderr, file=sys.stderr)
             return fail(f"cards generate stopped with status {done.returncode}")
@@ -141,12 +159,14 @@ def replay(args) -> int:
                 print(f"  {squash(str(f.get('note', f)))[:60]}: {f.get('error', '')}", file=sys.stderr)
         listed = subprocess.run([sys.executable, "-m", "cards", "drafts", "-w", str(ws), "--json"],
                                 capture_output=True, text=True, cwd=tmp)
-        drafts = json.loads(listed.stdout or "[]")
+        # A card set aside when it was made (naming no claim, or dropped by the critic) is stored rejected:
+        # the listener does not get it, so neither does the grader.
+        drafts = [d for d in json.loads(listed.stdout or "[]") if d["status"] != "rejected"]
     sent = {}
     for key in dict.fromkeys(srv.seen):
         body = json.loads((folder / "requests" / f"{key}.json").read_text(encoding="utf-8"))
         parts = request_parts(body)
-        sent[squash(parts["note"])] = (key, parts)
+        sent.setdefault(squash(parts["note"]), (key, parts))  # the note's first request, not the critic's
     rows = []
     for d in drafts:
         key, parts = sent.get(squash(d["note"]), (None, {"excerpts": []}))
@@ -281,6 +301,8 @@ def main() -> int:
     r.add_argument("set", choices=sorted(SETS))
     r.add_argument("--version", help="run folder's prompt version (default: the prompts' own)")
     r.add_argument("--prompts", type=Path)
+    r.add_argument("--critic", action="store_true",
+                   help="with the critic pass, in <version>-critic/ (first-round replies copied from <version>/)")
     s = sub.add_parser("sheet", help="one shuffled blind grading sheet from several runs")
     s.add_argument("runs", nargs="+", type=Path, help="run folders, e.g. benchmarks/quality/runs/cards-2026-11-2/lex")
     s.add_argument("--out", type=Path, default=GRADING)
