@@ -715,6 +715,8 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
                             for r in store.failed_generations(run_id)]
         summary.reasons = _count(plan.reasons[j.note.id] for j in todo)
         summary.notices = loaded.notices + plan.notices
+        if settings.critic and critic is None:
+            summary.notices.append("the critic needs an LLM: the offline generator's cards are not criticised")
         if critic_counts.get("failed"):
             summary.notices.append(f"the critic failed on {plural(critic_counts['failed'], 'note')}; "
                                    "their cards are kept as drafted")

@@ -390,3 +390,11 @@ def test_generate_critic_flag_on_the_command_line(write_notes, tmp_path):
     assert data["critic"] == load_prompt(None, CRITIC_NAME).version
     assert data["critic_counts"] == {"kept": 6, "rewritten": 6, "dropped": 6}
     assert data["total"]["cards"] == 12  # the dropped six are kept, rejected
+
+
+def test_the_critic_is_skipped_with_a_notice_for_the_offline_generator(write_notes, tmp_path):
+    s = build_settings(config_path=tmp_path / "cards.toml", workspace=tmp_path / "ws", offline=True, critic=True)
+    with no_network():
+        summary = generate(load([write_notes.notes], [write_notes.transcripts], s), s)
+    assert summary.generator == "offline" and summary.critic is None
+    assert any("the critic needs an LLM" in n for n in summary.notices)
