@@ -93,7 +93,7 @@ def test_the_builtin_prompt_keeps_the_card_rules():
     system = load_prompt().system
     # The rules the graded cards called for, in the words the schema also uses.
     for phrase in ("First state the note's claims", "Never a card on a side detail", "never more cards than claims",
-                   "premise", "another card's answer", "the next Llama", "Do not open with the show",
+                   "premise", "another card's answer", "the next model", "Do not open with the show",
                    "according to the discussion", "a choice between two", "(\"the bitter lesson\") claims its",
                    "and so no cards"):
         assert phrase in system, phrase
