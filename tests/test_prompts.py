@@ -94,7 +94,7 @@ def test_the_builtin_prompt_keeps_the_card_rules():
     # The rules the graded cards called for, in the words the schema also uses.
     for phrase in ("First state the note's claims", "Never a card on a side detail", "never more cards than claims",
                    "premise", "another card's answer", "the next model", "Do not open with the show",
-                   "according to the discussion", "a choice between two", "(\"the bitter lesson\") claims its",
+                   "according to the discussion", "a choice between two", "(\"the bitter lesson\"), even bare",
                    "and so no cards"):
         assert phrase in system, phrase
 
