@@ -455,6 +455,9 @@ async def _run(jobs: list[Job], store, generator, version: str, run_id: int, con
         tied = _tie(generator, reply) if reply is not None else []
         review = None
         if critic is not None and reply is not None:
+            if result is not None and result.raw is not None:
+                # Kept before the critic is asked, so a run the critic's server stops has not paid for it twice.
+                store.cache_response(result.key, generator.model, version, result.raw)
             tied, review = await _criticise(job, tied, critic, store, generator, sem, force, counts)
         usage = [r for r in (result, review) if r is not None]
         store.record_generation(

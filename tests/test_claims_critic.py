@@ -398,3 +398,23 @@ def test_the_critic_is_skipped_with_a_notice_for_the_offline_generator(write_not
         summary = generate(load([write_notes.notes], [write_notes.transcripts], s), s)
     assert summary.generator == "offline" and summary.critic is None
     assert any("the critic needs an LLM" in n for n in summary.notices)
+
+
+def test_a_run_the_critic_stops_keeps_the_cards_it_paid_for(write_notes, tmp_path):
+    from cards.errors import GenerationError
+
+    class CriticRefused(FakeOpenAI):
+        def _refuses(self, body):
+            return (403, "not for you") if is_critic(body) else super()._refuses(body)
+
+    ws = tmp_path / "ws"
+    with CriticRefused(responder=three_claims) as srv:
+        s = build_settings(config_path=tmp_path / "cards.toml", workspace=ws, base_url=srv.base_url, api_key=KEY,
+                           concurrency=1, critic=True)
+        with pytest.raises(GenerationError, match="403"):
+            run(write_notes, s)
+        first = srv.count
+        paid = sum(1 for r in srv.requests if not is_critic(r.json))  # each answered with cards
+        assert paid >= 1 and any(is_critic(r.json) for r in srv.requests)
+        run(write_notes, settings_for(ws, srv, tmp_path))
+        assert srv.count == first + 6 - paid  # the cards paid for before the stop came from the cache
