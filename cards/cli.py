@@ -466,7 +466,8 @@ def generate(
 
     Exit status: 0 all notes done, 1 some notes failed (recorded; the next run retries them),
     2 bad input or settings, 3 the run was stopped by the server (key, model, quota, reply
-    format) or because it cannot be reached, 4 another run holds the workspace, 130 interrupted.
+    format, long rate limit, redirect elsewhere) or because it cannot be reached, 4 another run
+    holds the workspace, 130 interrupted.
     """
     from cards.pipeline import generate as run
 

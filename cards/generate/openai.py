@@ -207,8 +207,8 @@ class OpenAIGenerator:
                 raise _ReplyTooLarge(int(length))
 
         async def same_origin_only(response: Any) -> None:
-            # Runs before the client follows a redirect: a 307/308 would re-send the notes (and a
-            # 301/302/303 the key's neighbours) to whatever server the Location names.
+            # Runs before the client follows a redirect: a 307/308 would re-send the notes to whatever
+            # server the Location names, and any other redirect would move the run there.
             target = _redirect_target(response)
             if target is not None and _origin(target) != _origin(response.request.url):
                 raise _CrossOriginRedirect(response.status_code, mask_url(str(target)))
@@ -329,6 +329,7 @@ class OpenAIGenerator:
                 self._long_waits = 0
             return self._delay(attempt, exc.headers)
         self._long_waits += 1
+        told = min(told, _LONGEST_WAIT)  # a server's "1e20 seconds" is still a date we can print
         self._retry_at = max(self._retry_at, self._clock() + told)
         if self._long_waits >= self.long_waits:
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(math.ceil(self._retry_at / 60) * 60))
@@ -516,6 +517,7 @@ class _NoteRejected(Exception):
 
 
 _TOO_DEEP = "invalid reply: JSON nested too deeply"
+_LONGEST_WAIT = 366 * 86400.0
 
 
 def _add_usage(result: Result, response: Any) -> None:
