@@ -83,6 +83,7 @@ def handled(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            _check_utf8(fn, kwargs)
             return fn(*args, **kwargs)
         except CardsError as e:
             _err(str(e))
@@ -100,6 +101,39 @@ def handled(fn):
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _check_utf8(fn, arguments: dict) -> None:
+    """Refuse, by name, an argument (or the environment variable behind it) that is not UTF-8.
+
+    The shell hands such bytes over as lone surrogates (`--front $'caf\\xe9'`), which would reach
+    the workspace, a deck or the terminal and fail there; a path so named is refused the same way.
+    """
+    for name, value in arguments.items():
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            text = str(v) if isinstance(v, (str, Path)) else ""
+            if any("\ud800" <= c <= "\udfff" for c in text):
+                raw = repr(text.encode("utf-8", "surrogateescape"))[1:]  # 'caf\xe9', control bytes escaped
+                raise CardsError(f"{_param_name(fn, name)}: {raw} is not valid UTF-8 text; pass it as UTF-8"
+                                 + (" (rename the file)" if isinstance(v, Path) else ""))
+
+
+def _param_name(fn, name: str) -> str:
+    """How the person typed a command's parameter: `--front`, `NOTES`, with its environment variable."""
+    import typing
+
+    from typer.models import ArgumentInfo, OptionInfo
+
+    try:
+        meta = getattr(typing.get_type_hints(fn, include_extras=True).get(name), "__metadata__", ())
+    except Exception:  # noqa: BLE001 - only the wording of an error depends on it
+        meta = ()
+    info = next((m for m in meta if isinstance(m, (OptionInfo, ArgumentInfo))), None)
+    shown = name.upper() if isinstance(info, ArgumentInfo) else f"--{name.rstrip('_').replace('_', '-')}"
+    if isinstance(info, OptionInfo) and info.param_decls:
+        shown = next((d for d in info.param_decls if d.startswith("--")), shown)
+    envvar = getattr(info, "envvar", None)
+    return f"{shown} (or {envvar})" if isinstance(envvar, str) else shown
 
 
 def _console(stderr: bool = False):
@@ -432,7 +466,8 @@ def generate(
 
     Exit status: 0 all notes done, 1 some notes failed (recorded; the next run retries them),
     2 bad input or settings, 3 the run was stopped by the server (key, model, quota, reply
-    format) or because it cannot be reached, 4 another run holds the workspace, 130 interrupted.
+    format, long rate limit, redirect elsewhere) or because it cannot be reached, 4 another run
+    holds the workspace, 130 interrupted.
     """
     from cards.pipeline import generate as run
 
