@@ -185,6 +185,11 @@ def test_the_offline_generator_makes_no_card_the_linter_would_call_time_relative
     ("openai wanted to raise $500B for stargate", "Openai wanted to raise {{c1::$500B}} for stargate.", ""),
     # The listener's question with its answer after a question mark.
     ("what’s HBM? high bandwidth memory", "What is HBM?", "high bandwidth memory"),
+    # The answer is the listener's first sentence; a claim's quantity, not a later clause's.
+    ("what is MBU? model bandwidth utilization. the inference version of MFU", "What is MBU?",
+     "model bandwidth utilization"),
+    ("phones only have ~50GB/s memory bandwidth so no llama 70b on device the normal way",
+     "Phones only have ~{{c1::50GB/s}} memory bandwidth.", ""),
 ])
 def test_offline_recall_numbers_with_units_and_answered_questions(note, front, back):
     (card,) = cards_for(note)
@@ -201,6 +206,7 @@ def test_offline_recall_numbers_with_units_and_answered_questions(note, front, b
     "what is going on with intel? idk",  # a situation asked about, no answer
     "What’s distillation? Distilled models?",  # a question answered with a question
     "LMAO the 80GB h100 is sold out",
+    "nvidia's next chip: ~3x llm perf for ~50% more $",  # "next" will mean another chip later
 ])
 def test_offline_recall_keeps_its_precision(note):
     assert cards_for(note) == []

@@ -60,7 +60,8 @@ _DOUBT = re.compile(r"\?|\b(?:might|maybe|probably|i think|i guess|perhaps)\b", 
 _DISBELIEF = re.compile(
     r"\b(?:is (?:this|that|it) (?:true|right)|not sure|i (?:don'?t|do not) (?:think|buy|get)|idk|unclear)\b", re.I)
 # What the linter calls time-relative, plus the words of a note that only make sense when it was written.
-_NOTE_TIME = re.compile(r"\b(?:next|this|last|coming) gen(?:eration)?\b|\b(?:soon|now|yet|alrd|already|ago)\b",
+_NOTE_TIME = re.compile(r"\b(?:next|this|last|coming) gen(?:eration)?\b|\b(?:soon|now|yet|alrd|already|ago)\b"
+                        r"|\b\w+['’]s (?:next|upcoming|latest|new)\b",  # "nvidia's next chip" is a later one
                         re.I)
 # Words that lean on context the card will not have; a possessive only when it opens the
 # sentence ("Their MLA…"), since later ones refer back inside it ("California … their vaccines").
@@ -166,7 +167,8 @@ def _definition(term: str, answer: str) -> Card | None:
     quoted = term.strip()[:1] in "\"“'"
     term, answer = _clean(term), _clean(_PARENS.sub("", answer))
     words = term.split()
-    if not (1 <= len(words) <= 4) or any(c.isdigit() for c in term) or _VAGUE_START.search(term):
+    if not (1 <= len(words) <= 4) or any(c.isdigit() for c in term) or _VAGUE_START.search(term) \
+            or not _stands_alone(term, opening=False):
         return None
     if {words[0].casefold(), words[-1].casefold()} & _CONTAINERS or words[0].casefold() in _NUMBER_WORDS:
         return None
@@ -197,7 +199,8 @@ def _cards_for(note: str) -> list[Card | None]:
         return []
     tag = ["offline"]
     if m := _QUESTION_ANSWER.match(_clean(first)):
-        term, answer = _clean(m.group(1)), _clean(m.group(2))
+        # The answer is the first sentence: "model bandwidth utilization. the inference version of MFU".
+        term, answer = _clean(m.group(1)), _clean(re.split(r"(?<=[.!;])\s+", m.group(2), maxsplit=1)[0])
         # A thing named, not a situation asked about ("what is going on with intel? idk").
         named = len(term.split()) <= 4 and not _DEICTIC.search(term) and not _SITUATION.search(term)
         if named and not _REACTION.search(answer) and len(answer.split()) <= MAX_WORDS \
