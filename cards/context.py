@@ -184,16 +184,21 @@ def _complete(first: str, slugs: list[list[str]], others: set[str]) -> str:
     return first
 
 
-def _said(name: str, transcript: Transcript | None, slugs: list[list[str]]) -> bool:
-    """Whether the transcript or a link slug holds the name's words, in order."""
-    wanted = " " + " ".join(words(name)) + " "
-    if wanted.strip() == "":
+def _spoken(transcript: Transcript | None, slugs: list[list[str]]) -> list[str]:
+    """The texts a heading's name must be found in: each link slug and the transcript."""
+    texts = [" ".join(ws) for ws in slugs]
+    if transcript is not None:
+        texts.append(" ".join(seg.text for seg in transcript.segments))
+    return texts
+
+
+def _said(name: str, texts: list[str]) -> bool:
+    """Whether one of the texts (from `_spoken`) holds the name's words, in order, in any case."""
+    parts = words(name)
+    if not parts:
         return False
-    if any(wanted in " " + " ".join(w.casefold() for w in ws) + " " for ws in slugs):
-        return True
-    if transcript is None:
-        return False
-    return wanted in " " + " ".join(words(" ".join(seg.text for seg in transcript.segments))) + " "
+    pattern = re.compile(r"(?<![^\W_])" + r"[\W_]+".join(map(re.escape, parts)) + r"(?![^\W_])", re.I)
+    return any(pattern.search(t.replace("’", "'")) for t in texts)
 
 
 def _merge(known: list[str], more: list[str]) -> list[str]:
@@ -222,7 +227,10 @@ def episode_context(ep: Episode, pin: dict | None = None) -> None:
     heard = opening_people(transcript)
     slugs = slug_words(ep.links)
     # Heading words are a person only where the transcript or a link says that name too.
-    from_heading = [n for n in heading_people(ep.title) if _said(n, transcript, slugs)]
+    from_heading = heading_people(ep.title)
+    if from_heading:
+        texts = _spoken(transcript, slugs)
+        from_heading = [n for n in from_heading if _said(n, texts)]
     firsts = {n.split()[0].casefold() for n in from_heading}
     completed = [_complete(n, slugs, firsts) for n in from_heading]
     ep.people = _merge(_merge(list(ep.people), heard), completed)
