@@ -158,8 +158,9 @@ TIME_RELATIVE = re.compile(
 _VAGUE_SPEAKER = re.compile(r"\bthe\s+(?:guest|speaker|interviewee|podcast guest)\b", re.I)
 # "According to the discussion", "as mentioned": a source the learner will not have in mind later.
 _VAGUE_SOURCE = re.compile(
-    r"\b(?:according to|in|from|per|based on|during)\s+(?:the|this)\s+"
+    r"\b(?:according to|per|based on)\s+(?:the|this)\s+"
     r"(?:discussion|conversation|episode|podcast|interview|talk|passage|excerpt|transcript|text|source)\b"
+    r"|\b(?:in|from|during)\s+(?:the|this)\s+(?:discussion|conversation|passage|excerpt|transcript|text)\b"
     r"|\bas\s+(?:discussed|mentioned|described|noted|stated|explained)\b"
     r"|\b(?:the|this)\s+(?:discussion|conversation|passage|excerpt|transcript)\s+(?:says|said|mentions|suggests|notes)\b",
     re.I)
