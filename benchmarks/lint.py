@@ -1,11 +1,15 @@
 """Lint precision and recall, per rule and overall, on any graded card set.
 
-A graded set is JSONL, one card per line with the fields note, passage, kind, front,
-back, quote and grade (READY, POLISH, REFACTOR, OFF-TARGET); `support`, `reason` and
-other fields are ignored. REFACTOR and OFF-TARGET cards are the positives lint should
-warn about; the budget is at most 5% of READY cards warned.
+A graded set is JSONL, one card per line with the fields note, passage (or excerpts, a
+list), kind, front, back, quote and grade (READY, POLISH, REFACTOR, OFF-TARGET); other
+fields are ignored. It may also be a grading folder of the quality benchmark
+(benchmarks/quality/grading/<name>/: sheet.jsonl joined with grades.jsonl by id, and
+key.json naming each card's run). REFACTOR and OFF-TARGET cards are the positives lint
+should warn about; the budget is at most 5% of READY cards warned.
 
-    python benchmarks/lint.py FILE.jsonl [FILE.jsonl ...] [--half A|B] [--json]
+    python benchmarks/lint.py FILE.jsonl|FOLDER ... [--run TEXT] [--half A|B] [--json]
+
+`--run` keeps the cards of the runs whose name holds TEXT (a grading folder's key.json).
 
 `--half` keeps the cards of one half of the notes, split by a hash of the note text:
 rules written while looking at half A only are measured honestly on half B.
@@ -26,6 +30,26 @@ from quality import POSITIVE, code, lint_table, read_jsonl, warnings_for  # noqa
 
 READY_BUDGET = 0.05
 FIELDS = ("note", "passage", "kind", "front", "back", "quote", "grade")
+
+
+def read_graded(path: Path) -> list[dict]:
+    """The graded cards of a JSONL file or of a grading folder, each with a `passage`."""
+    if path.is_dir():
+        sheet = {r["id"]: r for r in read_jsonl(path / "sheet.jsonl")}
+        key_path = path / "key.json"
+        key = json.loads(key_path.read_text(encoding="utf-8")) if key_path.exists() else {}
+        rows = []
+        for grade in read_jsonl(path / "grades.jsonl"):
+            card = sheet.get(grade.get("id"))
+            if card is None or card.get("kind") is None or "grade" not in grade:
+                continue  # a note with no card, or a grade for no card of this sheet
+            rows.append({**card, **grade, "run": key.get(grade["id"], "")})
+    else:
+        rows = read_jsonl(path)
+    for r in rows:
+        if "passage" not in r and isinstance(r.get("excerpts"), list):
+            r["passage"] = "\n".join(str(e) for e in r["excerpts"])
+    return rows
 
 
 def half_of(note: str) -> str:
@@ -56,20 +80,23 @@ def figures(rows: list[dict], warned: list[list[str]]) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", type=Path, nargs="+")
+    ap.add_argument("--run", help="only the cards of runs whose name holds this text")
     ap.add_argument("--half", choices=("A", "B"), help="only the cards of this half of the notes")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args()
     rows = []
     for path in args.files:
         try:
-            rows += read_jsonl(path)
-        except (OSError, ValueError) as e:
+            rows += read_graded(path)
+        except (OSError, ValueError, KeyError, TypeError) as e:
             print(f"cannot read graded set {path}: {e}", file=sys.stderr)
             return 2
     bad = [i for i, r in enumerate(rows) if not all(f in r for f in FIELDS)]
     if bad:
         print(f"graded set: card {bad[0] + 1} lacks one of the fields {', '.join(FIELDS)}", file=sys.stderr)
         return 2
+    if args.run:
+        rows = [r for r in rows if args.run in str(r.get("run", ""))]
     if args.half:
         rows = [r for r in rows if half_of(r["note"]) == args.half]
     if not rows:
