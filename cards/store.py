@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cards import migrations
-from cards.errors import BusyError, WorkspaceError
+from cards.errors import BusyError, SupersededError, WorkspaceError
 from cards.models import Context, Draft, NoteItem
 
 DB_NAME = "cards.sqlite"
@@ -509,20 +509,24 @@ class Store:
         bad = set(fields) - EDITABLE
         if bad:
             raise ValueError(f"not editable: {sorted(bad)}")
-        current = self.draft(draft_id)
-        if current is None:
-            raise WorkspaceError(f"no draft with id {draft_id!r}")
-        now = self.clock()
-        sets = dict(fields)
-        if "front" in sets or "back" in sets:
-            sets.update(edited=True, changed=now)
-        changes = [(draft_id, sets)]
-        if sets.get("status") in ("approved", "rejected"):
-            status = sets.pop("status")
-            changes = lineage.decide(current, status, now)
-            if sets:
-                changes.append((draft_id, sets))
         with self.tx() as db:
+            # Read inside the write transaction: a generate run may supersede the card meanwhile.
+            current = self.draft(draft_id)
+            if current is None:
+                raise WorkspaceError(f"no draft with id {draft_id!r}")
+            problem = lineage.decidable(db, current)
+            if problem:
+                raise SupersededError(problem)
+            now = self.clock()
+            sets = dict(fields)
+            if "front" in sets or "back" in sets:
+                sets.update(edited=True, changed=now)
+            changes = [(draft_id, sets)]
+            if sets.get("status") in ("approved", "rejected"):
+                status = sets.pop("status")
+                changes = lineage.decide(current, status, now)
+                if sets:
+                    changes.append((draft_id, sets))
             self._apply(db, action, changes, now)
         return self.draft(draft_id)  # type: ignore[return-value]
 
