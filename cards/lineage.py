@@ -383,6 +383,8 @@ class NoteChanges:
     edited: dict[str, str] = field(default_factory=dict)  # new id -> the retired bullet it rewords
     retired: list[str] = field(default_factory=list)  # gone from notes files that were read
     returning: list[str] = field(default_factory=list)  # known, retired, and back as they were
+    moved_in: dict[str, str] = field(default_factory=dict)  # new id -> the same bullet under another heading
+    moved_out: set[str] = field(default_factory=set)  # retired here, its cards carried to another episode
 
 
 def note_changes(stored: dict, items: Sequence, read_files: set[str]) -> NoteChanges:
@@ -418,3 +420,41 @@ def note_changes(stored: dict, items: Sequence, read_files: set[str]) -> NoteCha
             out.edited[nid] = gid
             taken.add(gid)
     return out
+
+
+def note_moves(changes: dict[str, NoteChanges], items: dict[str, Sequence], stored: dict[str, dict],
+               gone: Sequence = (), skip: set[str] = frozenset()) -> dict[str, str]:
+    """Bullets moved word for word to another heading: each new note -> the note it was, elsewhere.
+
+    `changes`, `items` and `stored` are by episode slug (see `note_changes`); `gone` are
+    the active notes of episodes gone from the notes; notes in `skip` (waiting for a
+    transcript, so not recorded yet) are not moved. A new note whose normalised text
+    equals exactly a note that left another episode in this reading is that note: it is
+    recorded as an edit of it (`edited`, `moved_in` here, `moved_out` there), so its
+    cards carry their lineages, and with them their review history, to the new episode.
+    """
+    left: dict[str, list] = {}
+    for slug, c in changes.items():
+        reworded = set(c.edited.values())
+        for rid in c.retired:
+            if rid not in reworded:
+                left.setdefault(normalise(stored[slug][rid].text), []).append((slug, stored[slug][rid]))
+    for n in gone:
+        left.setdefault(normalise(n.text), []).append((n.episode, n))
+    moves: dict[str, str] = {}
+    if not left:
+        return moves
+    for slug, c in changes.items():
+        by_id = {i.id: i for i in items[slug]}
+        for nid in c.new:
+            if nid in c.edited or nid not in by_id or nid in skip:
+                continue
+            candidates = left.get(normalise(by_id[nid].text), [])
+            for k, (src, old) in enumerate(candidates):
+                if src != slug:
+                    del candidates[k]
+                    c.edited[nid] = c.moved_in[nid] = moves[nid] = old.id
+                    if src in changes:
+                        changes[src].moved_out.add(old.id)
+                    break
+    return moves
