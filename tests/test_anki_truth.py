@@ -129,6 +129,30 @@ def test_a_reworded_heading_keeps_one_deck_and_says_so_once(season):
         assert st.episode("gardening-with-monty").title == "Monty Don on gardening in a wet summer"
 
 
+# -- 5. a moved bullet ---------------------------------------------------------------------------------
+
+def test_a_bullet_moved_to_another_heading_keeps_its_anki_notes_and_review_history(season):
+    season.generate(model="model-a")
+    season.approve_all()
+    season.export_and_import("first")
+    moved = {g: d for g, d in season.live().items() if d.note_text.startswith("compost")}
+    notes = {n.guid: n for n in (season.col.get_note(i) for i in season.col.find_notes(""))}
+    card = notes[next(iter(moved))].cards()[0]
+    card.start_timer()
+    season.col.sched.answerCard(card, 3)
+    reps = season.col.get_card(card.id).reps
+    season.replace("- compost tea is mostly folklore according to monty\n", "")
+    season.replace("- TSMC makes", "- compost tea is mostly folklore according to monty\n- TSMC makes")
+    run = season.generate(model="model-a")
+    assert run.reasons == {"moved note": 1}
+    season.approve_all()
+    after = season.export_and_import("moved")
+    live = season.live()
+    assert set(moved) <= set(live) and {live[g].episode for g in moved} == {"dylan-patel-on-latent-space"}
+    assert not set(moved) & set(after["left_guids"]) and after["stale"] == 0 and after["conflicting"] == 0
+    assert season.col.get_card(card.id).reps == reps
+
+
 # -- 3. a missing key --------------------------------------------------------------------------------
 
 def test_without_a_key_llm_cards_stay_and_status_and_estimate_agree(season, tmp_path):
@@ -155,7 +179,6 @@ def test_without_a_key_llm_cards_stay_and_status_and_estimate_agree(season, tmp_
 
 
 def test_estimate_without_a_key_prices_only_what_an_llm_run_would_send(season):
-    season.generate(offline=True)
     season.generate(model="gpt-4.1-mini")
     keyless = build_settings(workspace=season.ws, prompts=season.prompts, model="gpt-4.1-mini")
     with no_network():
@@ -219,3 +242,11 @@ def test_an_empty_front_card_is_never_counted_as_exported_or_left_in_anki(tmp_pa
     assert written["cards"] == 1 and written["new"] == 1
     [again] = export(s, include_drafts=True)
     assert again["left_in_anki"] == 0 and again["unchanged"] == 1
+
+
+def test_export_says_where_the_decks_went(season):
+    season.generate(model="model-a")
+    res = CliRunner().invoke(app, ["export", "-w", str(season.ws), "-o", str(season.out), "--include-drafts"])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.stdout.split())
+    assert f"2 decks written to {season.out}" in said and "File > Import" in said
