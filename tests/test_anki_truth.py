@@ -250,3 +250,18 @@ def test_export_says_where_the_decks_went(season):
     assert res.exit_code == 0, res.output
     said = " ".join(res.stdout.split())
     assert f"2 decks written to {season.out}" in said and "File > Import" in said
+
+
+def test_review_says_when_accepting_a_revision_adds_a_new_anki_note():
+    from rich.console import Console
+
+    from cards.review import revision_view
+    from cards.review_session import Revision
+
+    old = card(1, "cloze", "Dylan has been in semis since {{c1::2017}}.", generator="offline")
+    old.exported, old.status = 5.0, "approved"
+    new = card(2, "basic", "In which year did Dylan Patel start in semis?", "2017")
+    new.revision_of = old.id
+    console = Console(width=100, record=True)
+    console.print(revision_view(Revision(old, new, "pending")))
+    assert "adds a new note to Anki" in " ".join(console.export_text().split())
