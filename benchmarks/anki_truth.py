@@ -33,7 +33,7 @@ def main() -> int:
     for name in list(os.environ):
         if name.startswith(("OPENAI_", "CARDS_")):
             del os.environ[name]
-    import anki.collection as collection
+    from anki import collection
     from anki_season import AnkiSeason, Clock, play
 
     import cards

@@ -78,7 +78,7 @@ class Model:
 
     def __call__(self, body: dict) -> dict:
         text = user_text(body)
-        note = re.search(r"<note>\s*(.*?)\s*</note>", text, re.S).group(1)
+        note = re.search(r"<note>\s*(.*?)\s*</note>", text, re.DOTALL).group(1)
         model = body["model"]
         self.calls[(model, note)] += 1
         again = self.calls[(model, note)] > 1  # --force: the same request, a new wording
