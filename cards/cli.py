@@ -509,8 +509,8 @@ def _print_summary(summary, settings) -> None:
     _table(f"Run {summary.run_id}: {gen}, prompt {summary.prompt_version}",
            ["episode", "notes", "cards", "from cache", "failed", "tokens in", "tokens out"], rows,
            caption=f"estimated cost {cost}; {_plural(summary.skipped, 'note')} already up to date"
-                   + ("; sent: " + ", ".join(f"{n} × {why}" for why, n in summary.reasons.items())
-                      if summary.reasons else "")
+                   + (("; made offline: " if summary.generator == "offline" else "; sent: ")
+                      + ", ".join(f"{n} × {why}" for why, n in summary.reasons.items()) if summary.reasons else "")
                    + (f"; {_plural(summary.waiting, 'new note')} waiting for a transcript"
                       if summary.waiting else "")
                    + f"; {_plural(summary.duplicates, 'duplicate')} marked")
@@ -554,6 +554,10 @@ def estimate(
     if json_out:
         return _print_json(data)
     _print_notices(data["notices"])
+    if not settings.llm_configured:
+        _print_notices(["--offline: nothing would be sent; the offline generator makes these cards for free"
+                        if settings.offline else f"no API key: this prices a run with {settings.model}; "
+                        "without a key, `cards generate` makes offline cards for new notes only"])
     rows = [[e["episode"], e["requests"], e["tokens_in"]] for e in data["episodes"]]
     rows.append(["total", data["requests"], data["tokens_in"]])
     cost = "unknown (model not in the price table)" if data["cost_usd"] is None else f"${data['cost_usd']:.4f}"
@@ -798,6 +802,12 @@ def export(
         _table("Exported", ["episode", "cards", "new", "updated", "unchanged", "left in Anki"],
                [[w["episode"], w["cards"], w["new"], w["updated"], w["unchanged"], w["left_in_anki"]]
                 for w in written])
+    paths = [Path(w["path"]) for w in written if w["path"]]
+    if paths:
+        folders = sorted({str(p.parent) for p in paths})
+        _console().print(f"{_plural(len(paths), 'deck')} written to {', '.join(folders)} "
+                         f"({', '.join(p.name for p in paths[:3])}{', …' if len(paths) > 3 else ''}); "
+                         "import each with File > Import in Anki.", highlight=False, markup=False, soft_wrap=True)
     _print_left(written)
     left_out = sum(w["unreviewed_left_out"] for w in written)
     pending = sum(w["pending_revisions"] for w in written)

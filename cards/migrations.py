@@ -165,6 +165,19 @@ def m003_file_cache(db: sqlite3.Connection) -> None:
     """)
 
 
+@step()
+def m004_deck_title(db: sqlite3.Connection) -> None:
+    """The title an episode's deck was first exported under: Anki finds decks by name.
+
+    Episodes exported before take their first title, the name their first cards went to.
+    """
+    _script(db, """
+    ALTER TABLE episodes ADD COLUMN deck TEXT;
+    UPDATE episodes SET deck = json_extract(titles, '$[0]')
+        WHERE slug IN (SELECT episode FROM lineages WHERE exported IS NOT NULL)
+    """)
+
+
 def is_ours(db: sqlite3.Connection) -> bool:
     """True for a blank database or a cards workspace; False for any other SQLite file."""
     app_id = db.execute("PRAGMA application_id").fetchone()[0]
