@@ -2,8 +2,9 @@
 
 Runs the real command in a subprocess against the fake OpenAI-compatible server from
 tests/fakeserver.py (or a closed port) and prints a markdown table: wall time, exit status,
-requests the server saw, drafts made, and whether the API key reached stdout, stderr or the
-workspace. Each run is cut off after --cap seconds (shown as "> cap").
+requests the server saw (and another origin, for a redirect), drafts made, and whether the API
+key (its last 8 characters) reached stdout, stderr or the workspace. Each run is cut off after
+--cap seconds (shown as "> cap").
 
     python benchmarks/faults.py [--src DIR] [--cap 120] [--only NAME ...]
 
@@ -26,9 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fakeserver import FakeOpenAI  # noqa: E402
+from fakeserver import FakeOpenAI, rate_limited, redirect  # noqa: E402
 
 KEY = "sk-proj-Zq8dK2LmR7vXw3Nc9TfY4hGs"
+TAIL = KEY[-8:]  # the key counts as shown when its last 8 characters are, with or without the rest
 
 
 def notes(n: int) -> str:
@@ -37,7 +39,8 @@ def notes(n: int) -> str:
 
 
 SCENARIOS = {
-    # name: (server kwargs or None for a closed port, notes, script, extra env, base-url suffix)
+    # name: (server kwargs or None for a closed port, notes, script, extra env, base-url suffix or whole URL)
+    # A script entry may be a function of a second server's URL (another origin), which is then started.
     "connection refused": (None, 12, [], {}, "/v1"),
     "never answers": ({}, 4, ["silent"] * 200, {}, "/v1"),
     "a byte a second": ({"trickle": 1.0}, 1, ["trickle"] * 20, {}, "/v1"),
@@ -50,6 +53,13 @@ SCENARIOS = {
     "llama-cpp-python (no json_schema)": ({"kind": "llama-cpp-python"}, 8, [], {}, "/v1"),
     "looping small model": ({"kind": "looping"}, 8, [], {}, "/v1"),
     "one note always invalid": ({}, 3, ["invalid"] * 2, {"CARDS_CONCURRENCY": "1"}, "/v1"),
+    "JSON nested 5,000 deep (first note)": ({}, 3, ["nested"] * 2, {"CARDS_CONCURRENCY": "1"}, "/v1"),
+    "usage.prompt_tokens = 2^63 (first note)": ({}, 3, ["bad-usage"] * 2, {"CARDS_CONCURRENCY": "1"}, "/v1"),
+    "base URL not-a-url": (None, 3, [], {}, "not-a-url"),
+    "base URL with a trailing newline": (None, 3, [], {}, "http://127.0.0.1:9/v1\n"),
+    "Retry-After: 3600 on every request": ({}, 8, [rate_limited(3600)] * 200, {}, "/v1"),
+    "307 to another origin": ({}, 3, [lambda other: redirect(f"{other}/chat/completions", 307)] * 10, {}, "/v1"),
+    "server echoes the key without sk-": ({}, 2, ["echo-key"] * 2, {}, "/v1"),
 }
 
 
@@ -58,6 +68,8 @@ def run(name: str, src: Path, cap: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         (tmp_path / "notes.md").write_text(notes(n))
+        other = FakeOpenAI().start() if any(callable(s) for s in script) else None
+        script = [s(other.base_url) if callable(s) else s for s in script]
         srv = FakeOpenAI(script=script, **server_kw).start() if server_kw is not None else None
         if srv is None:
             probe = FakeOpenAI().start()
@@ -68,8 +80,8 @@ def run(name: str, src: Path, cap: float) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CARDS_", "OPENAI_"))}
         env.update({"OPENAI_API_KEY": KEY, "NO_PROXY": "127.0.0.1", "PYTHONPATH": str(src),
                     "CARDS_TIMEOUT": "5", "CARDS_MODEL": "local-model", **extra_env})
-        cmd = [sys.executable, "-m", "cards", "generate", "notes.md", "--workspace", "ws",
-               "--base-url", f"http://127.0.0.1:{port}{suffix}"]
+        url = f"http://127.0.0.1:{port}{suffix}" if suffix.startswith("/") else suffix
+        cmd = [sys.executable, "-m", "cards", "generate", "notes.md", "--workspace", "ws", "--base-url", url]
         start = time.perf_counter()
         try:
             proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=cap)
@@ -78,18 +90,19 @@ def run(name: str, src: Path, cap: float) -> dict:
             took, code = cap, None
             out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
             err = (e.stderr or b"").decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
-        requests = srv.count if srv else 0
-        if srv:
-            srv.stop()
+        requests = f"{srv.count if srv else 0}" + (f" (+{other.count} elsewhere)" if other else "")
+        for server in (srv, other):
+            if server:
+                server.stop()
         drafts, leaked_ws = 0, False
         db = tmp_path / "ws" / "cards.sqlite"
         if db.exists():
             with sqlite3.connect(db) as con:
                 drafts = con.execute("SELECT count(*) FROM drafts").fetchone()[0]
-            leaked_ws = any(KEY.encode() in p.read_bytes() for p in (tmp_path / "ws").iterdir() if p.is_file())
+            leaked_ws = any(TAIL.encode() in p.read_bytes() for p in (tmp_path / "ws").iterdir() if p.is_file())
         last = next((line for line in reversed(err.strip().splitlines()) if line.strip()), "")
         return {"name": name, "time": took, "code": code, "requests": requests, "drafts": drafts,
-                "leak": KEY in out or KEY in err or leaked_ws, "last": last[:90]}
+                "leak": TAIL in out or TAIL in err or leaked_ws, "last": last[:90]}
 
 
 def main() -> int:
@@ -106,7 +119,7 @@ def main() -> int:
         r = run(name, args.src, args.cap)
         took = f"> {args.cap:.0f} s" if r["code"] is None else f"{r['time']:.1f} s"
         code = "killed" if r["code"] is None else r["code"]
-        last = r["last"].replace("|", "\\|").replace(KEY, "<KEY>")
+        last = r["last"].replace("|", "\\|").replace(KEY, "<KEY>").replace(TAIL, "<KEY TAIL>")
         print(f"| {name} | {took} | {code} | {r['requests']} | {r['drafts']} | {'YES' if r['leak'] else 'no'} "
               f"| {last} |", flush=True)
     return 0

@@ -13,7 +13,10 @@ should warn about. Prints markdown tables:
   and how many answers fall below the "unsupported-answer" line, by `support`;
 - the offline generator's useful share, from benchmarks/offline_ratings.jsonl (one
   rated card per line: generator version, note, front, back, useful true/false, reason),
-  and any card the current generator makes on the seed notes that is not rated yet.
+  and any card the current generator makes on the seed notes that is not rated yet;
+- the offline generator's recall on terse notes (benchmarks/offline_notes.jsonl: one note
+  per line, `worth_a_card` true for a note that states a fact in its own words): the
+  notes worth a card that get a card rated useful, and the notes not worth one that get any.
 
     python benchmarks/quality.py [--labels ../shared/quality/lex-459-graded-cards.jsonl]
 """
@@ -34,6 +37,7 @@ from cards import check  # noqa: E402
 POSITIVE = {"REFACTOR", "OFF-TARGET"}
 DEFAULT_LABELS = ROOT.parent / "shared" / "quality" / "lex-459-graded-cards.jsonl"
 RATINGS = ROOT / "benchmarks" / "offline_ratings.jsonl"
+OFFLINE_NOTES = ROOT / "benchmarks" / "offline_notes.jsonl"
 SEEDS = ROOT.parent / "shared" / "seeds"
 
 
@@ -120,6 +124,30 @@ def ratings_table(path: Path) -> list[str]:
     return lines
 
 
+def offline_recall_table(notes_path: Path, ratings_path: Path) -> list[str]:
+    """Notes worth a card that get a useful one, and notes not worth one that get any, by the current generator."""
+    if not notes_path.exists():
+        return []
+    from cards.generate.offline import MODEL, cards_for
+
+    ratings = read_jsonl(ratings_path) if ratings_path.exists() else []
+    useful = {(r["note"], r["front"]): bool(r["useful"]) for r in ratings if r.get("generator") == MODEL}
+    rows = read_jsonl(notes_path)
+    worth = [r for r in rows if r["worth_a_card"]]
+    other = [r for r in rows if not r["worth_a_card"]]
+    made = {r["note"]: cards_for(r["note"]) for r in rows}
+    hit = sum(any(useful.get((r["note"], c.front)) for c in made[r["note"]]) for r in worth)
+    carded = sum(bool(made[r["note"]]) for r in worth)
+    unrated = [c.front for r in rows for c in made[r["note"]] if (r["note"], c.front) not in useful]
+    lines = ["", f"Offline recall on terse notes ({notes_path.relative_to(ROOT)}), generator {MODEL}", "",
+             "| notes | count | with a card | with a useful card |", "| --- | --- | --- | --- |",
+             f"| worth a card | {len(worth)} | {carded} | {hit} |",
+             f"| not worth a card | {len(other)} | {sum(bool(made[r['note']]) for r in other)} | - |"]
+    if unrated:
+        lines += ["", f"Cards made on these notes that are not rated yet: {len(unrated)}"] + [f"- {f}" for f in unrated]
+    return lines
+
+
 def unrated_offline_cards(ratings: list[dict]) -> list[str] | None:
     """Fronts the current offline generator makes on the seed notes with no rating; None without seeds."""
     from cards.config import build_settings
@@ -140,13 +168,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--labels", type=Path, default=DEFAULT_LABELS)
     ap.add_argument("--ratings", type=Path, default=RATINGS)
+    ap.add_argument("--offline-notes", type=Path, default=OFFLINE_NOTES)
     args = ap.parse_args()
     if not args.labels.exists():
         print(f"missing labelled set {args.labels} (pass --labels)", file=sys.stderr)
         return 2
     rows = read_jsonl(args.labels)
     warned = warnings_for(rows)
-    print("\n".join(lint_table(rows, warned) + grounding_table(rows) + ratings_table(args.ratings)))
+    print("\n".join(lint_table(rows, warned) + grounding_table(rows) + ratings_table(args.ratings)
+                    + offline_recall_table(args.offline_notes, args.ratings)))
     return 0
 
 

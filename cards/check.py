@@ -151,10 +151,19 @@ _QUESTION_START = re.compile(
 TIME_RELATIVE = re.compile(
     r"\b(?:this|next|last|coming|past) (?:year|month|week|quarter|decade|summer|winter|spring|fall)\b"
     r"|\bthe next (?!\d|few\b|several\b|couple\b|two\b|three\b|decade\b)[A-Za-z][\w-]*"
-    r"|\b(?:recently|currently|nowadays|these days|right now|upcoming|today)\b",
+    r"|\b(?:recently|currently|nowadays|these days|right now|upcoming|today|soon|lately|so far|as of now"
+    r"|at the moment|at present|the latest)\b",
     re.I,
 )
 _VAGUE_SPEAKER = re.compile(r"\bthe\s+(?:guest|speaker|interviewee|podcast guest)\b", re.I)
+# "According to the discussion", "as mentioned": a source the learner will not have in mind later.
+_VAGUE_SOURCE = re.compile(
+    r"\b(?:according to|per|based on)\s+(?:the|this)\s+"
+    r"(?:discussion|conversation|episode|podcast|interview|talk|passage|excerpt|transcript|text|source)\b"
+    r"|\b(?:in|from|during)\s+(?:the|this)\s+(?:discussion|conversation|passage|excerpt|transcript|text)\b"
+    r"|\bas\s+(?:discussed|mentioned|described|noted|stated|explained)\b"
+    r"|\b(?:the|this)\s+(?:discussion|conversation|passage|excerpt|transcript)\s+(?:says|said|mentions|suggests|notes)\b",
+    re.I)
 _ABBREVIATIONS = re.compile(
     r"\b(?:e\.g|i\.e|etc|vs|approx|ca|mr|mrs|ms|dr|prof|inc|ltd|no|st)\.", re.I
 )
@@ -186,6 +195,24 @@ def _is_yes_no(front: str) -> bool:
         return False
     # "Is X or Y?" asks to choose, which has exactly one answer.
     return not _OR.search(q)
+
+
+# "…, X or Y?": the options at the end of a question.
+_CHOICE = re.compile(r"\b([^\W_][\w'’-]*(?:\s+[\w'’-]+){0,5})\s*,?\s+or\s+([\w'’-]+(?:\s+[\w'’-]+){0,5})\s*\??\s*$",
+                     re.I)
+
+
+def _two_way(front: str, back: str) -> bool:
+    """'Did X rise or fall?' -> 'Rise': the answer is (mostly) one of the options the question ends with."""
+    m = _CHOICE.search(_question(front).rstrip(" \"'”’)"))
+    if not m or re.match(r"not\b", m.group(2), re.I):
+        return False  # "… or not?" is a yes/no question
+    main = _PARENS.sub("", back).split(":", 1)[0]
+    wanted = content_stems(main)
+    if not wanted:
+        return False
+    options = content_stems(m.group(1)) | content_stems(m.group(2))
+    return len(wanted & options) / len(wanted) >= 0.5
 
 
 def _joins_questions(front: str) -> bool:
@@ -287,6 +314,8 @@ def lint(kind: str, front: str, back: str) -> list[str]:
             warnings.append("enumeration: the card asks for a set; make one card per item")
         if back.strip() and not _OR.search(front) and _readable_from(back, front):
             warnings.append("answer-in-question: the answer can be read from the question")
+        if _two_way(front, back):
+            warnings.append("two-way: the answer is one of two options the question offers; ask without the options")
         if front.count("?") >= 2 or _joins_questions(front):
             warnings.append("several-ideas: the question asks more than one thing; split it")
         if _circular(front, back):
@@ -297,6 +326,8 @@ def lint(kind: str, front: str, back: str) -> list[str]:
                         "name the thing or the year")
     if _VAGUE_SPEAKER.search(shown_front) or _VAGUE_SPEAKER.search(back):
         warnings.append("vague-speaker: name the speaker or the episode instead of 'the guest'")
+    if _VAGUE_SOURCE.search(shown_front):
+        warnings.append("vague-source: 'according to the discussion' names no source; name the speaker or the episode")
     return warnings
 
 
@@ -471,13 +502,55 @@ def _meets(a: list[str], b: list[str]) -> bool:
     return bool(a and b) and (bool(Pool.of(b).share(a)) or bool(Pool.of(a).share(b)))
 
 
+# A name: capitalised words ("Strait of Malacca", "Moonshot AI") or one acronym ("TSMC").
+_NAME_WORD = re.compile(r"^(?:[A-Z][\w'’.&-]*|\d[\w.]*)$")
+_NAME_JOINER = frozenset({"of", "the", "de", "and", "for", "&", "von", "van", "la", "le"})
+_ACRONYM = re.compile(r"^[A-Z][A-Z0-9&.-]*[A-Z0-9]s?$")
+SIDE_COVERED = 0.35  # a card with less of the note than this, whose answer the note does not give, is aside
+SIDE_FIGURE_TERMS = 6  # an answer longer than this is a claim with a figure in it, not a figure
+
+
+def _answer_head(answer: str) -> str:
+    """The answer without its gloss: no parenthesis, nothing after a colon, dash or semicolon, no full stop."""
+    head = re.split(r"\s*[:;—–]\s+|\s+-\s+|,\s+", _PARENS.sub("", answer).strip(), maxsplit=1)[0]
+    return head.strip().rstrip(".!")
+
+
+def _is_name(text: str) -> bool:
+    ws = text.split()
+    if not 1 <= len(ws) <= 4 or ws[0].casefold() in _NAME_JOINER:
+        return False
+    if not all(_NAME_WORD.match(w) or w.casefold() in _NAME_JOINER for w in ws):
+        return False
+    capitals = [w for w in ws if w.casefold() not in _NAME_JOINER]
+    # One capitalised word may just open a sentence ("Distribution."); an acronym or two words name something.
+    return len(capitals) >= 2 or any(_ACRONYM.match(w) for w in capitals)
+
+
+def _side_detail(answer_text: str, note_terms: list[str]) -> str | None:
+    """'figure' or 'name' when the answer is one the note does not give: a detail of the passage."""
+    head = _answer_head(answer_text)
+    head_terms = terms(head)
+    if not head_terms or _meets(head_terms, note_terms):
+        return None
+    numbers = [t for t in head_terms if number_value(t) is not None]
+    if numbers and len(head_terms) <= SIDE_FIGURE_TERMS:
+        note_numbers = {t for t in note_terms if number_value(t) is not None}
+        if not set(numbers) & note_numbers:
+            return "figure"
+    if not numbers and _is_name(head):
+        return "name"
+    return None
+
+
 def note_warnings(kind: str, front: str, back: str, note: str) -> list[str]:
     """Warnings for a card measured against the note it was made from."""
     note_terms = terms(note)
     if not note_terms:
         return []
     question = unclozed(front) if kind == "cloze" else front
-    answer = terms(answer_of(kind, front, back))
+    answer_text = answer_of(kind, front, back)
+    answer = terms(answer_text)
     out = []
     if answer and not _meets(answer, note_terms):
         covered = Pool(question, back).share(note_terms) or 0.0
@@ -486,6 +559,9 @@ def note_warnings(kind: str, front: str, back: str, note: str) -> list[str]:
             out.append("off-note: the card tests a detail the note does not mention; test the note's point")
         elif premise and sum(Pool.of(premise).has(t) for t in set(note_terms)) >= PREMISE_TERMS:
             out.append("claim-in-premise: the question states the note's claim as given; ask for the claim")
+    if not out and answer and (what := _side_detail(answer_text, note_terms)) \
+            and (Pool(question, back).share(note_terms) or 0.0) < SIDE_COVERED:
+        out.append(f"side-detail: the answer is a {what} the note does not give; test the note's point")
     return out
 
 

@@ -87,6 +87,7 @@ def handled(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            _check_utf8(fn, kwargs)
             return fn(*args, **kwargs)
         except CardsError as e:
             _err(str(e))
@@ -104,6 +105,39 @@ def handled(fn):
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _check_utf8(fn, arguments: dict) -> None:
+    """Refuse, by name, an argument (or the environment variable behind it) that is not UTF-8.
+
+    The shell hands such bytes over as lone surrogates (`--front $'caf\\xe9'`), which would reach
+    the workspace, a deck or the terminal and fail there; a path so named is refused the same way.
+    """
+    for name, value in arguments.items():
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            text = str(v) if isinstance(v, (str, Path)) else ""
+            if any("\ud800" <= c <= "\udfff" for c in text):
+                raw = repr(text.encode("utf-8", "surrogateescape"))[1:]  # 'caf\xe9', control bytes escaped
+                raise CardsError(f"{_param_name(fn, name)}: {raw} is not valid UTF-8 text; pass it as UTF-8"
+                                 + (" (rename the file)" if isinstance(v, Path) else ""))
+
+
+def _param_name(fn, name: str) -> str:
+    """How the person typed a command's parameter: `--front`, `NOTES`, with its environment variable."""
+    import typing
+
+    from typer.models import ArgumentInfo, OptionInfo
+
+    try:
+        meta = getattr(typing.get_type_hints(fn, include_extras=True).get(name), "__metadata__", ())
+    except Exception:  # noqa: BLE001 - only the wording of an error depends on it
+        meta = ()
+    info = next((m for m in meta if isinstance(m, (OptionInfo, ArgumentInfo))), None)
+    shown = name.upper() if isinstance(info, ArgumentInfo) else f"--{name.rstrip('_').replace('_', '-')}"
+    if isinstance(info, OptionInfo) and info.param_decls:
+        shown = next((d for d in info.param_decls if d.startswith("--")), shown)
+    envvar = getattr(info, "envvar", None)
+    return f"{shown} (or {envvar})" if isinstance(envvar, str) else shown
 
 
 def _console(stderr: bool = False):
@@ -437,7 +471,8 @@ def generate(
 
     Exit status: 0 all notes done, 1 some notes failed (recorded; the next run retries them),
     2 bad input or settings, 3 the run was stopped by the server (key, model, quota, reply
-    format) or because it cannot be reached, 4 another run holds the workspace, 130 interrupted.
+    format, long rate limit, redirect elsewhere) or because it cannot be reached, 4 another run
+    holds the workspace, 130 interrupted.
     """
     from cards.pipeline import generate as run
 
@@ -479,8 +514,8 @@ def _print_summary(summary, settings) -> None:
     _table(f"Run {summary.run_id}: {gen}, prompt {summary.prompt_version}",
            ["episode", "notes", "cards", "from cache", "failed", "tokens in", "tokens out"], rows,
            caption=f"estimated cost {cost}; {_plural(summary.skipped, 'note')} already up to date"
-                   + ("; sent: " + ", ".join(f"{n} × {why}" for why, n in summary.reasons.items())
-                      if summary.reasons else "")
+                   + (("; made offline: " if summary.generator == "offline" else "; sent: ")
+                      + ", ".join(f"{n} × {why}" for why, n in summary.reasons.items()) if summary.reasons else "")
                    + (f"; {_plural(summary.waiting, 'new note')} waiting for a transcript"
                       if summary.waiting else "")
                    + f"; {_plural(summary.duplicates, 'duplicate')} marked"
@@ -528,6 +563,10 @@ def estimate(
     if json_out:
         return _print_json(data)
     _print_notices(data["notices"])
+    if not settings.llm_configured:
+        _print_notices(["--offline: nothing would be sent; the offline generator makes these cards for free"
+                        if settings.offline else f"no API key: this prices a run with {settings.model}; "
+                        "without a key, `cards generate` makes offline cards for new notes only"])
     rows = [[e["episode"], e["requests"], e["tokens_in"]] for e in data["episodes"]]
     rows.append(["total", data["requests"], data["tokens_in"]])
     cost = "unknown (model not in the price table)" if data["cost_usd"] is None else f"${data['cost_usd']:.4f}"
@@ -781,6 +820,12 @@ def export(
         _table("Exported", ["episode", "cards", "new", "updated", "unchanged", "left in Anki"],
                [[w["episode"], w["cards"], w["new"], w["updated"], w["unchanged"], w["left_in_anki"]]
                 for w in written])
+    paths = [Path(w["path"]) for w in written if w["path"]]
+    if paths:
+        folders = sorted({str(p.parent) for p in paths})
+        _console().print(f"{_plural(len(paths), 'deck')} written to {', '.join(folders)} "
+                         f"({', '.join(p.name for p in paths[:3])}{', …' if len(paths) > 3 else ''}); "
+                         "import each with File > Import in Anki.", highlight=False, markup=False, soft_wrap=True)
     _print_left(written)
     left_out = sum(w["unreviewed_left_out"] for w in written)
     pending = sum(w["pending_revisions"] for w in written)

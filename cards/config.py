@@ -74,16 +74,92 @@ def read_config(path: Path | None = None) -> dict:
         return {}
     import tomllib
 
+    where = str(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"not valid TOML: {e}", path=str(path)) from None
+        raise ConfigError(f"not valid TOML: {e}", path=where) from None
+    except RecursionError:
+        raise ConfigError("not valid TOML: nested too deeply", path=where) from None
     except OSError as e:
-        raise ConfigError(f"cannot read: {e.strerror}", path=str(path)) from None
+        raise ConfigError(f"cannot read: {e.strerror}", path=where) from None
+    for table in ("settings", "episodes", "prices"):
+        if table in data and not isinstance(data[table], dict):
+            raise ConfigError(f"{table} must be a table ([{table}]), not {_toml_type(data[table])}", path=where)
     settings = data.get("settings", {})
     if "api_key" in settings or "api_key" in data:
-        raise ConfigError("do not put the API key in cards.toml; set OPENAI_API_KEY instead", path=str(path))
+        raise ConfigError("do not put the API key in cards.toml; set OPENAI_API_KEY instead", path=where)
+    _refuse_unknown(data, where)
     return data
+
+
+# What cards.toml may hold. Anything else is refused by name: a misspelt setting (`modle = …`) would
+# otherwise be silently ignored and the run would go ahead on the default.
+_TABLES = ("settings", "episodes", "prices")
+_PIN_KEYS = ("title", "transcript", "aliases", "show", "people")
+
+
+def _refuse_unknown(data: dict, where: str) -> None:
+    unknown = [name for name in data if name not in _TABLES]
+    unknown += [f"[settings] {name}" for name in data.get("settings", {}) if name not in _SETTING_TYPES]
+    for slug, pin in (data.get("episodes") or {}).items():
+        if isinstance(pin, dict):
+            unknown += [f"[episodes.{slug}] {name}" for name in pin if name not in _PIN_KEYS]
+    if unknown:
+        import difflib
+
+        def hint(entry: str) -> str:
+            table, _, name = entry.rpartition(" ")
+            known = (_SETTING_TYPES if table == "[settings]" else _PIN_KEYS if table else _TABLES)
+            close = difflib.get_close_matches(name, list(known), n=1)
+            return f"{entry} (did you mean {close[0]}?)" if close else entry
+
+        raise ConfigError(f"unknown {'key' if len(unknown) == 1 else 'keys'}: {', '.join(map(hint, unknown))}",
+                          path=where)
+
+
+def _toml_type(value: object) -> str:
+    return {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list"}.get(
+        type(value), type(value).__name__)
+
+
+def check_base_url(url: str) -> str:
+    """The server address, checked once before anything is sent: an http(s) URL with a host.
+
+    Refused with a one-line ConfigError: a line break, space or control character (pasted with
+    the URL), no scheme or another one (`file://`), no host, an unclosed IPv6 bracket, a port out
+    of range. Only the masked form of the URL is ever shown.
+    """
+    from urllib.parse import urlsplit
+
+    from cards.redact import MASK, mask_url
+
+    def refuse(problem: str) -> ConfigError:
+        clean = "".join(c for c in url if c.isprintable() and not c.isspace())
+        masked = mask_url(clean)
+        shown = f" {masked!r}" if masked and masked != MASK else ""
+        return ConfigError(f"base URL{shown} {problem} (--base-url, OPENAI_BASE_URL or base_url in cards.toml)")
+
+    bad = next((i for i, c in enumerate(url) if c.isspace() or not c.isprintable()), None)
+    if bad is not None:
+        kind = "a line break" if url[bad] in "\r\n" else "a space" if url[bad] == " " else "a control character"
+        raise refuse(f"has {kind} {'at the end' if not url[bad:].strip() else f'at position {bad + 1}'}")
+    example = "; give one like http://localhost:8000/v1"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:  # the message may quote the address, so it is not shown
+        problem = ("has a port that is not a number from 1 to 65535" if "port" in str(e).lower()
+                   else "has an unclosed [ around an IPv6 address" if "IPv6" in str(e) else "is not a valid URL")
+        raise refuse(problem) from None
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = f"is a {parts.scheme}:// URL" if parts.scheme and "://" in url else "has no http:// or https://"
+        raise refuse(scheme + example)
+    if not parts.hostname:
+        raise refuse("has no host" + example)
+    if port == 0:
+        raise refuse("has port 0, which no server listens on")
+    return url
 
 
 def _pins(data: dict, path: Path) -> dict[str, dict]:
@@ -166,6 +242,8 @@ def build_settings(config_path: Path | None = None, **given) -> Settings:
         raise ConfigError("timeout must be more than 0 and at most 3600 seconds")
     if s.max_tokens is not None and not 100 <= s.max_tokens <= 200_000:
         raise ConfigError("max tokens must be between 100 and 200000")
+    if s.base_url is not None:
+        s.base_url = check_base_url(s.base_url) if s.base_url else None  # empty: not set
     if s.structured not in STRUCTURED_MODES:
         raise ConfigError(f"structured must be one of {', '.join(STRUCTURED_MODES)} (not {s.structured!r})")
     s.pins = _pins(data, path)

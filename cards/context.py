@@ -4,11 +4,13 @@ Read from what the inputs already hold, most trusted first:
 
 - the episode's `cards.toml` table (`show = "…"`, `people = [...]`), which wins;
 - the transcript's title ("Title | Show #459" names the show);
-- the transcript's opening, where hosts introduce themselves and their guests
-  ("a conversation with Dylan Patel and Nathan Lambert", "I'm joined by my co-host X",
-  "this is Alessio");
+- the transcript's opening, where hosts name the show ("welcome to the Latent Space
+  Podcast") and introduce themselves and their guests ("a conversation with Dylan Patel
+  and Nathan Lambert", "I'm joined by my co-host X", "this is Alessio");
 - the notes heading ("Dylan, Nathan on Lex": first names, which the opening or an
-  episode page's link slug ("…/sholto-douglas-trenton-bricken") complete).
+  episode page's link slug ("…/sholto-douglas-trenton-bricken") complete). A heading's
+  words become a person only when the transcript or a link says that name too: "Lex ep
+  w/ Dylan" names nobody called "Lex Ep".
 
 Pure functions over text: no I/O, nothing guessed from a list of known names.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlparse
 
+from cards.lexicon import words
 from cards.models import Episode, Transcript
 
 OPENING_WORDS = 250  # hosts introduce people in the first minute or two
@@ -45,6 +48,13 @@ _NOT_NAMES = frozenset(
     Podcast Show Episode Part Guest Guests Host Co Dr Mr Mrs Ms Prof Professor Sir Okay Ok
     Thanks Thank What Who How Why When Where Back Again Just Also""".split()
 )
+# "welcome to the Latent Space Podcast", "this is the Lex Fridman podcast": up to five words
+# ending in a word that names a show. Captions may be all lower case, so case is not needed.
+_SHOW_NAME = r"(?:[\w'’&.-]+\s+){0,5}?(?i:podcast|show|pod|hour|radio)\b"
+_OPENING_SHOW = re.compile(
+    r"\b((?i:welcome(?:\s+back)?\s+to|you'?re\s+listening\s+to|this\s+is))\s+"
+    r"(?i:(?:(?:another|this|today's|the\s+latest|a\s+new)\s+)?(?:episode|edition)\s+of\s+)?"
+    rf"(?:(?i:the)\s+)?({_SHOW_NAME})")
 _HEADING_PEOPLE = re.compile(r"^(.+?)\s+(?:on|with|w/|x|@)\s+\S", re.I)
 _HEADING_DATE = re.compile(r"\(?\b\d{1,2}/\d{1,2}(?:/\d{2,4})?\b\)?")
 
@@ -74,17 +84,41 @@ def split_title(title: str | None) -> tuple[str | None, str | None]:
     return None, None
 
 
-def opening_people(transcript: Transcript | None, limit: int = OPENING_WORDS) -> list[str]:
-    """Names the opening introduces: guests after "conversation with", hosts after "I'm"."""
-    if transcript is None:
-        return []
+def _opening(transcript: Transcript, limit: int = OPENING_WORDS) -> str:
+    """The first `limit` or so words of the transcript, as one text."""
     chunks, n = [], 0
     for seg in transcript.segments:
         chunks.append(seg.text)
         n += len(seg.text.split())
         if n >= limit:
             break
-    text = " ".join(chunks).replace("’", "'")
+    return " ".join(chunks).replace("’", "'")
+
+
+def opening_show(transcript: Transcript | None, limit: int = OPENING_WORDS) -> str | None:
+    """The show the opening names: "Hey everyone, welcome to the Latent Space Podcast" -> "Latent Space Podcast".
+
+    Words in lower case (auto-captions) are capitalised; "this podcast" or "the show"
+    alone name nothing.
+    """
+    if transcript is None:
+        return None
+    for m in _OPENING_SHOW.finditer(_opening(transcript, limit)):
+        ws = m.group(2).split()
+        if len(ws) < 2 or ws[0].casefold() in {"this", "that", "our", "my", "your", "a", "an", "another"}:
+            continue
+        # "this is the best show" is praise; after "this is" only a capitalised name is a show.
+        if m.group(1).casefold().startswith("this") and not all(w[:1].isupper() for w in ws[:-1]):
+            continue
+        return " ".join(w if w[:1].isupper() else w[:1].upper() + w[1:] for w in ws).strip(" .,")
+    return None
+
+
+def opening_people(transcript: Transcript | None, limit: int = OPENING_WORDS) -> list[str]:
+    """Names the opening introduces: guests after "conversation with", hosts after "I'm"."""
+    if transcript is None:
+        return []
+    text = _opening(transcript, limit)
     found: list[str] = []
     for m in _INTRO.finditer(text):
         for name in _LIST_SPLIT.split(m.group(1)):
@@ -150,6 +184,23 @@ def _complete(first: str, slugs: list[list[str]], others: set[str]) -> str:
     return first
 
 
+def _spoken(transcript: Transcript | None, slugs: list[list[str]]) -> list[str]:
+    """The texts a heading's name must be found in: each link slug and the transcript."""
+    texts = [" ".join(ws) for ws in slugs]
+    if transcript is not None:
+        texts.append(" ".join(seg.text for seg in transcript.segments))
+    return texts
+
+
+def _said(name: str, texts: list[str]) -> bool:
+    """Whether one of the texts (from `_spoken`) holds the name's words, in order, in any case."""
+    parts = words(name)
+    if not parts:
+        return False
+    pattern = re.compile(r"(?<![^\W_])" + r"[\W_]+".join(map(re.escape, parts)) + r"(?![^\W_])", re.I)
+    return any(pattern.search(t.replace("’", "'")) for t in texts)
+
+
 def _merge(known: list[str], more: list[str]) -> list[str]:
     """Names in order without repeats; a bare first name gives way to the full name it starts."""
     out = list(known)
@@ -169,13 +220,17 @@ def episode_context(ep: Episode, pin: dict | None = None) -> None:
     transcript = ep.transcript
     ep.full_title = transcript.title if transcript and transcript.title else ep.full_title
     show, _number = split_title(ep.full_title)
-    ep.show = pin.get("show") or ep.show or show
+    ep.show = pin.get("show") or ep.show or show or opening_show(transcript)
     if pin.get("people"):
         ep.people = list(pin["people"])
         return
     heard = opening_people(transcript)
-    from_heading = heading_people(ep.title)
     slugs = slug_words(ep.links)
+    # Heading words are a person only where the transcript or a link says that name too.
+    from_heading = heading_people(ep.title)
+    if from_heading:
+        texts = _spoken(transcript, slugs)
+        from_heading = [n for n in from_heading if _said(n, texts)]
     firsts = {n.split()[0].casefold() for n in from_heading}
     completed = [_complete(n, slugs, firsts) for n in from_heading]
     ep.people = _merge(_merge(list(ep.people), heard), completed)

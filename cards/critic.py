@@ -35,12 +35,16 @@ def render_claims(claims: list[str]) -> str:
 
 
 def render_cards(tied: list[Tied], claims: list[str]) -> str:
+    """The drafted cards as <card> blocks; their text (a reply, so untrusted) is escaped, the tags are not."""
+    from cards.prompts import Block, escape_untrusted
+
     blocks = []
     for n, t in enumerate(tied, 1):
         c = t.card
         head = f'<card n="{n}" kind="{c.kind}" claim="{c.claim}">'
-        blocks.append(f"{head}\nfront: {c.front.strip()}\nback: {c.back.strip()}\n</card>")
-    return "\n".join(blocks) or "(none)"
+        front, back = escape_untrusted(c.front.strip()), escape_untrusted(c.back.strip())
+        blocks.append(f"{head}\nfront: {front}\nback: {back}\n</card>")
+    return Block("\n".join(blocks) or "(none)")
 
 
 def messages(template, *, episode_title: str, show: str, people: str, date: str, note: str, passage: str,

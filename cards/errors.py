@@ -33,6 +33,10 @@ class WorkspaceError(CardsError):
     """The workspace database cannot be opened, read or written."""
 
 
+class SupersededError(WorkspaceError):
+    """A decision or edit on a draft that a newer generation replaced; the message names its successor."""
+
+
 class BusyError(WorkspaceError):
     """Another run holds the workspace."""
 

@@ -33,8 +33,9 @@ from urllib.parse import urlsplit
 
 import genanki
 
-from cards.check import cloze_deletions, plain
+from cards.check import plain
 from cards.errors import ExportError
+from cards.lineage import anki_kind, writable
 from cards.models import Draft, format_time
 
 # Fixed forever: Anki matches note types by id. Never edit these fields; add a new
@@ -305,8 +306,9 @@ def _note(draft: Draft, deck: DeckInfo, qa: genanki.Model, cloze: genanki.Model,
     quote = "" if _repeats(draft.quote, draft.note_text) else draft.quote
     common = [_html(quote), _html(draft.note_text), episode, source]
     front = _html(draft.front)
-    # A "cloze" without a deletion would give Anki a note with no card; show it as Q/A.
-    model = cloze if draft.kind == "cloze" and cloze_deletions(front) else qa
+    # A "cloze" without a deletion would give Anki a note with no card; it is written as Q/A,
+    # and its lineage is matched as one (`cards.lineage.anki_kind`).
+    model = cloze if anki_kind(draft.kind, front) == "cloze" else qa
     back = draft.back
     if model is cloze and any(_repeats(back, shown) for shown in (deck.title, quote, draft.note_text, draft.front)):
         back = ""
@@ -343,7 +345,7 @@ def build_deck(drafts: list[Draft], deck: DeckInfo, *, prefix: str = "Podcasts")
     out.add_model(cloze)
     due = 0
     for draft in drafts:
-        if draft.status in _SKIPPED_STATUSES or draft.superseded or not _clean(draft.front):
+        if draft.status in _SKIPPED_STATUSES or draft.superseded or not writable(draft.front):
             continue
         out.add_note(_note(draft, deck, qa, cloze, due))
         due += 1
@@ -358,6 +360,8 @@ def _write_apkg(package: genanki.Package, target: str, timestamp: float) -> None
     with tempfile.TemporaryDirectory(prefix="cards-apkg-") as tmp:
         db_path = os.path.join(tmp, "collection.anki2")
         conn = sqlite3.connect(db_path)
+        # A scratch file, zipped and synced as a whole below: syncing each statement buys nothing.
+        conn.execute("PRAGMA synchronous=OFF")
         try:
             package.write_to_db(conn.cursor(), timestamp, itertools.count(int(timestamp * 1000)))
             conn.commit()

@@ -9,6 +9,15 @@ When a note is regenerated, for whatever reason (an edited bullet, a new prompt 
 model, offline to LLM, --force, a refreshed passage), each new card is matched to the
 previous card it corresponds to: by content first, by position as the tie-break.
 
+A GUID belongs to one Anki note type: Anki's importer skips ("conflicting") a note whose
+type changed, so the old text would stay in Anki while cards says it was updated. So
+cards are matched within their note type (`anki_kind`) first. A card that changes kind
+(cloze <-> Q/A) is a *replacement*: it starts a new lineage, and the old lineage ends when
+the replacement takes over (at once for an undecided draft; when the listener accepts it
+for an approved, edited or exported card, which stays current until then). Besides shared
+content words, a cloze deletion equal to another card's answer is strong evidence of the
+same fact. An offline placeholder is taken over by its note's best LLM card of its kind.
+
 - A matched card takes over its predecessor's lineage (its GUID). If the predecessor
   was approved, edited or exported, the new card is a pending revision: export keeps
   writing the predecessor until the revision is accepted, and rejecting it keeps the
@@ -27,17 +36,35 @@ Anki alone until the card really changes here.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from cards.check import content_stems, unclozed
+from cards.check import answer_of, cloze_deletions, content_stems, plain, unclozed
 from cards.models import Draft, normalise
 
 # Two cards about the same fact share at least this share of their content words.
 MATCH_THRESHOLD = 0.3
 # Above this, a regenerated card is the same card (a rejection carries over).
 SAME_CARD = 0.9
+# Two cards of one note with the same answer (a cloze deletion equal to a question's back)
+# ask for the same fact: as alike as this, whatever their other words.
+SAME_ANSWER = 0.6
+OFFLINE = "offline"
+
+# What Anki cannot show: control characters and white space only.
+_BLANK = re.compile(r"[\x00-\x1f\x7f-\x9f\s]+")
+
+
+def anki_kind(kind: str, front: str) -> str:
+    """The Anki note type a card is written as: a cloze needs a deletion, anything else is Q/A."""
+    return "cloze" if kind == "cloze" and cloze_deletions(front) else "basic"
+
+
+def writable(front: str) -> bool:
+    """Whether a card has a front to write; a card without one never reaches a deck."""
+    return bool(_BLANK.sub("", front or ""))
 
 
 # -- matching (pure) ------------------------------------------------------------------------------
@@ -56,32 +83,75 @@ def similarity(a: Draft, b: Draft) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
-def match(old: Sequence[Draft], new: Sequence[Draft],
-          threshold: float = MATCH_THRESHOLD, last: frozenset[int] = frozenset()) -> dict[int, tuple[int, float]]:
-    """For each new card (by index), the old card it continues and how alike they are.
+def _answer(d: Draft) -> str:
+    return plain(answer_of(anki_kind(d.kind, d.front), d.front, d.back))
 
-    Greedy over all pairs from the most alike down; equal similarity goes to the pair
-    whose positions are closest. Each old card continues at most one new card. New cards
-    in `last` (set aside when made) take only the old cards no other new card continues.
-    """
-    pairs = []
-    for i, n in enumerate(new):
-        for j, o in enumerate(old):
-            s = similarity(o, n)
-            if s >= threshold:
-                pairs.append((i in last, -s, abs(i - j), i, j, s))
+
+def likeness(a: Draft, b: Draft) -> float:
+    """How surely two cards of one note ask for the same fact: shared words, or the same answer."""
+    s = similarity(a, b)
+    ans = _answer(a)
+    if ans and ans == _answer(b):
+        s = max(s, SAME_ANSWER)
+    return s
+
+
+def _kind(d: Draft) -> str:
+    return anki_kind(d.kind, d.front)
+
+
+def _greedy(pairs: list[tuple], out: dict[int, tuple[int, float]], used: set[int]) -> None:
     pairs.sort()
-    out: dict[int, tuple[int, float]] = {}
-    used: set[int] = set()
-    for _, _, _, i, j, s in pairs:
+    for _, _, i, j, s in pairs:
         if i not in out and j not in used:
             out[i] = (j, s)
             used.add(j)
+
+
+def match(old: Sequence[Draft], new: Sequence[Draft],
+          threshold: float = MATCH_THRESHOLD, last: frozenset[int] = frozenset()) -> dict[int, tuple[int, float]]:
+    """For each new card (by index), the old card of the same note type it continues and how alike they are.
+
+    Greedy over all pairs from the most alike down; equal likeness goes to the pair
+    whose positions are closest. Each old card continues at most one new card. New cards
+    in `last` (set aside when made) take only the old cards no other new card continues. An
+    offline card left over is taken over by the most alike LLM card of its kind left.
+    """
+    out: dict[int, tuple[int, float]] = {}
+    used: set[int] = set()
+    for phase in (False, True):
+        pairs = []
+        for i, n in enumerate(new):
+            if (i in last) != phase:
+                continue
+            for j, o in enumerate(old):
+                if _kind(o) == _kind(n):
+                    s = likeness(o, n)
+                    if s >= threshold:
+                        pairs.append((-s, abs(i - j), i, j, s))
+        _greedy(pairs, out, used)
+    # An offline placeholder stands for whatever the LLM makes of its note.
+    pairs = [(-likeness(o, n), abs(i - j), i, j, likeness(o, n))
+             for i, n in enumerate(new) if i not in out and n.generator != OFFLINE
+             for j, o in enumerate(old) if j not in used and o.generator == OFFLINE and _kind(o) == _kind(n)]
+    _greedy(pairs, out, used)
+    return out
+
+
+def replacements(old: Sequence[Draft], new: Sequence[Draft], matched: dict[int, tuple[int, float]],
+                 threshold: float = MATCH_THRESHOLD) -> dict[int, tuple[int, float]]:
+    """For new cards `match` left over, the old card of the other note type each replaces (same fact)."""
+    used = {j for j, _ in matched.values()}
+    pairs = [(-likeness(o, n), abs(i - j), i, j, likeness(o, n))
+             for i, n in enumerate(new) if i not in matched
+             for j, o in enumerate(old) if j not in used and _kind(o) != _kind(n) and likeness(o, n) >= threshold]
+    out: dict[int, tuple[int, float]] = {}
+    _greedy(pairs, out, used)
     return out
 
 
 def same_content(a: Draft, b: Draft) -> bool:
-    return (a.kind == b.kind and normalise(a.front) == normalise(b.front)
+    return (_kind(a) == _kind(b) and normalise(a.front) == normalise(b.front)
             and normalise(a.back) == normalise(b.back))
 
 
@@ -116,27 +186,41 @@ def carry_forward(db: sqlite3.Connection, old: list[Draft], new: list[Draft], no
 
     `old` are the current drafts of the note (and of the bullet it was edited from),
     `pending` their pending revisions, which a newer generation replaces. The new
-    drafts are modified in place and must be inserted by the caller.
+    drafts are modified in place and must be inserted by the caller. A new card of
+    another note type than the card it replaces (`replacements`) starts its own
+    lineage; when the old card needs the listener's word it waits as a pending
+    revision of it, and accepting it ends the old lineage.
     """
     out = Carried()
     exported = _exported_guids(db, (o.lineage for o in old))
     # Cards set aside when made (by the critic, or naming no claim) stay rejected whatever they continue.
     aside = frozenset(i for i, n in enumerate(new) if n.status == "rejected" and n.reason)
     matched = match(old, new, last=aside)
+    replacing = replacements(old, new, matched)
     superseded: list[str] = [p.id for p in pending]
     kept: set[int] = set()
+    episode_moves: list[tuple[str, str]] = []
     for i, n in enumerate(new):
-        if i not in matched:
+        if i not in matched and i not in replacing:
             n.lineage = n.id
             out.started += 1
             db.execute("INSERT OR IGNORE INTO lineages(guid, episode, created) VALUES (?,?,?)",
                        (n.id, n.episode, now))
             continue
-        j, sim = matched[i]
+        j, sim = matched[i] if i in matched else replacing[i]
         o = old[j]
         kept.add(j)
-        n.lineage = o.lineage
-        n.created = o.created
+        if i in matched:
+            n.lineage = o.lineage
+            n.created = o.created
+            if o.episode != n.episode:  # a bullet moved to another heading takes its cards along
+                episode_moves.append((n.episode, o.lineage))
+        else:
+            # Another note type: a new Anki note. The old one ends when this one takes over.
+            n.lineage = n.id
+            out.started += 1
+            db.execute("INSERT OR IGNORE INTO lineages(guid, episode, created) VALUES (?,?,?)",
+                       (n.id, n.episode, now))
         if i in aside and needs_review(o, o.lineage in exported):
             n.revision_of = o.id  # a dropped revision: the decided card stays as it is
             n.superseded = True
@@ -145,20 +229,51 @@ def carry_forward(db: sqlite3.Connection, old: list[Draft], new: list[Draft], no
             superseded.append(o.id)
             out.continued += 1
         elif needs_review(o, o.lineage in exported):
-            if same_content(o, n):
+            if i in matched and same_content(o, n):
                 n.superseded = True  # nothing to review: the current card already says this
             else:
                 n.revision_of = o.id
                 out.revisions += 1
         else:
             superseded.append(o.id)
-            out.continued += 1
+            if i in matched:
+                out.continued += 1
+            else:
+                out.ended.append(o.lineage)
     for j, o in enumerate(old):
         if j not in kept:
             superseded.append(o.id)
             out.ended.append(o.lineage)
     db.executemany("UPDATE drafts SET superseded=1, updated=? WHERE id=?", [(now, i) for i in superseded])
+    db.executemany("UPDATE lineages SET episode=? WHERE guid=?", episode_moves)
     return out
+
+
+def decidable(db: sqlite3.Connection, d: Draft) -> str | None:
+    """Why a decision or edit cannot apply to this draft any more, naming what replaced it; None if it can.
+
+    A draft superseded by a newer generation (while it sat in a review, or by the id a
+    listing showed) is history: a decision on it would change nothing in any deck. The
+    one superseded draft still open to decisions is a rejected revision of a live card
+    (a listener changing their mind about keeping the old text).
+    """
+    if not d.superseded:
+        return None
+    if d.revision_of is not None:
+        row = db.execute("SELECT superseded FROM drafts WHERE id=?", (d.revision_of,)).fetchone()
+        if row is not None and not row[0]:
+            return None
+    rows = db.execute("SELECT id FROM drafts WHERE lineage=? AND superseded=0 ORDER BY revision_of IS NOT NULL,"
+                      " created DESC", (d.lineage,)).fetchall()
+    if not rows:
+        rows = db.execute("SELECT id FROM drafts WHERE note_id=? AND superseded=0 AND revision_of IS NULL"
+                          " ORDER BY created DESC", (d.note_id,)).fetchall()
+    if len(rows) == 1:
+        return f"draft {d.id[:8]} was replaced by {rows[0][0][:8]}; decide that one instead"
+    if rows:
+        return (f"draft {d.id[:8]} was replaced by a newer generation of its note "
+                f"({', '.join(r[0][:8] for r in rows)}); decide those instead")
+    return f"draft {d.id[:8]} is no longer current (its note was regenerated or removed)"
 
 
 def decide(draft: Draft, status: str, now: float) -> list[tuple[str, dict]]:
@@ -232,8 +347,8 @@ def export_plan(drafts: list[Draft], lineages: dict[str, sqlite3.Row], include_d
     for d in live.values():
         row = lineages.get(d.lineage)
         was_exported = row is not None and row["exported"] is not None
-        if d.status not in _EXPORTABLE:
-            continue
+        if d.status not in _EXPORTABLE or not writable(d.front):
+            continue  # a card without a front never reaches a deck, so it is never in Anki
         if d.status == "draft" and not include_drafts and not was_exported:
             plan.left_out += 1
             continue
@@ -249,7 +364,7 @@ def export_plan(drafts: list[Draft], lineages: dict[str, sqlite3.Row], include_d
         if row["exported"] is None:
             continue
         d = live.get(guid)
-        if d is None or d.status not in _EXPORTABLE:
+        if d is None or d.status not in _EXPORTABLE or not writable(d.front):
             plan.left_in_anki.append({"guid": guid, "front": row["exported_front"], "episode": row["episode"]})
     return plan
 
@@ -277,6 +392,8 @@ class NoteChanges:
     edited: dict[str, str] = field(default_factory=dict)  # new id -> the retired bullet it rewords
     retired: list[str] = field(default_factory=list)  # gone from notes files that were read
     returning: list[str] = field(default_factory=list)  # known, retired, and back as they were
+    moved_in: dict[str, str] = field(default_factory=dict)  # new id -> the same bullet under another heading
+    moved_out: set[str] = field(default_factory=set)  # retired here, its cards carried to another episode
 
 
 def note_changes(stored: dict, items: Sequence, read_files: set[str]) -> NoteChanges:
@@ -312,3 +429,41 @@ def note_changes(stored: dict, items: Sequence, read_files: set[str]) -> NoteCha
             out.edited[nid] = gid
             taken.add(gid)
     return out
+
+
+def note_moves(changes: dict[str, NoteChanges], items: dict[str, Sequence], stored: dict[str, dict],
+               gone: Sequence = (), skip: set[str] = frozenset()) -> dict[str, str]:
+    """Bullets moved word for word to another heading: each new note -> the note it was, elsewhere.
+
+    `changes`, `items` and `stored` are by episode slug (see `note_changes`); `gone` are
+    the active notes of episodes gone from the notes; notes in `skip` (waiting for a
+    transcript, so not recorded yet) are not moved. A new note whose normalised text
+    equals exactly a note that left another episode in this reading is that note: it is
+    recorded as an edit of it (`edited`, `moved_in` here, `moved_out` there), so its
+    cards carry their lineages, and with them their review history, to the new episode.
+    """
+    left: dict[str, list] = {}
+    for slug, c in changes.items():
+        reworded = set(c.edited.values())
+        for rid in c.retired:
+            if rid not in reworded:
+                left.setdefault(normalise(stored[slug][rid].text), []).append((slug, stored[slug][rid]))
+    for n in gone:
+        left.setdefault(normalise(n.text), []).append((n.episode, n))
+    moves: dict[str, str] = {}
+    if not left:
+        return moves
+    for slug, c in changes.items():
+        by_id = {i.id: i for i in items[slug]}
+        for nid in c.new:
+            if nid in c.edited or nid not in by_id or nid in skip:
+                continue
+            candidates = left.get(normalise(by_id[nid].text), [])
+            for k, (src, old) in enumerate(candidates):
+                if src != slug:
+                    del candidates[k]
+                    c.edited[nid] = c.moved_in[nid] = moves[nid] = old.id
+                    if src in changes:
+                        changes[src].moved_out.add(old.id)
+                    break
+    return moves

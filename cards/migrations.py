@@ -166,7 +166,20 @@ def m003_file_cache(db: sqlite3.Connection) -> None:
 
 
 @step()
-def m004_draft_claims(db: sqlite3.Connection) -> None:
+def m004_deck_title(db: sqlite3.Connection) -> None:
+    """The title an episode's deck was first exported under: Anki finds decks by name.
+
+    Episodes exported before take their first title, the name their first cards went to.
+    """
+    _script(db, """
+    ALTER TABLE episodes ADD COLUMN deck TEXT;
+    UPDATE episodes SET deck = json_extract(titles, '$[0]')
+        WHERE slug IN (SELECT episode FROM lineages WHERE exported IS NOT NULL)
+    """)
+
+
+@step()
+def m005_draft_claims(db: sqlite3.Connection) -> None:
     """The claim a draft tests, and why it was set aside when it was made (by the critic, or naming no claim)."""
     _script(db, """
     ALTER TABLE drafts ADD COLUMN claim TEXT;

@@ -167,8 +167,10 @@ def recognise_episodes(episodes: list[Episode], store, pins: dict) -> list[str]:
         ep.slug = best
         ep.items = [replace(i, episode=best, id=NoteItem.make_id(best, i.text)) for i in ep.items]
         del texts[best]
-        notices.append(f"heading reworded: {ep.title!r} is the episode {best} (was {old_title!r}); "
-                       "it keeps its cards and deck")
+        # Said once, when the heading changes; the workspace then knows the episode by its new title.
+        if normalise(ep.title) != normalise(old_title):
+            notices.append(f"heading reworded: {ep.title!r} is the episode {best} (was {old_title!r}); "
+                           f"it keeps its cards and its Anki deck {known[best].deck_title!r}")
     return notices
 
 
@@ -249,7 +251,7 @@ def _spec(generator_name: str, model: str, version: str, text: str, ctx: Context
 
 def load_critic(settings: Settings, generator_name: str):
     """The critic's prompt template when the critic is on and an LLM makes the cards; else None."""
-    if not settings.critic or generator_name == "offline":
+    if not settings.critic or generator_name == OFFLINE:
         return None
     from cards.prompts import CRITIC_NAME, load_prompt
 
@@ -364,7 +366,7 @@ def _tie(generator, reply) -> list:
     from cards.claims import tie, untied
 
     # The offline generator states no claims: its cards are the note's own words.
-    return untied(reply.cards) if generator.name == "offline" else tie(reply)
+    return untied(reply.cards) if generator.name == OFFLINE else tie(reply)
 
 
 async def _criticise(job: Job, tied: list, critic, store, generator, sem, force: bool,
@@ -527,6 +529,15 @@ def _why(parts: dict, before: dict | None) -> str:
     return "inputs unknown"
 
 
+OFFLINE = "offline"
+
+
+def _by_llm(state) -> bool:
+    """Whether a note's last successful generation (a GenerationState, or None) came from an LLM."""
+    generator = (state.parts or {}).get("generator") if state is not None and state.spec else None
+    return generator not in (None, OFFLINE)
+
+
 def _unchanged(p: EpisodePlan, record, stored: dict) -> bool:
     """Whether the workspace already records this episode and its notes exactly as read now."""
     ep, c = p.episode, p.changes
@@ -544,6 +555,28 @@ def _unchanged(p: EpisodePlan, record, stored: dict) -> bool:
                                                 tuple((s.path, s.line_start, s.line_end) for s in item.sources)):
             return False
     return True
+
+
+def _missing(store, loaded: Loaded, read: set[str]) -> list[str]:
+    """Workspace episodes whose notes files were all read and no longer have them."""
+    present = {e.slug for e in loaded.episodes}
+    return [slug for slug, files in store.note_sources().items() if slug not in present and files and files <= read]
+
+
+def _moves(store, loaded: Loaded, plans: list[EpisodePlan], stores: dict[str, dict], read: set[str],
+           episode: str | None) -> dict[str, str]:
+    """Bullets moved word for word to another heading (`cards.lineage.note_moves`), recorded in the plans."""
+    from cards.lineage import note_moves
+
+    if store is None:
+        return {}
+    gone = []
+    if episode is None:
+        for slug in _missing(store, loaded, read):
+            gone.extend(n for n in store.notes(slug).values() if n.active)
+    waiting = {i for p in plans for i in p.waiting}
+    return note_moves({p.episode.slug: p.changes for p in plans}, {p.episode.slug: p.episode.items for p in plans},
+                      stores, gone, waiting)
 
 
 def make_plan(store, loaded: Loaded, settings: Settings, template, generator_name: str, model: str, *,
@@ -599,6 +632,9 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
         plans.append(plan)
         records.append(record)
         stores[ep.slug] = stored
+    moved = _moves(store, loaded, plans, stores, read, episode)
+    for nid, old in moved.items():
+        preds[nid] = old
     for p, record in zip(plans, records):
         p.unchanged = _unchanged(p, record, stores[p.episode.slug]) and p.episode.slug not in fresh_needed
     to_align = [p.episode for p in plans if p.episode.slug in fresh_needed]
@@ -620,6 +656,9 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
     states: dict[str, str] = {}
     reasons: dict[str, str] = {}
     todo: set[str] = set()
+    # Without a key (not with an explicit --offline), notes with LLM cards keep them.
+    keep_llm = generator_name == OFFLINE and not settings.offline
+    kept_llm = 0
     for p in plans:
         for item, ctx in zip(p.episode.items, p.contexts):
             if item.id in p.waiting:
@@ -631,12 +670,17 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
             if done == spec and not force:
                 states[item.id] = "up to date"
                 continue
-            todo.add(item.id)
             pred = history.get(preds[item.id]) if preds[item.id] else None
+            if keep_llm and _by_llm(h if done else pred):
+                # A shell without the key is no reason to trade LLM cards for offline ones.
+                states[item.id] = "up to date" if done else "changed"
+                kept_llm += 1
+                continue
+            todo.add(item.id)
             if done is None and (pred is None or pred.spec is None):
                 states[item.id], reasons[item.id] = ("failed", "failed before") if h else ("new", "new note")
             elif done is None:
-                states[item.id], reasons[item.id] = "changed", "edited note"
+                states[item.id], reasons[item.id] = "changed", "moved note" if item.id in moved else "edited note"
             elif done == spec:
                 states[item.id], reasons[item.id] = "up to date", "forced"
             else:
@@ -645,15 +689,14 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
                 reasons[item.id] = why
             if h is not None and h.failed_since:
                 states[item.id] = "failed"
+    if kept_llm:
+        notices.append(f"no API key: {plural(kept_llm, 'note')} keep their LLM cards (set OPENAI_API_KEY or "
+                       "--base-url to regenerate them; --offline replaces them with offline cards)")
     contexts = {p.episode.slug: p.contexts for p in plans}
     jobs = build_jobs([p.episode for p in plans], contexts, template, generator_name, model, only=todo,
                       critic_version=critic_version)
-    missing: list[str] = []
+    missing = _missing(store, loaded, read) if store is not None and episode is None else []
     if store is not None and episode is None:
-        present = {e.slug for e in loaded.episodes}
-        for slug, files in store.note_sources().items():
-            if slug not in present and files and files <= read:
-                missing.append(slug)
         for slug in missing:
             notices.append(f"{slug}: no longer in your notes; its cards end, and any already in Anki are "
                            "left there (see `cards status`)")
@@ -761,12 +804,16 @@ def _workspace_if_any(settings: Settings):
 
 
 def _plan_readonly(store, loaded: Loaded, settings: Settings, *, episode: str | None, force: bool = False,
-                   realign: bool = False, counter=None) -> Plan:
-    """The plan a generate run would make now (from the workspace, if `store`); changes nothing."""
+                   realign: bool = False, counter=None, llm: bool = False) -> Plan:
+    """The plan a generate run would make now (from the workspace, if `store`); changes nothing.
+
+    With `llm`, the plan of a run with the LLM settings.model even without a key (what an
+    estimate prices), unless --offline was given.
+    """
     from cards.prompts import load_prompt
 
     template = load_prompt(settings.prompts)
-    name = "openai" if settings.llm_configured else "offline"
+    name = "openai" if settings.llm_configured or (llm and not settings.offline) else OFFLINE
     model = settings.model if name == "openai" else _offline_model()
     critic = load_critic(settings, name)
     return make_plan(store, loaded, settings, template, name, model, episode=episode, force=force,
@@ -775,13 +822,17 @@ def _plan_readonly(store, loaded: Loaded, settings: Settings, *, episode: str | 
 
 def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, force: bool = False,
              realign: bool = False) -> dict:
-    """What a run would send, without sending anything."""
+    """What a run would send, without sending anything.
+
+    Without a key it prices a run with the LLM (notes whose LLM cards are current are
+    not counted); with --offline nothing would be sent, and it costs nothing.
+    """
     from cards.tokens import counter_for
 
     counter = counter_for(settings.model)
     with _workspace_if_any(settings) as store:
         plan = _plan_readonly(store, loaded, settings, episode=episode, force=force, realign=realign,
-                              counter=counter)
+                              counter=counter, llm=True)
         todo = plan.jobs
         if not force and store is not None:
             todo = [j for j in todo if store.cached_response(j.request.key) is None]
@@ -793,9 +844,9 @@ def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         row["tokens_in"] += schema_tokens + sum(counter.count(m["content"]) + 4 for m in j.request.messages)
     tin = sum(r["tokens_in"] for r in per_ep.values())
     tout = OUTPUT_TOKENS_GUESS * len(todo)
-    cost = cost_of(settings, settings.model, tin, 0, tout)
+    cost = 0.0 if settings.offline else cost_of(settings, settings.model, tin, 0, tout)
     critic = _critic_estimate(settings, todo, counter)
-    if settings.critic and cost is not None and critic["cost_usd"] is not None:
+    if settings.critic and settings.llm_configured and cost is not None and critic["cost_usd"] is not None:
         cost += critic["cost_usd"]
     return {
         "model": settings.model, "llm_configured": settings.llm_configured, "notes": len(plan.states),
@@ -945,14 +996,17 @@ def export(settings: Settings, *, episode: str | None = None, out: Path | None =
         eps = [e for e in store.episodes() if episode is None or e.slug == episode]
         for ep in eps:
             plan = store.export_plan(ep.slug, include_drafts)
-            row = {"episode": ep.slug, "title": ep.title, "path": None, "cards": len(plan.cards),
+            row = {"episode": ep.slug, "title": ep.title, "deck": ep.deck_title, "path": None,
+                   "cards": len(plan.cards),
                    "approved": sum(d.status == "approved" for d in plan.cards), **plan.counts(),
                    "left_in_anki_cards": plan.left_in_anki}
             if plan.cards:
                 when = now if now is not None else time.time()
-                path = export_deck(plan.cards, DeckInfo(ep.slug, ep.title, ep.url, ep.video_id), out,
+                # One episode is one deck in Anki, which finds decks by name: a reworded heading
+                # keeps the name (and Episode line) the deck was first exported with.
+                path = export_deck(plan.cards, DeckInfo(ep.slug, ep.deck_title, ep.url, ep.video_id), out,
                                    prefix=settings.deck_prefix, now=when)
-                store.record_export(plan.cards, when)
+                store.record_export(plan.cards, when, episode=ep.slug, deck=ep.deck_title)
                 row["path"] = str(path)
             if plan.cards or plan.left_in_anki or plan.left_out:
                 written.append(row)

@@ -7,6 +7,11 @@ serve it across notes; everything that varies is in the user part, last.
 
 A user line starting with `? ` is optional: it is sent only when every variable on
 it has a value, so the model never sees an empty tag such as `<section></section>`.
+
+Every value is untrusted text (notes, titles, transcripts) and goes through
+`escape_untrusted`, so a note or transcript holding `</excerpt></passage><note>` cannot
+close the prompt's blocks or open new ones. Text with no tag-like `<` is unchanged, so
+the prompts of ordinary notes, and the cache keys built from them, stay the same.
 """
 
 from __future__ import annotations
@@ -28,6 +33,17 @@ _VARIABLES = {TEMPLATE_NAME: VARIABLES, CRITIC_NAME: CRITIC_VARIABLES}
 OPTIONAL = "? "
 _FRONT_MATTER = re.compile(r"---\n(.*?)^---[ \t]*\n", re.S | re.M)
 _PART = re.compile(r"^## (system|user)[ \t]*$", re.M)
+# What a tag looks like to the model: "<" then an optional "/" and a name ("<note", "</ excerpt").
+_TAG_OPEN = re.compile(r"<(?=\s*/?\s*[^\W\d_])")
+
+
+def escape_untrusted(text: str) -> str:
+    """Untrusted text made unable to open or close a prompt tag: a tag-like "<" becomes "&lt;"."""
+    return _TAG_OPEN.sub("&lt;", text)
+
+
+class Block(str):
+    """Prompt text built here around untrusted parts already escaped: inserted as it is."""
 
 
 @dataclass(frozen=True)
@@ -42,13 +58,14 @@ class PromptTemplate:
         missing = self.variables - set(values)
         if missing:
             raise ConfigError(f"prompt needs values for {sorted(missing)}", path=self.path)
+        safe = {k: v if isinstance(v, Block) else escape_untrusted(str(v)) for k, v in values.items()}
         lines = []
         for line in self.user.template.split("\n"):
             if line.startswith(OPTIONAL):
                 line = line[len(OPTIONAL):]
                 if not all(str(values[v]).strip() for v in Template(line).get_identifiers()):
                     continue
-            lines.append(Template(line).substitute(values))
+            lines.append(Template(line).substitute(safe))
         return [
             {"role": "system", "content": self.system},
             {"role": "user", "content": "\n".join(lines)},
@@ -56,17 +73,20 @@ class PromptTemplate:
 
 
 def render_passage(parts, missing: str = "(no transcript passage was found for this note)") -> str:
-    """A passage's excerpts (cards.models.Excerpt) as <excerpt> blocks, each with its times when known."""
+    """A passage's excerpts (cards.models.Excerpt) as <excerpt> blocks, each with its times when known.
+
+    The transcript's words are escaped here, the tags around them are not: the result is a Block.
+    """
     from cards.models import format_span
 
     if not parts:
-        return missing
+        return Block(escape_untrusted(missing))
     blocks = []
     for part in parts:
         span = format_span(part.start, part.end)
         attr = f' time="{span}"' if span else ""
-        blocks.append(f"<excerpt{attr}>\n{part.text.strip()}\n</excerpt>")
-    return "\n".join(blocks)
+        blocks.append(f"<excerpt{attr}>\n{escape_untrusted(part.text.strip())}\n</excerpt>")
+    return Block("\n".join(blocks))
 
 
 def _builtin_dir() -> Path:

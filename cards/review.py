@@ -105,6 +105,8 @@ def revision_view(rev: Revision) -> Group:
     head.append(f" — {_REVISION_HEAD[rev.state]}")
     if rev.old.kind != rev.new.kind:
         head.append(f"\nkind {rev.old.kind} → {rev.new.kind}", style="bold")
+    if rev.old.lineage != rev.new.lineage and rev.old.exported is not None:
+        head.append("\naccepting adds a new note to Anki; the old one is left there to delete", style="bold")
     table = Table(box=None, expand=True, pad_edge=False, show_edge=False)
     table.add_column(Text(""), no_wrap=True, width=6)
     table.add_column(Text("Was", style="bold"), ratio=1)

@@ -5,7 +5,8 @@ the one being looked at, the decisions made (each written through `Store.update_
 the moment it is made) and the undo history. It never draws anything. A view (the
 Textual app in `cards.review`) shows `current` and turns keys into calls here; tests
 drive the same calls directly. The view is told what to say through the `Notice`s
-the calls return, never by exceptions or prints.
+the calls return, never by exceptions or prints. A decision on a card that a `generate`
+run superseded meanwhile is refused with a notice naming the card that replaced it.
 
 Pending revisions (see `cards.lineage`) are reviewed like any undecided card, as a
 pair: `revision(d)` gives the current card beside the regenerated one. Approving a
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from cards.check import edit_problem
+from cards.errors import SupersededError
 from cards.models import Draft
 from cards.store import Store
 
@@ -224,10 +226,16 @@ class ReviewSession:
                     self.drafts[i] = d
         return self._known.get(draft_id)
 
-    def _update(self, draft_id: str, action: str, **fields) -> None:
-        self.store.update_draft(draft_id, action=action, **fields)
+    def _update(self, draft_id: str, action: str, **fields) -> Notice | None:
+        """Write one change; a card a generate run replaced meanwhile is refused, naming its successor."""
+        try:
+            self.store.update_draft(draft_id, action=action, **fields)
+        except SupersededError as e:
+            self._refresh(draft_id)
+            return Notice(f"Not saved: {e.message}.", "error")
         self._refresh(draft_id)
         self._log.append((draft_id, action, 1))
+        return None
 
     def _redecide(self, rev: Revision, status: str, action: str) -> None:
         """Change the mind about a revision decided earlier, as if it were still pending (one undo)."""
@@ -252,7 +260,9 @@ class ReviewSession:
             if rev.state != {"approved": "accepted", "rejected": "kept"}[status]:
                 self._redecide(rev, status, choice.value)
         elif d.status != status:
-            self._update(d.id, choice.value, status=status)
+            refused = self._update(d.id, choice.value, status=status)
+            if refused:
+                return refused
         nxt = self._next_undecided(include_current=True)
         if nxt is not None:
             self.index = nxt
@@ -278,7 +288,7 @@ class ReviewSession:
             return Notice(problem[0].upper() + problem[1:] + ".", "error")
         changed = {k: v for k, v in (("front", front), ("back", back)) if v != getattr(d, k)}
         if changed:
-            self._update(d.id, "edit", **changed)
+            return self._update(d.id, "edit", **changed)
         return None
 
     def undup(self) -> Notice | None:
@@ -287,8 +297,7 @@ class ReviewSession:
         if d is None or d.duplicate_of is None:
             return None
         status = "draft" if d.status == "duplicate" else d.status
-        self._update(d.id, "undup", status=status, duplicate_of=None)
-        return None
+        return self._update(d.id, "undup", status=status, duplicate_of=None)
 
     def undo(self) -> Notice:
         """Walk back this session's most recent change (a revision's decision restores both cards)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cards import migrations
-from cards.errors import BusyError, WorkspaceError
+from cards.errors import BusyError, SupersededError, WorkspaceError
 from cards.models import Context, Draft, NoteItem
 
 DB_NAME = "cards.sqlite"
@@ -59,11 +59,18 @@ class EpisodeRecord:
     transcript: str | None
     transcript_hash: str | None
     missing: bool  # gone from notes files that were read
+    deck: str | None = None  # the title its deck was first exported under, which Anki knows it by
+
+    @property
+    def deck_title(self) -> str:
+        """The title for the episode's deck and its cards' Episode line: the same for its whole life."""
+        return self.deck or self.title
 
 
 def _row_to_episode(row: sqlite3.Row) -> EpisodeRecord:
     return EpisodeRecord(row["slug"], row["title"], tuple(json.loads(row["titles"] or "[]")), row["url"],
-                         row["video_id"], row["transcript"], row["transcript_hash"], bool(row["missing"]))
+                         row["video_id"], row["transcript"], row["transcript_hash"], bool(row["missing"]),
+                         row["deck"])
 
 
 @dataclass(frozen=True)
@@ -287,7 +294,16 @@ class Store:
                      json.dumps([[s.path, s.line_start, s.line_end] for s in item.sources]),
                      None if ctx is None else json.dumps(ctx.as_dict()), now, changes.edited.get(item.id), version),
                 )
-            reworded = set(changes.edited.values())
+            # A bullet moved here from another heading brings its cards: they belong to this
+            # episode (and deck) from now on, and their Episode line changed, so Anki is told.
+            for nid, old in changes.moved_in.items():
+                if nid in waiting:
+                    continue
+                db.execute("UPDATE lineages SET episode=? WHERE guid IN"
+                           " (SELECT lineage FROM drafts WHERE note_id=? AND superseded=0)", (ep.slug, old))
+                db.execute("UPDATE drafts SET episode=?, changed=?, updated=? WHERE note_id=? AND superseded=0",
+                           (ep.slug, now, now, old))
+            reworded = set(changes.edited.values()) | changes.moved_out
             for nid in changes.retired:
                 db.execute("UPDATE notes SET active=0 WHERE id=?", (nid,))
                 if nid not in reworded:
@@ -515,20 +531,24 @@ class Store:
         bad = set(fields) - EDITABLE
         if bad:
             raise ValueError(f"not editable: {sorted(bad)}")
-        current = self.draft(draft_id)
-        if current is None:
-            raise WorkspaceError(f"no draft with id {draft_id!r}")
-        now = self.clock()
-        sets = dict(fields)
-        if "front" in sets or "back" in sets:
-            sets.update(edited=True, changed=now)
-        changes = [(draft_id, sets)]
-        if sets.get("status") in ("approved", "rejected"):
-            status = sets.pop("status")
-            changes = lineage.decide(current, status, now)
-            if sets:
-                changes.append((draft_id, sets))
         with self.tx() as db:
+            # Read inside the write transaction: a generate run may supersede the card meanwhile.
+            current = self.draft(draft_id)
+            if current is None:
+                raise WorkspaceError(f"no draft with id {draft_id!r}")
+            problem = lineage.decidable(db, current)
+            if problem:
+                raise SupersededError(problem)
+            now = self.clock()
+            sets = dict(fields)
+            if "front" in sets or "back" in sets:
+                sets.update(edited=True, changed=now)
+            changes = [(draft_id, sets)]
+            if sets.get("status") in ("approved", "rejected"):
+                status = sets.pop("status")
+                changes = lineage.decide(current, status, now)
+                if sets:
+                    changes.append((draft_id, sets))
             self._apply(db, action, changes, now)
         return self.draft(draft_id)  # type: ignore[return-value]
 
@@ -600,8 +620,12 @@ class Store:
         return lineage.export_plan(self.drafts(episode=episode, include_superseded=False),
                                    self.lineages(episode).get(episode, {}), include_drafts)
 
-    def record_export(self, cards: list[Draft], when: float) -> None:
+    def record_export(self, cards: list[Draft], when: float, *, episode: str | None = None,
+                      deck: str | None = None) -> None:
+        """Remember what Anki was given, and the deck title an episode's first export used."""
         from cards import lineage
 
         with self.tx() as db:
             lineage.record_export(db, cards, when)
+            if episode is not None and deck is not None:
+                db.execute("UPDATE episodes SET deck=coalesce(deck, ?) WHERE slug=?", (deck, episode))

@@ -22,7 +22,11 @@ Each request is answered by the next scripted outcome, if any are queued, else b
     "trickle"        a normal reply sent one byte every `trickle` seconds (a server that never quite stalls)
     "huge"           a 200 reply whose content is `huge_bytes` long, sent chunked without a Content-Length
     "silent"         reads the request and never answers (until the client gives up or the server stops)
-    dict             a raw reply: {"status": int, "headers": {...}, "body": dict | str}
+    "nested"         a 200 reply whose JSON is nested `nested_depth` arrays deep (under the size cap)
+    "bad-usage"      a normal reply whose usage.prompt_tokens is 2^63 (past SQLite's integers)
+    "echo-key"       HTTP 400 whose message echoes the bearer token without its `sk-` prefix
+    dict             a raw reply: {"status": int, "headers": {...}, "body": dict | str}; see
+                     `redirect(url)` and `rate_limited(seconds)` for two made this way
 
 Server kinds (`kind=`), imitating the documented behaviour of real local servers:
 
@@ -141,6 +145,7 @@ class FakeOpenAI:
         kind: str = "openai",
         trickle: float = 1.0,
         huge_bytes: int = 50 * 1024 * 1024,
+        nested_depth: int = 5000,
     ):
         """
         responder: request JSON -> CardSet-shaped dict (or a str sent verbatim as content).
@@ -155,6 +160,7 @@ class FakeOpenAI:
         kind: which server to imitate (see the module docstring).
         trickle: seconds between bytes for the "trickle" outcome.
         huge_bytes: size of the "huge" outcome's content.
+        nested_depth: how deep the "nested" outcome's JSON goes.
         """
         self.responder = responder or default_responder
         self.latency = latency
@@ -166,6 +172,7 @@ class FakeOpenAI:
         self.kind = kind
         self.trickle = trickle
         self.huge_bytes = huge_bytes
+        self.nested_depth = nested_depth
         self.bytes_sent: list[int] = []  # per streamed ("trickle", "huge") reply: bytes written before it ended
         self._stopping = threading.Event()
         self._streaming = 0  # streamed replies still being written
@@ -345,6 +352,17 @@ def _error(status: int, message: str, type_: str, code: str | None = None) -> di
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
 
+def redirect(url: str, status: int = 307) -> dict:
+    """A scripted redirect to `url` (a 307 or 308 keeps the method and re-sends the body)."""
+    return {"status": status, "headers": {"Location": url}, "body": ""}
+
+
+def rate_limited(seconds: float | str) -> dict:
+    """A scripted 429 asking the client to wait `seconds` (a number, or an HTTP date)."""
+    return {"status": 429, "headers": {"Retry-After": str(seconds)},
+            "body": _error(429, "Rate limit reached for requests.", "requests", "rate_limit_exceeded")}
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_fake: FakeOpenAI
     protocol_version = "HTTP/1.1"
@@ -430,6 +448,19 @@ class _Handler(BaseHTTPRequestHandler):
                               _error(429, "Rate limit reached, try again.", "requests", "rate_limit_exceeded"))
         if outcome == "429-bare":
             return self._send(429, {}, _error(429, "Rate limit reached.", "requests", "rate_limit_exceeded"))
+        if outcome == "nested":
+            deep = "[" * fake.nested_depth + "]" * fake.nested_depth
+            return self._send(200, {}, '{"id": "chatcmpl-deep", "object": "chat.completion", "created": 0, '
+                                       f'"model": "m", "choices": [], "usage": {{"prompt_tokens": {deep}}}}}',
+                              content_type="application/json")
+        if outcome == "bad-usage":
+            reply = fake.completion(body, "ok")
+            reply["usage"]["prompt_tokens"] = 2**63
+            return self._send(200, {}, reply)
+        if outcome == "echo-key":
+            token = headers.get("authorization", "").removeprefix("Bearer ").strip()
+            tail = token.split("-", 1)[-1]  # "sk-proj-abc…" -> "proj-abc…", as a server that strips sk- shows it
+            return self._send(400, {}, _error(400, f"Invalid request for account key {tail}.", "invalid_request_error"))
         if outcome == "quota":
             return self._send(429, {}, _error(429, "You exceeded your current quota.", "insufficient_quota",
                                               "insufficient_quota"))
@@ -504,11 +535,12 @@ class _Handler(BaseHTTPRequestHandler):
 
         self._stream(200, {}, chunks(), chunked=True)
 
-    def _send(self, status: int, headers: dict[str, str], body: dict | str) -> None:
+    def _send(self, status: int, headers: dict[str, str], body: dict | str, content_type: str | None = None) -> None:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json" if not isinstance(body, str) else "text/plain")
+            self.send_header("Content-Type", content_type
+                             or ("application/json" if not isinstance(body, str) else "text/plain"))
             self.send_header("Content-Length", str(len(data)))
             for name, value in headers.items():
                 self.send_header(name, value)
@@ -591,4 +623,4 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 
 
 __all__ = ["FakeOpenAI", "NetworkBlocked", "Recorded", "default_responder", "fake_openai", "no_network",
-           "offline_env", "user_text"]
+           "offline_env", "rate_limited", "redirect", "user_text"]

@@ -185,3 +185,51 @@ def test_a_rejected_siblings_answer_gives_nothing_away(tmp_path):
         store.update_draft("d0", action="reject", status="rejected")
         check_and_dedupe(store, None)
         assert "sibling-answer" not in " ".join(store.draft("d1").warnings)
+
+
+def test_the_lint_benchmark_reports_each_rule_on_any_graded_set(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    note = "nvidia is the only semiconductor chips that has never had a fab"
+    cards = [
+        {"note": note, "passage": "", "kind": "basic", "quote": "", "grade": "REFACTOR",
+         "front": "According to Dylan Patel, which company created the foundry business model of only making chips "
+                  "designed by others?", "back": "TSMC."},
+        {"note": note, "passage": "", "kind": "basic", "quote": note, "grade": "READY",
+         "front": "What makes Nvidia unique among semiconductor companies?", "back": "It never had a fab."},
+    ]
+    graded = tmp_path / "graded.jsonl"
+    graded.write_text("".join(json.dumps(c) + "\n" for c in cards), encoding="utf-8")
+    run = subprocess.run([sys.executable, str(root / "benchmarks" / "lint.py"), str(graded), "--json"],
+                         capture_output=True, text=True, check=True)
+    out = json.loads(run.stdout)
+    assert out["rules"]["side-detail"] == {"warned": 1, "positives": 1, "ready": 0, "precision": 1.0, "recall": 1.0}
+    assert out["positives"] == 1 and out["within_ready_budget"] is True
+    graded.write_text(json.dumps({"note": note, "front": "x"}) + "\n", encoding="utf-8")
+    bad = subprocess.run([sys.executable, str(root / "benchmarks" / "lint.py"), str(graded)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "lacks" in bad.stderr
+
+
+def test_the_lint_benchmark_reads_a_grading_folder_of_the_quality_benchmark(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    note = "v3 has 256 experts. other models only have ~32"
+    sheet = [
+        {"id": "q1", "note": note, "excerpts": ["it has 256 experts"], "kind": "basic",
+         "front": "Is inference bound by memory bandwidth or by FLOPS?", "back": "Memory bandwidth.", "quote": ""},
+        {"id": "q2", "note": note, "excerpts": ["it has 256 experts"], "kind": None},
+    ]
+    (tmp_path / "sheet.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sheet), encoding="utf-8")
+    (tmp_path / "grades.jsonl").write_text(json.dumps({"id": "q1", "grade": "REFACTOR"}) + "\n"
+                                           + json.dumps({"id": "q2", "worth_a_card": False}) + "\n", encoding="utf-8")
+    (tmp_path / "key.json").write_text(json.dumps({"q1": "2026-11-3/lex", "q2": "2026-11-2/lex"}), encoding="utf-8")
+    script = str(root / "benchmarks" / "lint.py")
+    out = json.loads(subprocess.run([sys.executable, script, str(tmp_path), "--run", "11-3", "--json"],
+                                    capture_output=True, text=True, check=True).stdout)
+    assert out["cards"] == 1 and out["rules"]["two-way"]["positives"] == 1

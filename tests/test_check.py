@@ -35,7 +35,7 @@ def codes(kind: str, front: str, back: str) -> list[str]:
         ("cloze", GOOD_CLOZE, ""),
         ("basic", "What is Trainium, according to Dylan Patel?", "Amazon's in-house AI training chip"),
         ("basic", "In which year did Google announce the TPU v5e?", "2023"),
-        ("basic", "Is Trainium made by Amazon or by Google?", "Amazon"),
+        ("basic", "Which company designs Trainium, per Dylan Patel?", "Amazon"),
         ("basic", "Why did Amazon build Trainium, per Dylan Patel?", "To cut its dependence on Nvidia GPUs."),
         ("basic", "How does a mixture-of-experts model keep inference cheap?",
          "It routes each token to a few experts, so most weights stay idle. Only 8 of 256 run."),
@@ -399,3 +399,77 @@ def test_check_card_keeps_lint_warnings():
 ])
 def test_edit_problem_is_the_one_rule_for_edits(kind, front, back, problem):
     assert edit_problem(kind, front, back) == problem
+
+
+# ---------------------------------------------------------- rules that hold on unseen notes
+
+
+@pytest.mark.parametrize("front, back", [
+    ("Is Trainium made by Amazon or by Google?", "Amazon"),
+    ("On Lex Fridman, did fab costs rise or fall as chips got cheaper?", "Rise: they double every few years."),
+    ("Per Dylan Patel, is inference bound by memory bandwidth or by FLOPS?", "Memory bandwidth."),
+])
+def test_a_two_way_choice_that_offers_the_answer_is_flagged(front, back):
+    assert "two-way" in codes("basic", front, back)
+
+
+@pytest.mark.parametrize("front, back", [
+    ("What do labs use instead of Common Crawl or licensed data?", "Their own web crawlers."),
+    ("Is scaling still working or not, per Dylan Patel?", "Yes"),
+    ("Which lab, per Nathan Lambert, trains on Common Crawl?", "AI2"),
+])
+def test_or_without_an_offered_answer_is_no_two_way_choice(front, back):
+    assert "two-way" not in codes("basic", front, back)
+
+
+@pytest.mark.parametrize("front", [
+    "According to the discussion, what limits inference speed?",
+    "As mentioned, what limits inference speed?",
+    "What limits inference speed, based on this conversation?",
+])
+def test_a_vague_source_is_flagged(front):
+    assert "vague-source" in codes("basic", front, "Memory bandwidth")
+    assert "vague-source" not in codes("basic", "On Latent Space, what limits inference speed?", "Memory bandwidth")
+
+
+@pytest.mark.parametrize("front", [
+    "Which chip will Nvidia ship soon, per Dylan Patel?",
+    "What is the latest Llama's context length?",
+    "What has DeepSeek released so far?",
+])
+def test_vague_time_words_are_time_relative(front):
+    assert "time-relative" in codes("basic", front, "Something")
+
+
+def _note_codes(note: str, front: str, back: str, kind: str = "basic") -> list[str]:
+    from cards.check import note_warnings
+
+    return [w.split(":", 1)[0] for w in note_warnings(kind, front, back, note)]
+
+
+@pytest.mark.parametrize("note, front, back", [
+    # A name the note does not give, on a question that is hardly about the note.
+    ("nvidia is the only semiconductor chips that has never had a fab",
+     "According to Dylan Patel, which company created the foundry business model of only making chips designed "
+     "by others?", "TSMC."),
+    # A figure the note does not give.
+    ("china's infra, datacenter, power capacity is not even comparable to the US's",
+     "How much power will OpenAI's Stargate data center draw once fully built out?", "About 2 GW."),
+])
+def test_a_figure_or_name_the_note_does_not_give_is_a_side_detail(note, front, back):
+    assert "side-detail" in _note_codes(note, front, back)
+
+
+@pytest.mark.parametrize("note, front, back", [
+    # The note's own figure, or a correction of it on the note's own question.
+    ("aws generates 60+% of amazon's profit. it's only ~15% of the revenue",
+     "On Lex Fridman, what share of Amazon's profit does AWS generate?", "Over 80% (possibly over 90%)."),
+    ("v3 has 256 experts. other models only have ~32", "How many experts does DeepSeek V3 have?", "256 experts."),
+    # Who said the note's quote: a name, on a question that is the note.
+    ('"superhuman persuation will come before superintelligence" hmm what does this look like?',
+     "Who is quoted as saying that superhuman persuasion will come before superintelligence?", "Sam Altman."),
+    ("nvidia is the only semiconductor chips that has never had a fab",
+     "What makes Nvidia unique among semiconductor companies?", "It is the only one that never had a fab."),
+])
+def test_the_notes_own_answer_is_no_side_detail(note, front, back):
+    assert "side-detail" not in _note_codes(note, front, back)

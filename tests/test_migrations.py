@@ -146,3 +146,12 @@ def test_upgrading_a_workspace_from_before_lineages_buys_nothing_again(tmp_path)
     with Store(old_ws) as store:
         assert {d.id for d in store.drafts(include_superseded=False)} == live_before
         assert all(d.lineage == d.id for d in store.drafts())
+
+
+def test_an_exported_episode_keeps_the_deck_its_first_title_named(tmp_path):
+    db = _v1_workspace(tmp_path)
+    db.execute("INSERT INTO episodes(slug, title, updated) VALUES ('fresh', 'Never exported', 1.0)")
+    db.close()
+    with Store(tmp_path) as store:
+        assert store.episode("ep").deck == "An episode"  # Anki knows its deck by this name
+        assert store.episode("fresh").deck is None and store.episode("fresh").deck_title == "Never exported"

@@ -175,3 +175,50 @@ def test_an_offline_card_from_a_very_long_line_keeps_a_verbatim_quote_within_bou
                                   "The next Nvidia chip draws 1000 watts per GPU"])
 def test_the_offline_generator_makes_no_card_the_linter_would_call_time_relative(note):
     assert cards_for(note) == []
+
+
+@pytest.mark.parametrize("note, front, back", [
+    # A number with its unit attached is one quantity, deleted whole.
+    ("h100 has 80GB of HBM3 memory", "H100 has {{c1::80GB}} of HBM3 memory.", ""),
+    ("Llama 3 was trained on 15T tokens", "Llama 3 was trained on {{c1::15T}} tokens.", ""),
+    ("h100 has 3.35TB/s of memory bandwidth", "H100 has {{c1::3.35TB/s}} of memory bandwidth.", ""),
+    ("gpt-4 is ~1.7T params", "Gpt-4 is ~{{c1::1.7T}} params.", ""),
+    ("deepseek v3 cost 2.5M gpu hours", "Deepseek v3 cost {{c1::2.5M}} gpu hours.", ""),
+    ("openai wanted to raise $500B for stargate", "Openai wanted to raise {{c1::$500B}} for stargate.", ""),
+    # The listener's question with its answer after a question mark.
+    ("what’s HBM? high bandwidth memory", "What is HBM?", "high bandwidth memory"),
+    # The answer is the listener's first sentence; a claim's quantity, not a later clause's.
+    ("what is MBU? model bandwidth utilization. the inference version of MFU", "What is MBU?",
+     "model bandwidth utilization"),
+    ("phones only have ~50GB/s memory bandwidth so no llama 70b on device the normal way",
+     "Phones only have ~{{c1::50GB/s}} memory bandwidth.", ""),
+])
+def test_offline_recall_numbers_with_units_and_answered_questions(note, front, back):
+    (card,) = cards_for(note)
+    assert (card.front, card.back) == (front, back)
+
+
+@pytest.mark.parametrize("note", [
+    "we are 2nd in line for the h100s",  # an ordinal is no quantity
+    "nvidia is 3d stacking the memory",
+    "nvidia sold 530k h100s this quarter",  # time-relative
+    "the next gen will have 2x the memory",
+    "not sure if r1 is really 27x cheaper",  # doubt
+    "they have 512 h100s coming online in august",  # leans on who "they" are
+    "what is going on with intel? idk",  # a situation asked about, no answer
+    "What’s distillation? Distilled models?",  # a question answered with a question
+    "LMAO the 80GB h100 is sold out",
+    "nvidia's next chip: ~3x llm perf for ~50% more $",  # "next" will mean another chip later
+])
+def test_offline_recall_keeps_its_precision(note):
+    assert cards_for(note) == []
+
+
+def test_a_changed_offline_generator_is_a_new_generation_spec():
+    from cards.generate.offline import MODEL
+    from cards.models import generation_spec
+
+    # The version is part of every offline draft's spec, so a run after this change regenerates them.
+    assert MODEL == "extractive-v3"
+    assert generation_spec("offline", MODEL, "p", "n", None)[0] != generation_spec("offline", "extractive-v2", "p",
+                                                                                         "n", None)[0]

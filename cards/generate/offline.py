@@ -4,9 +4,10 @@ A fallback that keeps the whole pipeline usable and testable without a server. I
 prefers no card to a weak one, and makes a card only where the note's own wording
 has a shape that stands alone:
 
-- "what is X, Y" (the listener's question with its answer)     -> "What is X?" / "Y"
+- "what is X, Y" or "what's X? Y" (a question with its answer) -> "What is X?" / "Y"
 - "term: definition" for a named idea                            -> "What is term?" / "definition"
-- "Subject <verb> … 27x …": a claim with a quantity after its verb -> a cloze on that quantity
+- "Subject <verb> … 27x …": a claim with a quantity after its verb -> a cloze on that quantity,
+  its unit with it ("80GB", "15T", "3.35TB/s", "$500B")
 - "X is the only/first/most …" or "the most … was X"             -> a cloze on the name X
 - "X's mission is to …", "X's edge is the …": an attribute         -> "What is X's edge?" / "the …"
 - "X is <short noun phrase>": a term                              -> "What is X?" / "<noun phrase>"
@@ -26,18 +27,25 @@ from cards.generate.base import Request, Result
 from cards.lexicon import content_words
 from cards.schema import MAX_BACK, MAX_FRONT, MAX_QUOTE, Card, CardSet
 
-MODEL = "extractive-v2"
+MODEL = "extractive-v3"  # part of every offline draft's spec: a change here regenerates them
 MAX_WORDS = 25  # a cloze sentence or an answer longer than this is prose, not a card
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\s+->\s+")
 _PARENS = re.compile(r"\s*\([^()]*\)")
-_QUESTION_ANSWER = re.compile(r"^(?:what(?:'s| is| are)|who(?:'s| is)) ([^,?]{2,60})[,:]\s*(.{3,200})$", re.I)
+# "what is tranium, amazon's chip", "what's MFU? model flops utilization": the question and its answer.
+_QUESTION_ANSWER = re.compile(r"^(?:what(?:['’]s| is| are)|who(?:['’]s| is)) ([^,?:]{2,60})(?:[,:]|\?)\s*(.{3,200})$", re.I)
 _COLON = re.compile(r"^([^:()]{2,60}):\s+(.{3,300})$")
-# A quantity: digits with separators, a range ("5-10", "30 to 300"), a scale and a unit.
+# A quantity: digits with separators, a range ("5-10", "30 to 300"), a scale and a unit, said
+# apart ("10 gigawatts", "3.35 TB/s") or attached ("80GB", "15T", "3.35TB/s", "27x", "$500B"). An
+# attached letter that makes an ordinal, a time of day, a decade or a name ("2nd", "10am", "80s",
+# "3d") is no unit; the whole number is taken or none ("3.35TB/s" is never cut to "3").
+_SAID_UNIT = (r"%|x|k|m|b|bn|billion|million|trillion|thousand|gigawatts?|megawatts?|gw|mw|kw|nm|times"
+              r"|[kmgtp]b(?:/s|ps)?|[kmgtp]?flops|ms|ns|hz|[kmg]hz|tokens/s")
+_ATTACHED_UNIT = r"(?!(?:st|nd|rd|th|am|pm|s|d)\b)(?:[kmbtxw]\b|[a-z]{2,5}(?:/[a-z]{1,3})?)"
 _NUMBER = re.compile(
     r"(?<![\w$.\-/:])(\$?\d[\d,.]*(?:\s?(?:-|–|to)\s?\$?\d[\d,.]*)?\+?"
-    r"(?:\s?(?:%|x|k|m|b|bn|billion|million|trillion|thousand|gigawatts?|megawatts?|gw|mw|nm|times))?)"
-    r"(?![\w\-/:])",
+    rf"(?:{_ATTACHED_UNIT}|\s?(?:{_SAID_UNIT})(?![\w/]))?)"
+    r"(?![\w\-/:]|[.,]\d)",
     re.I,
 )
 _TIMESTAMP = re.compile(r"\b\d{1,2}:\d{2}\b")
@@ -46,12 +54,14 @@ _REACTION = re.compile(
     r"ahh+|hmm+|wow|yikes)\b|[\U0001F300-\U0001FAFF\u2600-\u27BF]",
     re.I,
 )
+_SITUATION = re.compile(r"\b(?:going on|happening|the deal|up with|the point|the reason)\b", re.I)
 # A hedge makes a clause no fact; the listener doubting the note makes no sentence of it one.
 _DOUBT = re.compile(r"\?|\b(?:might|maybe|probably|i think|i guess|perhaps)\b", re.I)
 _DISBELIEF = re.compile(
     r"\b(?:is (?:this|that|it) (?:true|right)|not sure|i (?:don'?t|do not) (?:think|buy|get)|idk|unclear)\b", re.I)
 # What the linter calls time-relative, plus the words of a note that only make sense when it was written.
-_NOTE_TIME = re.compile(r"\b(?:next|this|last|coming) gen(?:eration)?\b|\b(?:soon|now|yet|alrd|already|ago)\b",
+_NOTE_TIME = re.compile(r"\b(?:next|this|last|coming) gen(?:eration)?\b|\b(?:soon|now|yet|alrd|already|ago)\b"
+                        r"|\b\w+['’]s (?:next|upcoming|latest|new)\b",  # "nvidia's next chip" is a later one
                         re.I)
 # Words that lean on context the card will not have; a possessive only when it opens the
 # sentence ("Their MLA…"), since later ones refer back inside it ("California … their vaccines").
@@ -157,7 +167,8 @@ def _definition(term: str, answer: str) -> Card | None:
     quoted = term.strip()[:1] in "\"“'"
     term, answer = _clean(term), _clean(_PARENS.sub("", answer))
     words = term.split()
-    if not (1 <= len(words) <= 4) or any(c.isdigit() for c in term) or _VAGUE_START.search(term):
+    if not (1 <= len(words) <= 4) or any(c.isdigit() for c in term) or _VAGUE_START.search(term) \
+            or not _stands_alone(term, opening=False):
         return None
     if {words[0].casefold(), words[-1].casefold()} & _CONTAINERS or words[0].casefold() in _NUMBER_WORDS:
         return None
@@ -188,8 +199,13 @@ def _cards_for(note: str) -> list[Card | None]:
         return []
     tag = ["offline"]
     if m := _QUESTION_ANSWER.match(_clean(first)):
-        term, answer = _clean(m.group(1)), _clean(m.group(2))
-        if not _REACTION.search(answer) and len(answer.split()) <= MAX_WORDS and "?" not in answer:
+        # The answer is the first sentence: "model bandwidth utilization. the inference version of MFU".
+        term, answer = _clean(m.group(1)), _clean(re.split(r"(?<=[.!;])\s+", m.group(2), maxsplit=1)[0])
+        # A thing named, not a situation asked about ("what is going on with intel? idk").
+        named = len(term.split()) <= 4 and not _DEICTIC.search(term) and not _SITUATION.search(term)
+        if named and not _REACTION.search(answer) and len(answer.split()) <= MAX_WORDS \
+                and "?" not in m.group(2) and not first.rstrip().endswith("?") \
+                and not _DISBELIEF.search(answer) and not _DOUBT.search(answer):
             return [_card(kind="basic", front=f"What is {term}?", back=answer, quote=first, tags=tag)]
         return []
     if _DISBELIEF.search(first):

@@ -14,6 +14,11 @@ Failure policy, per note:
 - a request the server rejects (HTTP 400, 422 and other 4xx): recorded for that note;
 - a run that cannot work at all (HTTP 401, 402, 403, 404, or a 429 saying the quota is
   exhausted): raised as `GenerationError`, since every other note would fail the same way;
+- a server that asks, again and again, to wait longer than `backoff_max` (a 429 with
+  `Retry-After: 3600`): after `long_waits` such replies in a row across the run,
+  `GenerationError` saying when to retry, rather than every note retrying into the same wall;
+- a redirect to another origin (scheme, host and port): `GenerationError`, never followed, so
+  the notes are not sent to a server the user did not name; same-origin redirects are followed;
 - a server that cannot be reached: after `unreachable_first` attempts in a row across the run
   that got no answer (connection refused, or nothing within the deadline) while nothing has
   answered yet, or `unreachable_after` once something has, `GenerationError` too, rather than
@@ -35,10 +40,13 @@ the JSON in the reply. The last two are validated locally with the same pydantic
 retried: the run falls back, once and said once through `notify`, to json_object, and from
 there to text.
 
-Recorded failures become `Result(error=...)`; nothing else escapes `generate`. The API key is
-handed to the SDK and kept nowhere else, and server messages are scrubbed of it (and of the
-secret parts of the base URL) before they reach an error message, because some servers echo
-what they were sent.
+Recorded failures become `Result(error=...)`; nothing else escapes `generate`: a reply that
+breaks the parser (JSON nested thousands deep) or claims an impossible token count (2^63) is
+that note's bad reply, and any other surprise is that note's failure, never the run's end.
+The API key is handed to the SDK and kept nowhere else, and server messages, and the cards
+themselves, are scrubbed of it (whole, or any 8 or more of its characters, as a server that drops
+the `sk-` prefix echoes it) and of the secret parts of the base URL before they reach an error
+message or the workspace, because some servers echo what they were sent.
 """
 
 from __future__ import annotations
@@ -60,11 +68,11 @@ import httpx2
 import openai
 import pydantic
 
-from cards.config import DEFAULT_TIMEOUT, STRUCTURED_MODES
-from cards.errors import GenerationError
+from cards.config import DEFAULT_TIMEOUT, STRUCTURED_MODES, check_base_url
+from cards.errors import ConfigError, GenerationError
 from cards.generate.base import Request, Result
 from cards.models import stable_id
-from cards.redact import looks_like_secret, mask_url, scrub
+from cards.redact import looks_like_secret, mask_secrets, mask_url, scrub
 from cards.schema import CardSet
 
 log = logging.getLogger(__name__)
@@ -81,6 +89,9 @@ DEFAULT_MAX_TOKENS = 1200  # three cards of JSON, with room to spare
 REASONING_MAX_TOKENS = 6000
 _REASONING = re.compile(r"^(?:gpt-5|o\d)(?:$|[-.])")
 DEFAULT_REPLY_LIMIT = 64 * 1024  # bytes of one HTTP reply body
+# A token count in a reply's usage above this is not a count (no model takes ten million tokens in
+# one request); it would also overflow the workspace's 64-bit sums.
+USAGE_LIMIT = 10_000_000
 
 
 def default_max_tokens(model: str) -> int:
@@ -108,6 +119,15 @@ class _FormatRefused(Exception):
 
 class _ReplyTooLarge(Exception):
     """The reply body passed the size limit while it was read."""
+
+
+class _CrossOriginRedirect(Exception):
+    """The server redirected the request to another origin; the redirect was not followed."""
+
+    def __init__(self, status: int, target: str):
+        super().__init__(target)
+        self.status = status
+        self.target = target  # masked
 
 
 class _BadReply(Exception):
@@ -143,6 +163,8 @@ class OpenAIGenerator:
         unreachable_first: int = 2,
         read_timeout: float | None = None,
         notify: Callable[[str], None] | None = None,
+        long_waits: int = 3,
+        clock: Callable[[], float] = time.time,
     ):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -159,6 +181,11 @@ class OpenAIGenerator:
         self.unreachable_after = unreachable_after
         self.unreachable_first = min(unreachable_first, unreachable_after)
         self._unanswered = 0  # attempts in a row, across the run, that got no answer at all
+        # Replies in a row, across the run, asking to wait longer than backoff_max; enough stop the run.
+        self.long_waits = long_waits
+        self._long_waits = 0
+        self._retry_at = 0.0  # the latest time such a reply named
+        self._clock = clock
         self._ever_answered = False
         self._notify = notify or (lambda message: log.warning("%s", message))
         self.max_attempts = max_attempts
@@ -179,18 +206,30 @@ class OpenAIGenerator:
             if length and length.isdigit() and int(length) > limit:
                 raise _ReplyTooLarge(int(length))
 
+        async def same_origin_only(response: Any) -> None:
+            # Runs before the client follows a redirect: a 307/308 would re-send the notes to whatever
+            # server the Location names, and any other redirect would move the run there.
+            target = _redirect_target(response)
+            if target is not None and _origin(target) != _origin(response.request.url):
+                raise _CrossOriginRedirect(response.status_code, mask_url(str(target)))
+
+        if base_url is not None:
+            check_base_url(base_url)  # raises ConfigError, before any client is built
         # Local servers (Ollama, llama.cpp, vLLM) need no key, but the SDK insists on one.
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key or "not-needed",
-            base_url=base_url,
-            max_retries=0,
-            timeout=_httpx_timeout(read),
-            # The reply cap counts bytes as they arrive; a compressed body would be counted before it
-            # expands, so ask for the plain one.
-            default_headers={"Accept-Encoding": "identity"},
-            http_client=openai.DefaultAsyncHttpxClient(
-                timeout=_httpx_timeout(read), event_hooks={"response": [cap_reply]}),
-        )
+        try:
+            self._client = openai.AsyncOpenAI(
+                api_key=api_key or "not-needed",
+                base_url=base_url,
+                max_retries=0,
+                timeout=_httpx_timeout(read),
+                # The reply cap counts bytes as they arrive; a compressed body would be counted before it
+                # expands, so ask for the plain one.
+                default_headers={"Accept-Encoding": "identity"},
+                http_client=openai.DefaultAsyncHttpxClient(
+                    timeout=_httpx_timeout(read), event_hooks={"response": [same_origin_only, cap_reply]}),
+            )
+        except (ValueError, httpx2.InvalidURL) as e:  # OPENAI_BASE_URL read by the SDK itself, say
+            raise ConfigError(f"base URL is not usable: {type(e).__name__}") from None
         # The one form of the server's address that is ever shown.
         self.base_url = mask_url(str(self._client.base_url))
         self._send_max_tokens = self._client.base_url.host != "api.openai.com"
@@ -236,31 +275,74 @@ class OpenAIGenerator:
                 self._answered()
                 result.error = e.reason
                 return result
+            except _CrossOriginRedirect as e:
+                raise GenerationError(
+                    f"{self.base_url.rstrip('/')}/chat/completions redirects (HTTP {e.status}) to another "
+                    f"server, {e.target}; not followed, so nothing was sent there. If you trust it, use "
+                    "that address as --base-url") from None
+            except GenerationError:
+                raise
+            except Exception as e:  # noqa: BLE001 - whatever a reply did, it is this note's failure
+                self._answered()
+                log.debug("note %s: unexpected %s", request.note.id, self._scrub(_one_line(repr(e))))
+                result.error = f"failed: unexpected {type(e).__name__} while reading the reply"
+                return result
             if card_set is None:
                 self._no_answer(exc)
                 if attempt >= self.max_attempts:
                     result.error = f"gave up after {attempt} attempts: {exc.reason}"
                     return result
-                delay = self._delay(attempt, exc.headers)
+                delay = self._wait(attempt, exc)
                 log.debug("note %s: attempt %d failed (%s); retrying in %.2fs",
                           request.note.id, attempt, exc.reason, delay)
                 await self._sleep(delay)
                 continue
             self._answered()
+            if self._secrets:
+                card_set = self._mask_echoes(card_set)
             result.key = _key_for(request.key, mode)  # the format this reply was actually asked in
             result.reply = card_set
             result.cards = list(getattr(card_set, "cards", []))
             result.raw = card_set.model_dump_json()
             return result
 
+    def _mask_echoes(self, reply: pydantic.BaseModel) -> pydantic.BaseModel:
+        """The reply with any echo of the key (or the base URL's secrets) masked in every text: cards,
+        claims and a critic's rewrites are stored and exported. Only the known secrets: a card about
+        `sk-learn` keeps its words."""
+        data = reply.model_dump()
+        masked = _mask_texts(data, self._secrets)
+        return type(reply).model_validate(masked) if masked != data else reply
+
     def _answered(self) -> None:
         self._unanswered = 0
         self._ever_answered = True
+        self._long_waits = 0
+
+    def _wait(self, attempt: int, exc: _Transient) -> float:
+        """Seconds to wait before the next attempt; stops the run after `long_waits` replies in a row
+        that ask for a wait longer than backoff_max."""
+        told = _retry_after(exc.headers, self._clock())
+        if told is None or told <= self.backoff_max:
+            if not exc.unanswered:
+                self._long_waits = 0
+            return self._delay(attempt, exc.headers)
+        self._long_waits += 1
+        told = min(told, _LONGEST_WAIT)  # a server's "1e20 seconds" is still a date we can print
+        self._retry_at = max(self._retry_at, self._clock() + told)
+        if self._long_waits >= self.long_waits:
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(math.ceil(self._retry_at / 60) * 60))
+            raise GenerationError(
+                f"stopped: {self.base_url.rstrip('/')}/chat/completions asked {self._long_waits} times in a row "
+                f"to wait {told:,.0f} s ({_one_line(exc.reason, 80)}); retry after {when}. "
+                "Everything finished so far is kept")
+        return self._delay(attempt, exc.headers)
 
     def _no_answer(self, exc: _Transient) -> None:
         """Count attempts that reached no one; enough of them in a row stop the run."""
         if not exc.unanswered:
-            self._answered()  # a 5xx or a dropped connection: someone is there
+            self._unanswered = 0  # a 5xx or a dropped connection: someone is there
+            self._ever_answered = True
             return
         self._unanswered += 1
         if self._unanswered >= (self.unreachable_after if self._ever_answered else self.unreachable_first):
@@ -309,6 +391,8 @@ class OpenAIGenerator:
             raw = await call(**kwargs)
         except _ReplyTooLarge:
             raise _BadReply(f"reply too large: over {self.reply_limit // 1024:,} KiB") from None
+        except RecursionError:  # the SDK decoding an error body nested thousands deep
+            raise _BadReply(_TOO_DEEP) from None
         except openai.APITimeoutError:
             raise _Transient(f"no reply within {self.timeout:g}s", unanswered=True) from None
         except openai.APIConnectionError as exc:
@@ -333,6 +417,8 @@ class OpenAIGenerator:
             raise _BadReply("refused: stopped by the server's content filter") from None
         except pydantic.ValidationError as exc:
             raise _BadReply(f"invalid reply: {_validation_summary(exc)}") from None
+        except RecursionError:
+            raise _BadReply(_TOO_DEEP) from None
         except Exception as exc:  # noqa: BLE001 - whatever came back, it is this note's bad reply
             # e.g. a proxy answering 200 with an HTML page, which the SDK cannot turn into a completion
             log.debug("unparseable reply: %s", self._scrub(_one_line(repr(exc))))
@@ -355,6 +441,8 @@ class OpenAIGenerator:
         try:
             completion = raw.parse()
             choice = completion.choices[0] if completion.choices else None
+        except RecursionError:
+            raise _BadReply(_TOO_DEEP) from None
         except Exception as exc:  # noqa: BLE001 - as above: this note's bad reply
             log.debug("unparseable reply: %s", self._scrub(_one_line(repr(exc))))
             raise _BadReply("invalid reply: not a chat completion") from None
@@ -374,6 +462,8 @@ class OpenAIGenerator:
             return reply_model.model_validate_json(_json_part(content))
         except pydantic.ValidationError as exc:
             raise _BadReply(f"invalid reply: {_validation_summary(exc)}") from None
+        except RecursionError:
+            raise _BadReply(_TOO_DEEP) from None
 
     def _classify_status(self, exc: openai.APIStatusError, mode: str = "json_schema") -> None:
         status = exc.status_code
@@ -408,7 +498,7 @@ class OpenAIGenerator:
 
     def _delay(self, attempt: int, headers: Mapping[str, str] | None) -> float:
         """Seconds to wait before the next attempt: the server's word if it gave one, else full jitter."""
-        told = _retry_after(headers)
+        told = _retry_after(headers, self._clock())
         if told is not None:
             return min(max(told, 0.0), self.backoff_max)
         ceiling = min(self.backoff_max, self.backoff_base * 2 ** min(attempt - 1, 30))
@@ -426,26 +516,50 @@ class _NoteRejected(Exception):
         self.reason = reason
 
 
+_TOO_DEEP = "invalid reply: JSON nested too deeply"
+_LONGEST_WAIT = 366 * 86400.0
+
+
 def _add_usage(result: Result, response: Any) -> None:
+    """Add the reply's token counts to the result; a count past USAGE_LIMIT makes it a bad reply."""
     try:
         usage = response.json().get("usage") or {}
+    except RecursionError:
+        raise _BadReply(_TOO_DEEP) from None
     except (ValueError, AttributeError):
         return
     if not isinstance(usage, dict):
         return
-    result.tokens_in += _int(usage.get("prompt_tokens"))
-    result.tokens_out += _int(usage.get("completion_tokens"))
     details = usage.get("prompt_tokens_details")
-    if isinstance(details, dict):
-        result.cached_tokens += _int(details.get("cached_tokens"))
+    counts = {"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
+              "prompt_tokens_details.cached_tokens": details.get("cached_tokens")
+              if isinstance(details, dict) else None}
+    for name, value in counts.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > USAGE_LIMIT:
+            shown = f"{value:.3g}" if isinstance(value, float) else f"{value:,}" if value < 10**30 else "huge"
+            raise _BadReply(f"invalid reply: usage.{name} is {shown}, past any real count")
+    result.tokens_in += _int(counts["prompt_tokens"])
+    result.tokens_out += _int(counts["completion_tokens"])
+    result.cached_tokens += _int(counts["prompt_tokens_details.cached_tokens"])
+
+
+def _mask_texts(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return mask_secrets(value, secrets)
+    if isinstance(value, list):
+        return [_mask_texts(v, secrets) for v in value]
+    if isinstance(value, dict):
+        return {k: _mask_texts(v, secrets) for k, v in value.items()}
+    return value
 
 
 def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """The wait a server asked for, in seconds, from retry-after-ms or Retry-After (seconds or a date)."""
+def _retry_after(headers: Mapping[str, str] | None, now: float | None = None) -> float | None:
+    """The wait a server asked for, in seconds, from retry-after-ms or Retry-After (seconds or a date,
+    counted from `now`, the generator's clock)."""
     if not headers:
         return None
     for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
@@ -465,8 +579,24 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
         except (TypeError, ValueError, IndexError):
             return None
         if when is not None:
-            return when.timestamp() - time.time()
+            return when.timestamp() - (time.time() if now is None else now)
     return None
+
+
+def _redirect_target(response: Any) -> Any:
+    """Where a redirect response points, as a URL; None for any other response (or a bad Location,
+    which the client reports itself)."""
+    if not response.has_redirect_location:
+        return None
+    try:
+        return response.request.url.join(response.headers["location"])
+    except Exception:  # noqa: BLE001 - httpx2 raises its own error for it when it follows
+        return None
+
+
+def _origin(url: Any) -> tuple[str, str, int | None]:
+    scheme = url.scheme.lower()
+    return scheme, (url.host or "").lower(), url.port or {"http": 80, "https": 443}.get(scheme)
 
 
 def _connection_reason(exc: openai.APIConnectionError) -> tuple[str, bool]:
