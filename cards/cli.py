@@ -504,6 +504,17 @@ def _print_notices(notices: list[str]) -> None:
         _console(stderr=True).print(line, highlight=False, markup=False)
 
 
+def _checked(summary) -> str:
+    """What the claims check set aside and what the critic did, for the run table's caption."""
+    a, c = summary.set_aside, summary.critic_counts
+    aside = [f"{n} {k}" for k, n in sorted(a.items())]
+    critic = [f"{c[k]} {k}" for k in ("kept", "rewritten", "dropped", "failed") if c.get(k)]
+    out = f"; set aside (rejected): {', '.join(aside)}" if aside else ""
+    if summary.critic and critic:
+        out += f"; critic {summary.critic}: {', '.join(critic)}"
+    return out
+
+
 def _print_summary(summary, settings) -> None:
     rows = [[r["episode"], r["notes"], r["cards"], r["cached"], r["failed"], r["tokens_in"], r["tokens_out"]]
             for r in summary.per_episode]
@@ -519,9 +530,7 @@ def _print_summary(summary, settings) -> None:
                    + (f"; {_plural(summary.waiting, 'new note')} waiting for a transcript"
                       if summary.waiting else "")
                    + f"; {_plural(summary.duplicates, 'duplicate')} marked"
-                   + (f"; critic {summary.critic}: " + ", ".join(f"{n} {what}" for what, n in
-                                                               sorted(summary.critic_counts.items()))
-                      if summary.critic and summary.critic_counts else ""))
+                   + _checked(summary))
     if summary.failures:
         reasons: dict[str, int] = {}
         for f in summary.failures:

@@ -314,6 +314,7 @@ class RunSummary:
     waiting: int = 0  # new notes held back until their episode's transcript is given
     critic: str | None = None  # the critic prompt's version when the critic was on
     critic_counts: dict[str, int] = field(default_factory=dict)  # kept / rewritten / dropped / failed
+    set_aside: dict[str, int] = field(default_factory=dict)  # cards stored rejected: no-claim / extra-card
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "generator": self.generator, "model": self.model,
@@ -321,7 +322,7 @@ class RunSummary:
                 "failures": self.failures, "up_to_date": self.skipped, "cost_usd": round(self.cost, 6),
                 "priced": self.priced, "duplicates": self.duplicates, "reasons": self.reasons,
                 "notices": self.notices, "waiting": self.waiting, "critic": self.critic,
-                "critic_counts": self.critic_counts}
+                "critic_counts": self.critic_counts, "set_aside": self.set_aside}
 
 
 def make_generator(settings: Settings, notify: Callable[[str], None] | None = None):
@@ -429,11 +430,12 @@ def _renumber(t, n: int):
 
 async def _run(jobs: list[Job], store, generator, version: str, run_id: int, concurrency: int, force: bool,
                on_done: Callable[[Job, bool], None], critic=None,
-               critic_counts: dict[str, int] | None = None) -> None:
+               critic_counts: dict[str, int] | None = None, set_aside: dict[str, int] | None = None) -> None:
     from cards.schema import CardSet
 
     sem = asyncio.Semaphore(concurrency)
     counts = critic_counts if critic_counts is not None else {}
+    aside = set_aside if set_aside is not None else {}
 
     async def one(job: Job) -> None:
         request = job.request
@@ -455,6 +457,10 @@ async def _run(jobs: list[Job], store, generator, version: str, run_id: int, con
             if result.ok and reply is None:  # a generator that gives cards only
                 reply = CardSet(cards=result.cards)
         tied = _tie(generator, reply) if reply is not None else []
+        for t in tied:  # cards naming no stated claim, or more cards than claims: counted for the summary
+            if t.reason:
+                what = t.reason.split(":", 1)[0]
+                aside[what] = aside.get(what, 0) + 1
         review = None
         if critic is not None and reply is not None:
             if result is not None and result.raw is not None:
@@ -717,6 +723,7 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
     generator = generator or make_generator(settings, notify)
     critic = load_critic(settings, generator.name)
     critic_counts: dict[str, int] = {}
+    set_aside: dict[str, int] = {}
     with Store(settings.workspace) as store, store.exclusive("cards generate"):
         plan = make_plan(store, loaded, settings, template, generator.name, generator.model, episode=episode,
                          force=force, realign=realign, critic_version=critic.version if critic else None)
@@ -737,7 +744,7 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
             try:
                 asyncio.run(_run(todo, store, generator, template.version, run_id, settings.concurrency, force,
                                  progress.advance if progress else (lambda job, ok: None), critic=critic,
-                                 critic_counts=critic_counts))
+                                 critic_counts=critic_counts, set_aside=set_aside))
             except GenerationError:
                 status = "stopped"  # the server cannot serve this run; what finished is kept
                 raise
@@ -753,7 +760,8 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
             run = store.finish_run(run_id, status, cost or 0.0)
         summary = RunSummary(run_id, generator.name, generator.model, template.version, skipped=skipped,
                              cost=cost or 0.0, priced=cost is not None,
-                             critic=critic.version if critic else None, critic_counts=critic_counts)
+                             critic=critic.version if critic else None, critic_counts=critic_counts,
+                             set_aside=set_aside)
         summary.per_episode = [dict(r) for r in rows]
         summary.total = {k: run[k] for k in ("notes", "cards", "requests", "cached", "failed", "tokens_in",
                                              "tokens_out", "cached_tokens")}
