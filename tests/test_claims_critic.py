@@ -22,7 +22,7 @@ from cards.schema import CardSet, CriticReply
 from cards.store import Store
 
 KEY = "sk-test-secret"
-_NOTE = re.compile(r"<note>\n(.*?)\n</note>", re.S)
+_NOTE = re.compile(r"<note>\n(.*?)\n</note>", re.DOTALL)
 runner = CliRunner()
 
 # What OpenAI's strict structured outputs accept in a schema node (property maps aside).
@@ -102,7 +102,7 @@ def test_both_reply_schemas_are_strict_mode_valid_with_claims_before_cards():
         assert not keys & {"default", "maxLength", "minimum", "maximum"}
     cards = to_strict_json_schema(CardSet)
     assert list(cards["properties"]) == ["claims", "cards"]  # the model states the claims first
-    assert list(cards["$defs"]["Card"]["properties"])[0] == "claim"  # and each card names its claim first
+    assert next(iter(cards["$defs"]["Card"]["properties"])) == "claim"  # and each card names its claim first
     rule = to_strict_json_schema(CriticReply)["$defs"]["Verdict"]["properties"]["rule"]["enum"]
     assert rule == ["none", "side-detail", "give-away", "guessable", "premise", "list", "vague-time"]
 
@@ -257,8 +257,8 @@ def test_critic_setting_from_cards_toml_and_the_flag(write_notes, tmp_path):
 # -- estimates ----------------------------------------------------------------------------------
 
 def test_estimate_prices_the_critic_whether_it_is_on_or_not(write_notes, tmp_path):
-    base = dict(config_path=tmp_path / "cards.toml", workspace=tmp_path / "ws", base_url="http://127.0.0.1:9/v1",
-                api_key=KEY)
+    base = {"config_path": tmp_path / "cards.toml", "workspace": tmp_path / "ws", "base_url": "http://127.0.0.1:9/v1",
+                "api_key": KEY}
     with no_network():
         loaded = load([write_notes.notes], [write_notes.transcripts], build_settings(**base))
         off = estimate(loaded, build_settings(**base))
@@ -356,7 +356,7 @@ def test_a_set_aside_card_never_takes_a_lineage_a_kept_card_continues(tmp_path):
 
     store = workspace(tmp_path, [draft(1, front="How many experts does DeepSeek V3 have?", back="256 experts")])
     old = store.draft(draft(1).id)
-    same = dict(note_id=old.note_id, note_text=old.note_text)
+    same = {"note_id": old.note_id, "note_text": old.note_text}
     aside = draft(8, front="How many experts does DeepSeek V3 have?", back="256 experts", status="rejected",
                   reason="critic give-away: x", **same)
     kept = draft(9, front="How many routed experts does DeepSeek V3 use?", back="256 experts", **same)
