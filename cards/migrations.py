@@ -165,6 +165,24 @@ def m003_file_cache(db: sqlite3.Connection) -> None:
     """)
 
 
+@step()
+def m004_batches(db: sqlite3.Connection) -> None:
+    """Batch API jobs sent and not yet imported: each batch, and which note each of its requests is for."""
+    _script(db, """
+    CREATE TABLE batches (
+        id TEXT PRIMARY KEY, created REAL NOT NULL, model TEXT NOT NULL, prompt_version TEXT NOT NULL,
+        mode TEXT NOT NULL, input_file TEXT NOT NULL, requests INTEGER NOT NULL, status TEXT NOT NULL,
+        completed INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, output_file TEXT,
+        error_file TEXT, checked REAL, closed REAL
+    );
+    CREATE TABLE batch_requests (
+        batch_id TEXT NOT NULL, custom_id TEXT NOT NULL, note_id TEXT NOT NULL, episode TEXT NOT NULL,
+        spec TEXT NOT NULL, parts TEXT NOT NULL, imported REAL, PRIMARY KEY (batch_id, custom_id, note_id)
+    );
+    CREATE INDEX batch_requests_note ON batch_requests(note_id)
+    """)
+
+
 def is_ours(db: sqlite3.Connection) -> bool:
     """True for a blank database or a cards workspace; False for any other SQLite file."""
     app_id = db.execute("PRAGMA application_id").fetchone()[0]

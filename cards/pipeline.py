@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cards.config import PRICES_DATE, Settings
-from cards.errors import GenerationError, InputError
+from cards.errors import ConfigError, GenerationError, InputError
 from cards.models import (Context, Draft, Episode, NoteItem, Transcript, content_hash, format_span,
                           generation_spec, plural, stable_id)
 
@@ -290,13 +290,16 @@ class RunSummary:
     reasons: dict[str, int] = field(default_factory=dict)  # why notes were sent
     notices: list[str] = field(default_factory=list)
     waiting: int = 0  # new notes held back until their episode's transcript is given
+    batches: list[str] = field(default_factory=list)  # batches this run sent (--batch)
+    collected: dict = field(default_factory=dict)  # results of earlier batches imported first
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "generator": self.generator, "model": self.model,
                 "prompt_version": self.prompt_version, "episodes": self.per_episode, "total": self.total,
                 "failures": self.failures, "up_to_date": self.skipped, "cost_usd": round(self.cost, 6),
                 "priced": self.priced, "duplicates": self.duplicates, "reasons": self.reasons,
-                "notices": self.notices, "waiting": self.waiting}
+                "notices": self.notices, "waiting": self.waiting, "batches": self.batches,
+                "collected": self.collected}
 
 
 def make_generator(settings: Settings, notify: Callable[[str], None] | None = None):
@@ -334,6 +337,19 @@ def _drafts_from(job: Job, cards, gen_id: str, generator: str, model: str, versi
     return out
 
 
+def record_result(store, job: Job, result, generator: str, model: str, version: str, run_id: int,
+                  gen_id: str | None = None) -> None:
+    """Store one LLM reply (live, or a line of a batch's output): cache, generation, cards into their lineages."""
+    gen_id = gen_id or stable_id(job.note.id, job.spec, str(run_id), str(time.time_ns()))
+    store.record_generation(
+        gen_id=gen_id, note=job.note, spec=job.spec, parts=job.parts, generator=generator,
+        model=model, prompt_version=version, key=result.key, error=result.error,
+        drafts=_drafts_from(job, result.cards, gen_id, generator, model, version, store.clock())
+        if result.ok else [],
+        tokens_in=result.tokens_in, tokens_out=result.tokens_out, cached_tokens=result.cached_tokens,
+        requests=result.requests, from_cache=False, raw=result.raw, run_id=run_id)
+
+
 async def _run(jobs: list[Job], store, generator, version: str, run_id: int, concurrency: int, force: bool,
                on_done: Callable[[Job, bool], None]) -> None:
     from cards.schema import CardSet
@@ -362,13 +378,7 @@ async def _run(jobs: list[Job], store, generator, version: str, run_id: int, con
             return
         async with sem:
             result = await generator.generate(request)
-        store.record_generation(
-            gen_id=gen_id, note=job.note, spec=job.spec, parts=job.parts, generator=generator.name,
-            model=generator.model, prompt_version=version, key=result.key, error=result.error,
-            drafts=_drafts_from(job, result.cards, gen_id, generator.name, generator.model, version, store.clock())
-            if result.ok else [],
-            tokens_in=result.tokens_in, tokens_out=result.tokens_out, cached_tokens=result.cached_tokens,
-            requests=result.requests, from_cache=False, raw=result.raw, run_id=run_id)
+        record_result(store, job, result, generator.name, generator.model, version, run_id, gen_id)
         on_done(job, result.ok)
 
     tasks = [asyncio.create_task(one(j)) for j in jobs]
@@ -564,16 +574,25 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
 
 def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, force: bool = False,
              realign: bool = False, generator=None, progress=None,
-             notify: Callable[[str], None] | None = None) -> RunSummary:
-    """Generate drafts for every note that needs them; each result is committed as it arrives."""
+             notify: Callable[[str], None] | None = None, batch: bool = False, batch_client=None) -> RunSummary:
+    """Generate drafts for every note that needs them; each result is committed as it arrives.
+
+    With `batch`, the requests go to the Batch API instead (see `cards.batch`); results of earlier
+    batches that have finished are imported first either way.
+    """
     from cards.prompts import load_prompt
     from cards.store import Store
 
+    if batch and not settings.llm_configured:
+        raise ConfigError("--batch needs an LLM server with the Batch API: set OPENAI_API_KEY (or --base-url), "
+                          "or run without --batch")
     template = load_prompt(settings.prompts)
     generator = generator or make_generator(settings, notify)
     with Store(settings.workspace) as store, store.exclusive("cards generate"):
+        collected = _collect_first(store, settings, batch_client)
         plan = make_plan(store, loaded, settings, template, generator.name, generator.model, episode=episode,
                          force=force, realign=realign)
+        plan.jobs, in_batch = _not_in_open_batches(store, plan.jobs)
         for p in plan.episodes:
             if p.unchanged:
                 continue
@@ -585,12 +604,20 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         skipped = sum(1 for s in plan.states.values() if s == "up to date")
         run_id = store.start_run(generator.name, generator.model, template.version)
         status = "interrupted"
+        sent_batches: list[str] = []
         try:
+            live = todo
+            if batch:  # answers already in the response cache are stored now; the rest go in batches
+                live = [j for j in todo if not force and store.cached_response(generator.cache_key(j.request.key))]
+                cached = {id(j) for j in live}
+                queued = [j for j in todo if id(j) not in cached]
             if progress:
-                progress.start([p.episode for p in plan.episodes], todo)
+                progress.start([p.episode for p in plan.episodes], live)
             try:
-                asyncio.run(_run(todo, store, generator, template.version, run_id, settings.concurrency, force,
+                asyncio.run(_run(live, store, generator, template.version, run_id, settings.concurrency, force,
                                  progress.advance if progress else (lambda job, ok: None)))
+                if batch:
+                    sent_batches = _send_batches(store, settings, generator, queued, template.version, batch_client)
             except GenerationError:
                 status = "stopped"  # the server cannot serve this run; what finished is kept
                 raise
@@ -614,6 +641,15 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         summary.reasons = _count(plan.reasons[j.note.id] for j in todo)
         summary.notices = loaded.notices + plan.notices
         summary.waiting = sum(1 for s in plan.states.values() if s == "waiting")
+        summary.batches, summary.collected = sent_batches, collected
+        if in_batch:
+            summary.notices.append(f"{plural(in_batch, 'note')} wait for a batch sent earlier (`cards batch status`); "
+                                   "not sent again")
+        if sent_batches:
+            summary.notices.append(f"sent {plural(len(todo) - len(live), 'request')} in "
+                                   f"{plural(len(sent_batches), 'batch', 'batches')} ({', '.join(sent_batches)}); "
+                                   "results come within 24 h: `cards batch status` shows them, `cards batch "
+                                   "collect` (or the next `cards generate`) imports them")
         # Only episodes whose cards changed are checked again; a no-op rerun checks nothing.
         touched = {j.episode.slug for j in todo} | {p.episode.slug for p in plan.episodes
                                                     if p.changes.retired or p.changes.returning}
@@ -622,6 +658,110 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         else:
             summary.duplicates = check_and_dedupe(store, None, episodes=touched) if touched else 0
     return summary
+
+
+# -- batches ---------------------------------------------------------------------------------------
+
+def batch_client(settings: Settings):
+    """A client for the Batch API of the configured server."""
+    from cards.generate.openai_batch import BatchClient
+
+    return BatchClient(base_url=settings.base_url, api_key=settings.api_key)
+
+
+def _not_in_open_batches(store, jobs: list[Job]) -> tuple[list[Job], int]:
+    """The jobs minus those an open batch is already working on (the same note, the same spec)."""
+    from cards import batch
+
+    pending = batch.waiting(store)
+    if not pending:
+        return jobs, 0
+    kept = [j for j in jobs if pending.get(j.note.id) != j.spec]
+    return kept, len(jobs) - len(kept)
+
+
+def _send_batches(store, settings: Settings, generator, jobs: list[Job], version: str, client=None) -> list[str]:
+    from cards import batch
+
+    if not jobs:
+        return []
+    own = client is None
+    client = client or batch_client(settings)
+    try:
+        return batch.submit(store, client, generator, jobs, version)
+    finally:
+        if own:
+            client.close()
+
+
+def _stored_job(store, notes: dict, note_id: str, episode: str, spec: str, parts: dict) -> Job | None:
+    """A job rebuilt from the workspace, for a batch result: None if the note is no longer current."""
+    from cards.models import Source
+
+    if episode not in notes:
+        notes[episode] = store.notes(episode)
+    n = notes[episode].get(note_id)
+    if n is None or not n.active:
+        return None
+    item = NoteItem(n.id, episode, n.text, "bullet", n.section,
+                    tuple(Source(p, a, b) for p, a, b in n.spans) or (Source("", 0, 0),), n.position)
+    return Job(Episode(episode, episode), item, n.context, spec, parts, None)
+
+
+def collect_batches(store, settings: Settings, client=None) -> dict:
+    """Import the results of every finished batch through the same path as live replies."""
+    from cards import batch
+    from cards.generate.openai import OpenAIGenerator
+
+    if not batch.batches(store, open_only=True):
+        return {}
+    own = client is None
+    client = client or batch_client(settings)
+    notes: dict[str, dict] = {}
+    models = {b.model for b in batch.batches(store, open_only=True)}
+    first = batch.batches(store, open_only=True)[0]
+    run_id = store.start_run("openai", first.model, first.prompt_version)
+
+    def reader(b):
+        return OpenAIGenerator(b.model, base_url=settings.base_url, api_key=settings.api_key,
+                               max_tokens=settings.max_tokens)
+
+    def record(note_id, episode, spec, parts, result, b) -> bool:
+        job = _stored_job(store, notes, note_id, episode, spec, parts)
+        if job is None:
+            return False
+        done = store.generation_states([note_id]).get(note_id)
+        if done is not None and done.spec == spec and not done.failed_since:
+            return False  # done another way meanwhile (a live run)
+        record_result(store, job, result, "openai", b.model, b.prompt_version, run_id)
+        return True
+
+    status = "interrupted"
+    try:
+        got = asyncio.run(batch.collect(store, client, reader, record))
+        status = "ok"
+    finally:
+        if own:
+            client.close()
+        rows = store.run_usage_by_episode(run_id)
+        tin, tout, tcached = (sum(r[k] or 0 for r in rows) for k in ("tokens_in", "tokens_out", "cached_tokens"))
+        cost = cost_of(settings, first.model, tin, tcached, tout) if len(models) == 1 else None
+        store.finish_run(run_id, status, (cost or 0.0) * batch.PRICE_FACTOR)
+    touched = {r["episode"] for r in rows}
+    duplicates = check_and_dedupe(store, None, episodes=touched) if touched else 0
+    return {"run_id": run_id, "batches": got.batches, "imported": got.imported, "failed": got.failed,
+            "skipped": got.skipped, "sent_again_next_run": got.unfinished, "still_open": got.still_open,
+            "tokens_in": tin, "tokens_out": tout, "duplicates": duplicates,
+            "cost_usd": None if cost is None else round(cost * batch.PRICE_FACTOR, 6)}
+
+
+def _collect_first(store, settings: Settings, client=None) -> dict:
+    """Before a run: results of finished batches are imported, so nothing they answered is bought again."""
+    from cards import batch
+
+    if not settings.llm_configured or not batch.batches(store, open_only=True):
+        return {}
+    return collect_batches(store, settings, client)
 
 
 def _count(values) -> dict[str, int]:
@@ -663,8 +803,8 @@ def _plan_readonly(store, loaded: Loaded, settings: Settings, *, episode: str | 
 
 
 def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, force: bool = False,
-             realign: bool = False) -> dict:
-    """What a run would send, without sending anything."""
+             realign: bool = False, batch: bool = False) -> dict:
+    """What a run would send, without sending anything; with `batch`, at Batch API prices."""
     from cards.tokens import counter_for
 
     counter = counter_for(settings.model)
@@ -674,6 +814,8 @@ def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         todo = plan.jobs
         if not force and store is not None:
             todo = [j for j in todo if store.cached_response(j.request.key) is None]
+        if store is not None:
+            todo, _ = _not_in_open_batches(store, todo)
     schema_tokens = counter.count(_schema_json())
     per_ep: dict[str, dict] = {}
     for j in todo:
@@ -683,7 +825,13 @@ def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
     tin = sum(r["tokens_in"] for r in per_ep.values())
     tout = OUTPUT_TOKENS_GUESS * len(todo)
     cost = cost_of(settings, settings.model, tin, 0, tout)
+    live_cost = cost
+    if batch and cost is not None:
+        from cards.batch import PRICE_FACTOR
+
+        cost *= PRICE_FACTOR
     return {
+        "batch": batch, "cost_live_usd": None if live_cost is None else round(live_cost, 4),
         "model": settings.model, "llm_configured": settings.llm_configured, "notes": len(plan.states),
         "requests": len(todo), "tokens_in": tin, "tokens_out_estimate": tout,
         "tokens_per_request": round(tin / len(todo)) if todo else 0,
