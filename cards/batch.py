@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 # The Batch API's price, as a share of the live price.
 PRICE_FACTOR = 0.5
 FINAL_STATES = ("completed", "expired", "cancelled", "failed")
+# Error codes of lines the batch never ran.
+UNANSWERED = ("batch_expired", "batch_cancelled")
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,12 @@ def waiting(store) -> dict[str, str]:
         " WHERE b.closed IS NULL AND r.imported IS NULL")}
 
 
+def done_since(store, note_id: str, spec: str, since: float) -> bool:
+    """Whether the note got cards for this spec after `since` (a live run while its batch was out)."""
+    return store.db.execute("SELECT 1 FROM generations WHERE note_id=? AND spec=? AND ok=1 AND created>? LIMIT 1",
+                            (note_id, spec, since)).fetchone() is not None
+
+
 def _save_state(store, state) -> None:
     with store.tx() as db:
         db.execute("UPDATE batches SET status=?, completed=?, failed=?, output_file=?, error_file=?, checked=?"
@@ -190,6 +198,9 @@ async def collect(store, client, reader: Callable[[BatchRecord], object], record
                 if not file_id or not todo:
                     continue
                 for line, size in _lines(client.content(file_id)):
+                    error = line.get("error")
+                    if isinstance(error, dict) and error.get("code") in UNANSWERED:
+                        continue  # never run: sent again by the next run, not recorded as the note's failure
                     for note_id, episode, spec, parts in todo.pop(line["custom_id"], ()):
                         result = await generator.read_batch_line(note_id, line, b.mode, size)
                         # The result and the mark that it was imported are one transaction: a process killed

@@ -730,8 +730,7 @@ def collect_batches(store, settings: Settings, client=None) -> dict:
         job = _stored_job(store, notes, note_id, episode, spec, parts)
         if job is None:
             return False
-        done = store.generation_states([note_id]).get(note_id)
-        if done is not None and done.spec == spec and not done.failed_since:
+        if batch.done_since(store, note_id, spec, b.created):
             return False  # done another way meanwhile (a live run)
         record_result(store, job, result, "openai", b.model, b.prompt_version, run_id)
         return True
