@@ -410,7 +410,8 @@ def _offline_notice(settings) -> None:
 @app.command()
 @handled
 def generate(
-    notes: Notes,
+    notes: Annotated[Optional[list[Path]], typer.Argument(
+        help="Notes files or folders (markdown); none with --from-transcript -t PATH.", show_default=False)] = None,
     transcripts: Transcripts = None,
     episode: EpisodeOpt = None,
     workspace: Workspace = None,
@@ -428,6 +429,9 @@ def generate(
     structured: Structured = None,
     batch: Annotated[bool, typer.Option("--batch", help="Send the requests through the Batch API: half the "
                                                          "price, results within 24 h (`cards batch`).")] = False,
+    from_transcript: Annotated[bool, typer.Option(
+        "--from-transcript", help="First find the key claims of episodes that have a transcript but no notes "
+                                  "(or of --episode) and make them notes; needs an LLM.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Generate draft cards for new or changed notes (everything else comes from the workspace).
@@ -442,8 +446,16 @@ def generate(
     settings = _settings(workspace=workspace, model=model, base_url=base_url, concurrency=concurrency,
                          offline=offline or None, prompts=prompts, context_tokens=context_tokens,
                          timeout=timeout, max_tokens=max_tokens, structured=structured)
+    if from_transcript and not settings.llm_configured:
+        from cards.pipeline import check_extraction
+
+        check_extraction(settings)
+    extracted = None
     with _Busy() as busy:
-        loaded = _load(notes, transcripts, settings, busy, create_workspace=True)
+        loaded = _load(notes or [], transcripts, settings, busy, create_workspace=True)
+        if from_transcript:
+            busy("finding claims in transcripts")
+            extracted = _extract(loaded, settings, episode, busy)
         busy("aligning notes to transcripts and planning the run")
 
         def notice() -> None:
@@ -454,7 +466,7 @@ def generate(
         summary = run(loaded, settings, episode=episode, force=force, realign=realign, progress=progress,
                       notify=lambda message: sys.stderr.write(f"cards: {message}\n"), batch=batch)
     if json_out:
-        _print_json(summary.as_dict())
+        _print_json(summary.as_dict() | ({"from_transcript": extracted} if extracted is not None else {}))
     else:
         if summary.collected:
             _print_notices([_collected_line(summary.collected)])
@@ -462,6 +474,43 @@ def generate(
         _print_summary(summary, settings)
     if summary.failures:
         raise typer.Exit(1)  # recorded, and retried by the next run
+
+
+def _extract(loaded, settings, episode, busy) -> dict:
+    """Find claims in transcripts, saying first what it costs; returns what was found."""
+    from cards.pipeline import extract_claims, extraction_plan
+
+    plan = extraction_plan(loaded, settings, episode=episode)
+    data = plan.as_dict()
+    busy.stop()
+    err = _console(stderr=True)
+    if not plan.episodes:
+        err.print("--from-transcript: no episode has a transcript without notes (give --episode SLUG to pick one)",
+                  highlight=False, markup=False, soft_wrap=True)
+        return data
+    from cards.models import plural
+
+    cost = "cost unknown (model not in the price table)" if plan.cost is None else f"~${plan.cost:.4f}"
+    done = f"; {plural(plan.done, 'stretch', 'stretches')} asked about before" if plan.done else ""
+    if plan.requests:
+        err.print(f"Finding claims in {_plural(len(plan.episodes), 'transcript')}: "
+                  f"{_plural(len(plan.requests), 'request')}, ~{plan.tokens_in:,} tokens in, ~{plan.tokens_out:,} "
+                  f"out, {cost}{done}; then each claim is a note for cards", highlight=False, markup=False, soft_wrap=True)
+    else:
+        err.print(f"Claims of {_plural(len(plan.episodes), 'transcript')}: all "
+                  f"{plural(plan.done, 'stretch', 'stretches')} asked about before; nothing to send",
+                  highlight=False, markup=False, soft_wrap=True)
+    if plan.requests:
+        got = extract_claims(plan, settings, notify=lambda message: sys.stderr.write(f"cards: {message}\n"))
+        data["found"] = got
+        line = f"found {_plural(got['claims'], 'claim')}"
+        if got["dropped"]:
+            line += f" ({got['dropped']} dropped: quote not in the transcript, or over the stretch's share)"
+        if got["failed"]:
+            line += f"; {plural(len(got['failed']), 'stretch', 'stretches')} failed (asked again on the next run): " \
+                    f"{got['failed'][0]['error']}"
+        err.print(line, highlight=False, markup=False, soft_wrap=True)
+    return data
 
 
 def _print_notices(notices: list[str]) -> None:

@@ -183,6 +183,19 @@ def m004_batches(db: sqlite3.Connection) -> None:
     """)
 
 
+@step()
+def m005_extracted_claims(db: sqlite3.Connection) -> None:
+    """Claims found in transcripts without notes (cards.extract), one row per stretch asked about."""
+    _script(db, """
+    CREATE TABLE extractions (
+        key TEXT PRIMARY KEY, transcript_hash TEXT NOT NULL, episode TEXT NOT NULL, chunk INTEGER NOT NULL,
+        model TEXT NOT NULL, prompt_version TEXT NOT NULL, claims TEXT NOT NULL, dropped INTEGER NOT NULL,
+        tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, created REAL NOT NULL
+    );
+    CREATE INDEX extractions_transcript ON extractions(transcript_hash, created)
+    """)
+
+
 def is_ours(db: sqlite3.Connection) -> bool:
     """True for a blank database or a cards workspace; False for any other SQLite file."""
     app_id = db.execute("PRAGMA application_id").fetchone()[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cards.config import PRICES_DATE, Settings
 from cards.errors import ConfigError, GenerationError, InputError
-from cards.models import (Context, Draft, Episode, NoteItem, Transcript, content_hash, format_span,
+from cards.models import (Context, Draft, Episode, NoteItem, Source, Transcript, content_hash, format_span,
                           generation_spec, plural, stable_id)
 
 NOTE_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".org"}
@@ -467,12 +467,13 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
     """
     from cards.lineage import note_changes
 
-    episodes = [e for e in select(loaded.episodes, episode) if e.items]
-    read = set(loaded.note_files)
+    merged = with_extracted(loaded.episodes, store)
+    episodes = [e for e in select(merged.episodes, episode) if e.items]
+    read = set(loaded.note_files) | merged.read
     version = _align_version()
     plans: list[EpisodePlan] = []
     fresh_needed: dict[str, set[str] | None] = {}  # slug -> note ids needing a passage (None: all)
-    notices: list[str] = []
+    notices: list[str] = list(merged.notices)
     preds: dict[str, str | None] = {}  # note id -> the bullet it was edited from
     records: list = []  # each plan's EpisodeRecord, or None
     stores: dict[str, dict] = {}  # slug -> its stored notes
@@ -481,6 +482,10 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
         stored = store.notes(ep.slug) if store else {}
         record = store.episode(ep.slug) if store else None
         changes = note_changes(stored, ep.items, read)
+        for own, claim in merged.replaced.items():  # a listener's note carries on the claim it repeats
+            if own in changes.new and claim in changes.retired and own not in changes.edited \
+                    and claim not in changes.edited.values():
+                changes.edited[own] = claim
         for item in ep.items:
             preds[item.id] = changes.edited.get(item.id) or (stored[item.id].predecessor if item.id in stored
                                                              else None)
@@ -559,7 +564,7 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
     jobs = build_jobs([p.episode for p in plans], contexts, template, generator_name, model, only=todo)
     missing: list[str] = []
     if store is not None and episode is None:
-        present = {e.slug for e in loaded.episodes}
+        present = {e.slug for e in merged.episodes}
         for slug, files in store.note_sources().items():
             if slug not in present and files and files <= read:
                 missing.append(slug)
@@ -660,6 +665,168 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
     return summary
 
 
+# -- claims from transcripts (episodes without notes) ------------------------------------------------
+
+@dataclass
+class Extracted:
+    """Episodes with the claims found in their transcripts merged in (see `with_extracted`)."""
+
+    episodes: list[Episode]
+    read: set[str] = field(default_factory=set)  # the sources those claims count as read from
+    replaced: dict[str, str] = field(default_factory=dict)  # listener's note id -> the extracted note it replaces
+    notices: list[str] = field(default_factory=list)
+
+
+def with_extracted(episodes: list[Episode], store) -> Extracted:
+    """The episodes with the claims found in their transcripts merged into their notes (cards.extract).
+
+    Claims are kept by transcript, so a notes file written later for a transcript-only episode
+    finds them: that episode keeps the slug (cards, deck) the claims were made under, the
+    listener's notes win over near-duplicate claims, and each such claim's cards carry on as the
+    cards of the listener's note (its lineage).
+    """
+    from dataclasses import replace
+
+    from cards import extract
+
+    if store is None or not extract.any_stored(store):
+        return Extracted(episodes)
+    out = Extracted([])
+    slugs = {e.slug for e in episodes}
+    for ep in episodes:
+        rec = None if ep.transcript is not None else store.episode(ep.slug)
+        th = transcript_hash(ep.transcript) if ep.transcript is not None else rec.transcript_hash if rec else None
+        slug, claims = extract.stored_claims(store, th) if th else (None, [])
+        path = ep.transcript.path if ep.transcript is not None else rec.transcript if rec else None
+        if not claims or not path:
+            out.episodes.append(ep)
+            continue
+        if slug and slug != ep.slug and slug not in slugs and store.episode(ep.slug) is None:
+            out.notices.append(f"{ep.title!r} is the transcript-only episode {slug}: it keeps its cards and deck, "
+                               "and your notes take the place of claims they repeat")
+            ep = replace(ep, slug=slug, items=[replace(i, episode=slug, id=NoteItem.make_id(slug, i.text))
+                                               for i in ep.items])
+        items, replaced = extract.merge(ep.slug, ep.items, claims, path)
+        out.read.add(path + extract.SOURCE_SUFFIX)
+        out.replaced.update(replaced)
+        out.episodes.append(replace(ep, items=items))
+    return out
+
+
+@dataclass
+class Extraction:
+    """What finding claims in transcripts would send (see `extraction_plan`)."""
+
+    episodes: list[Episode]
+    requests: list[tuple]  # (episode, chunk, request, transcript hash), not yet done
+    done: int  # stretches already asked about (kept in the workspace)
+    prompt_version: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float | None = None
+
+    def as_dict(self) -> dict:
+        return {"episodes": [e.slug for e in self.episodes], "requests": len(self.requests), "done": self.done,
+                "max_claims": sum(c.max_claims for _, c, _, _ in self.requests), "prompt_version": self.prompt_version,
+                "tokens_in": self.tokens_in, "tokens_out_estimate": self.tokens_out,
+                "cost_usd": None if self.cost is None else round(self.cost, 4)}
+
+
+def check_extraction(settings: Settings) -> None:
+    """Finding claims needs an LLM: say so in one line (exit status 2) when there is none."""
+    if not settings.llm_configured:
+        why = "--offline was given" if settings.offline else "no OPENAI_API_KEY or --base-url is set"
+        raise ConfigError(f"--from-transcript needs an LLM to find an episode's claims ({why})")
+
+
+def extraction_plan(loaded: Loaded, settings: Settings, *, episode: str | None = None) -> Extraction:
+    """The requests that would find the key claims of an episode's transcript (the given one, or every
+    episode with a transcript and no notes), with their estimated cost; sends nothing."""
+    from cards import extract
+    from cards.generate.base import Request
+    from cards.prompts import EXTRACT_NAME, load_prompt
+    from cards.tokens import counter_for
+
+    check_extraction(settings)
+    if episode is not None:
+        eps = select(loaded.episodes, episode)
+        if eps[0].transcript is None:
+            raise InputError(f"episode {episode!r} has no transcript to find claims in (give it with -t)")
+    else:
+        eps = [e for e in loaded.episodes if e.transcript is not None and not e.items]
+    template = load_prompt(settings.prompts, EXTRACT_NAME)
+    schema = json.dumps(extract.ClaimSet.model_json_schema(), sort_keys=True)
+    counter = counter_for(settings.model)
+    todo = []
+    for ep in eps:
+        th = transcript_hash(ep.transcript)
+        parts = extract.chunks(ep.transcript)
+        for ch in parts:
+            messages = template.render(episode_title=ep.full_title or ep.title, show=ep.show or "",
+                                       people=", ".join(ep.people), span=ch.span, part=str(ch.index + 1),
+                                       parts=str(len(parts)), max_claims=str(ch.max_claims), transcript=ch.render())
+            key = stable_id(settings.model, template.version, json.dumps(messages, sort_keys=True), schema, length=32)
+            note = NoteItem(key[:16], ep.slug, "", extract.KIND, None, (Source(ep.transcript.path, 0, 0),), ch.index)
+            todo.append((ep, ch, Request(note, None, ep.title, tuple(messages), key), th))
+    with _workspace_if_any(settings) as store:
+        done = extract.done_keys(store, [r.key for _, _, r, _ in todo]) if store is not None else set()
+    plan = Extraction(eps, [t for t in todo if t[2].key not in done], len(done), template.version)
+    schema_tokens = counter.count(schema)
+    plan.tokens_in = sum(schema_tokens + sum(counter.count(m["content"]) + 4 for m in r.messages)
+                         for _, _, r, _ in plan.requests)
+    plan.tokens_out = sum(extract.OUTPUT_TOKENS_PER_CLAIM * c.max_claims for _, c, _, _ in plan.requests)
+    plan.cost = cost_of(settings, settings.model, plan.tokens_in, 0, plan.tokens_out)
+    return plan
+
+
+def extract_claims(plan: Extraction, settings: Settings, *, generator=None,
+                   notify: Callable[[str], None] | None = None) -> dict:
+    """Ask for each stretch's claims; each answer is kept in the workspace as it arrives."""
+    from cards import extract
+    from cards.store import Store
+
+    if generator is None:
+        from cards.generate.openai import OpenAIGenerator
+
+        generator = OpenAIGenerator(settings.model, base_url=settings.base_url, api_key=settings.api_key,
+                                    timeout=settings.timeout, max_tokens=settings.max_tokens,
+                                    structured=settings.structured, notify=notify, reply_model=extract.ClaimSet)
+    out = {"requests": len(plan.requests), "claims": 0, "dropped": 0, "failed": [], "tokens_in": 0, "tokens_out": 0}
+
+    async def run_all(store) -> None:
+        sem = asyncio.Semaphore(settings.concurrency)
+
+        async def one(ep, ch, request, th) -> None:
+            async with sem:
+                result = await generator.generate(request)
+            out["tokens_in"] += result.tokens_in
+            out["tokens_out"] += result.tokens_out
+            if not result.ok:
+                out["failed"].append({"episode": ep.slug, "span": ch.span, "error": result.error})
+                return
+            found, dropped = extract.found_claims(extract.ClaimSet.model_validate_json(result.raw), ch)
+            extract.save(store, key=request.key, transcript_hash=th, episode=ep.slug, chunk=ch.index,
+                         model=generator.model, prompt_version=plan.prompt_version, found=found, dropped=dropped,
+                         tokens_in=result.tokens_in, tokens_out=result.tokens_out)
+            out["claims"] += len(found)
+            out["dropped"] += dropped
+
+        tasks = [asyncio.create_task(one(*r)) for r in plan.requests]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await generator.aclose()
+
+    with Store(settings.workspace) as store, store.exclusive("cards generate"):
+        asyncio.run(run_all(store))
+    cost = cost_of(settings, settings.model, out["tokens_in"], 0, out["tokens_out"])
+    out["cost_usd"] = None if cost is None else round(cost, 6)
+    return out
+
+
 # -- batches ---------------------------------------------------------------------------------------
 
 def batch_client(settings: Settings):
@@ -696,8 +863,6 @@ def _send_batches(store, settings: Settings, generator, jobs: list[Job], version
 
 def _stored_job(store, notes: dict, note_id: str, episode: str, spec: str, parts: dict) -> Job | None:
     """A job rebuilt from the workspace, for a batch result: None if the note is no longer current."""
-    from cards.models import Source
-
     if episode not in notes:
         notes[episode] = store.notes(episode)
     n = notes[episode].get(note_id)
