@@ -495,7 +495,8 @@ def _extract(loaded, settings, episode, busy) -> dict:
     if plan.requests:
         err.print(f"Finding claims in {_plural(len(plan.episodes), 'transcript')}: "
                   f"{_plural(len(plan.requests), 'request')}, ~{plan.tokens_in:,} tokens in, ~{plan.tokens_out:,} "
-                  f"out, {cost}{done}; then each claim is a note for cards", highlight=False, markup=False, soft_wrap=True)
+                  f"out, {cost}{done}; then each claim is a note for cards",
+                  highlight=False, markup=False, soft_wrap=True)
     else:
         err.print(f"Claims of {_plural(len(plan.episodes), 'transcript')}: all "
                   f"{plural(plan.done, 'stretch', 'stretches')} asked about before; nothing to send",
@@ -546,7 +547,8 @@ def _print_summary(summary, settings) -> None:
 @app.command()
 @handled
 def estimate(
-    notes: Notes,
+    notes: Annotated[Optional[list[Path]], typer.Argument(
+        help="Notes files or folders (markdown); none with --from-transcript -t PATH.", show_default=False)] = None,
     transcripts: Transcripts = None,
     episode: EpisodeOpt = None,
     workspace: Workspace = None,
@@ -558,6 +560,8 @@ def estimate(
     prompts: Prompts = None,
     context_tokens: ContextTokens = None,
     batch: Annotated[bool, typer.Option("--batch", help="Price the run at Batch API prices (half).")] = False,
+    from_transcript: Annotated[bool, typer.Option(
+        "--from-transcript", help="Also price finding the claims of transcripts without notes.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """What a generate run would send: requests, tokens and dollars. Sends nothing."""
@@ -566,9 +570,13 @@ def estimate(
     settings = _settings(workspace=workspace, model=model, base_url=base_url, offline=offline or None,
                          prompts=prompts, context_tokens=context_tokens)
     with _Busy() as busy:
-        loaded = _load(notes, transcripts, settings, busy)
+        loaded = _load(notes or [], transcripts, settings, busy)
         busy("aligning notes to transcripts")
         data = est(loaded, settings, episode=episode, force=force, realign=realign, batch=batch)
+        if from_transcript:
+            from cards.pipeline import extraction_plan
+
+            data["from_transcript"] = extraction_plan(loaded, settings, episode=episode).as_dict()
     if settings.llm_configured:
         _warn_long_notes(data["notes_cut"])
     if json_out:
@@ -579,6 +587,12 @@ def estimate(
     cost = "unknown (model not in the price table)" if data["cost_usd"] is None else f"${data['cost_usd']:.4f}"
     if data["batch"] and data["cost_usd"] is not None:
         cost += f" with the Batch API (live: ${data['cost_live_usd']:.4f})"
+    if from_transcript:
+        x = data["from_transcript"]
+        x_cost = "unknown" if x["cost_usd"] is None else f"${x['cost_usd']:.4f}"
+        _print_notices([f"finding claims in {_plural(len(x['episodes']), 'transcript')}: "
+                        f"{_plural(x['requests'], 'request')}, ~{x['tokens_in']:,} tokens in, cost {x_cost} (live); "
+                        f"then up to {_plural(x['max_claims'], 'claim')}, each a card request"])
     _table(f"Estimate for {data['model']}", ["episode", "requests", "tokens in"], rows,
            caption=f"~{data['tokens_out_estimate']} tokens out; cost {cost} (prices of {data['prices_date']}); "
                    f"tokens: {data['token_counter']}")

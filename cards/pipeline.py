@@ -962,8 +962,13 @@ def _plan_readonly(store, loaded: Loaded, settings: Settings, *, episode: str | 
     template = load_prompt(settings.prompts)
     name = "openai" if settings.llm_configured else "offline"
     model = settings.model if name == "openai" else _offline_model()
-    return make_plan(store, loaded, settings, template, name, model, episode=episode, force=force,
+    plan = make_plan(store, loaded, settings, template, name, model, episode=episode, force=force,
                      realign=realign, counter=counter)
+    if store is not None:  # what an open batch is working on is not sent again
+        plan.jobs, in_batch = _not_in_open_batches(store, plan.jobs)
+        if in_batch:
+            plan.notices.append(f"{plural(in_batch, 'note')} wait for a batch sent earlier (`cards batch status`)")
+    return plan
 
 
 def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, force: bool = False,
@@ -978,8 +983,6 @@ def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         todo = plan.jobs
         if not force and store is not None:
             todo = [j for j in todo if store.cached_response(j.request.key) is None]
-        if store is not None:
-            todo, _ = _not_in_open_batches(store, todo)
     schema_tokens = counter.count(_schema_json())
     per_ep: dict[str, dict] = {}
     for j in todo:
@@ -1018,12 +1021,18 @@ def status(settings: Settings, loaded: Loaded | None = None, *, episode: str | N
 
     Without notes (`loaded` None) only what the workspace knows is shown.
     """
-    from cards import lineage
+    from cards import batch, lineage
     from cards.store import Store
 
     with Store(settings.workspace, create=False) as store:
         plan = _plan_readonly(store, loaded, settings, episode=episode) if loaded is not None else None
         out: dict = {"episodes": [], "notices": (loaded.notices + plan.notices) if plan else []}
+        out["batches"] = [b.as_dict() for b in batch.batches(store, open_only=True)]
+        if out["batches"]:
+            waiting = sum(b["requests"] - b["imported"] for b in out["batches"])
+            out["notices"].append(f"{plural(len(out['batches']), 'batch', 'batches')} open with "
+                                  f"{plural(waiting, 'request')} (`cards batch status`; `cards batch collect` or the "
+                                  "next generate imports them)")
         records = {e.slug: e for e in store.episodes()}
         slugs = sorted(records)
         if plan is not None:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from cards import batch
 from cards.cli import app
 from cards.config import build_settings
-from cards.pipeline import collect_batches, estimate, generate, load
+from cards.pipeline import collect_batches, estimate, generate, load, status
 from cards.store import Store
 
 KEY = "sk-test-secret"
@@ -190,8 +190,13 @@ def test_a_live_run_while_a_batch_is_open_does_not_buy_its_notes_again(write_not
         assert not chat_requests(srv)
         assert any("6 notes wait for a batch" in n for n in summary.notices)
         with no_network():
-            est = estimate(load([write_notes.notes], [write_notes.transcripts], s), s)
+            loaded = load([write_notes.notes], [write_notes.transcripts], s)
+            est = estimate(loaded, s)
+            st = status(s, loaded)
         assert est["requests"] == 0
+        assert [b["requests"] for b in st["batches"]] == [6]
+        assert sum(e["next_generate"]["requests"] for e in st["episodes"]) == 0
+        assert any("1 batch open with 6 requests" in n for n in st["notices"])
 
 
 def test_a_server_without_the_batch_api_says_so_in_one_line(write_notes, tmp_path):

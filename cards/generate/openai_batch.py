@@ -19,6 +19,8 @@ WINDOW = "24h"
 # The Batch API's limits per input file.
 MAX_REQUESTS = 50_000
 MAX_BYTES = 200 * 1024 * 1024
+# A batch's output file: its replies, each within the live reply cap, and their envelopes.
+MAX_OUTPUT_BYTES = 1024 * 1024 * 1024
 # Batches that can still change; every other state is final.
 OPEN_STATES = ("validating", "in_progress", "finalizing", "cancelling")
 
@@ -67,8 +69,22 @@ class BatchClient:
     def cancel(self, batch_id: str) -> BatchState:
         return _state(self._call(f"/batches/{batch_id}/cancel", lambda: self._client.batches.cancel(batch_id)))
 
-    def content(self, file_id: str) -> bytes:
-        return self._call(f"/files/{file_id}/content", lambda: self._client.files.content(file_id)).content
+    def content(self, file_id: str, limit: int = MAX_OUTPUT_BYTES) -> bytes:
+        """A file's bytes, read as they come and refused past `limit`: a reply file is untrusted too."""
+        path = f"/files/{file_id}/content"
+
+        def read() -> bytes:
+            chunks, size = [], 0
+            with self._client.files.with_streaming_response.content(file_id) as response:
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise GenerationError(f"{self.base_url.rstrip('/')}{path}: file over "
+                                              f"{limit // (1024 * 1024):,} MB; not read")
+                    chunks.append(chunk)
+            return b"".join(chunks)
+
+        return self._call(path, read)
 
     def _call(self, path: str, fn):
         where = f"{self.base_url.rstrip('/')}{path}"
