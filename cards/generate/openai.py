@@ -1,6 +1,6 @@
 """The LLM generator: any OpenAI-compatible server through the openai SDK's structured outputs.
 
-This is the only module that imports `openai`. The SDK's own retries are switched off
+This and `openai_batch.py` (files and batches) are the only modules that import `openai`. The SDK's own retries are switched off
 (`max_retries=0`) so that this module decides what is retried, how long to wait and how
 many HTTP attempts a note cost; `Result.requests` is that count.
 
