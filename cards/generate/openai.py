@@ -1,8 +1,8 @@
 """The LLM generator: any OpenAI-compatible server through the openai SDK's structured outputs.
 
-This and `openai_batch.py` (files and batches) are the only modules that import `openai`. The SDK's own retries are switched off
-(`max_retries=0`) so that this module decides what is retried, how long to wait and how
-many HTTP attempts a note cost; `Result.requests` is that count.
+This and `openai_batch.py` (files and batches) are the only modules that import `openai`. The
+SDK's own retries are switched off (`max_retries=0`) so that this module decides what is retried,
+how long to wait and how many HTTP attempts a note cost; `Result.requests` is that count.
 
 Failure policy, per note:
 
