@@ -472,7 +472,7 @@ def generate(
             _print_notices([_collected_line(summary.collected)])
         _print_notices(summary.notices)
         _print_summary(summary, settings)
-    if summary.failures:
+    if summary.failures or (extracted or {}).get("found", {}).get("failed"):
         raise typer.Exit(1)  # recorded, and retried by the next run
 
 

@@ -78,6 +78,21 @@ def notes_of(ws: Path) -> list[tuple]:
         db.close()
 
 
+def _deck_fields(path: Path) -> list[str]:
+    """Every note's fields in an exported deck, as stored."""
+    import tempfile
+    import zipfile
+
+    with zipfile.ZipFile(path) as z, tempfile.TemporaryDirectory() as tmp:
+        name = next(n for n in z.namelist() if n.startswith("collection.anki2"))
+        db_path = z.extract(name, tmp)
+        db = sqlite3.connect(db_path)
+        try:
+            return [r[0] for r in db.execute("SELECT flds FROM notes")]
+        finally:
+            db.close()
+
+
 # -- chunks, quotes, near-duplicates ----------------------------------------------------------------
 
 @needs_seeds
@@ -178,10 +193,16 @@ def test_the_transcript_only_seed_yields_extracted_notes_and_cards_then_merges_a
         assert tpu.context_start is not None and abs(tpu.context_start - 349) < 90
         assert all(is_extracted(d.note_text) for d in drafts)
 
+        # Review says where the note came from.
+        from cards.review import _note
+
+        assert "Extracted from the transcript" in _note(tpu, None).plain
         r = cli("export", "-w", str(ws), "--include-drafts", "--json")
         assert r.exit_code == 0, r.output
         (deck,) = json.loads(r.stdout)
         assert deck["cards"] == len(drafts)
+        fields = _deck_fields(Path(deck["path"]))
+        assert any("[extracted at 5:49] Google is ramping up TPU production massively." in f for f in fields)
 
         # Again: nothing is asked or sent twice.
         before = len(srv.requests)
