@@ -331,3 +331,32 @@ def test_a_batch_backfill_of_the_seeds_gives_the_same_drafts_as_a_live_run(tmp_p
         assert got["imported"] == n and got["failed"] == 0
         assert len(chat_requests(srv)) == n  # the live run's only
     assert card_view(live(tmp_path / "batch")) == card_view(live(tmp_path / "live"))
+
+
+def test_a_hostile_output_file_is_read_line_by_line_as_untrusted(write_notes, tmp_path):
+    with FakeOpenAI(batch_autorun=False) as srv:
+        s = settings_for(tmp_path / "ws", srv)
+        summary = run(write_notes, s, batch=True)
+        srv.run_batches()
+        b = srv.batches[summary.batches[0]]
+        lines = [json.loads(x) for x in srv.files[b["output_file_id"]].splitlines()]
+        big = dict(lines[1], response={**lines[1]["response"], "body": json.loads(json.dumps(
+            lines[1]["response"]["body"]))})
+        big["response"]["body"]["choices"][0]["message"]["content"] = json.dumps(
+            {"cards": [{"kind": "basic", "front": "x" * 70_000, "back": "b", "quote": "q", "tags": []}]})
+        echo = {"custom_id": lines[2]["custom_id"], "response": {"status_code": 401, "body": {
+            "error": {"message": f"Incorrect API key provided: {KEY}"}}}, "error": None}
+        junk = [b"not json at all", json.dumps(["a", "list"]).encode(),
+                json.dumps({"custom_id": "someone-else", "response": lines[0]["response"]}).encode()]
+        rows = [json.dumps(x).encode() for x in (lines[0], lines[0], big, echo, lines[3], lines[4])]  # 5 is lost
+        srv.files[b["output_file_id"]] = b"\n".join(junk + rows) + b"\n"
+        got = collect(s)
+        # Line 0 twice: imported once. The huge reply and the echoed error are their notes' failures; the
+        # request with no line is sent again by the next run.
+        assert got["imported"] == 5 and got["failed"] == 2 and got["sent_again_next_run"] == 1
+        with Store(s.workspace) as st:
+            errors = [r[0] for r in st.db.execute("SELECT error FROM generations WHERE ok=0")]
+        assert any(e.startswith("reply too large") for e in errors)
+        assert any(e.startswith("request rejected (HTTP 401)") for e in errors)
+        assert not any(KEY in e for e in errors)
+        assert len(live(s.workspace)) == 3
