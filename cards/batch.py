@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 # The Batch API's price, as a share of the live price.
 PRICE_FACTOR = 0.5
 FINAL_STATES = ("completed", "expired", "cancelled", "failed")
+# The id a batch has in the workspace between uploading its file and the server creating it.
+PENDING = "pending:"
 # Error codes of lines the batch never ran.
 UNANSWERED = ("batch_expired", "batch_cancelled")
 
@@ -90,19 +92,43 @@ def submit(store, client, generator, jobs: Iterable, prompt_version: str, *,
     ids = []
     for n, chunk in enumerate(split(lines, max_requests, max_bytes), 1):
         keys = [json.loads(line)["custom_id"] for line in chunk]
-        batch_id, file_id = client.submit(b"".join(chunk), f"cards-batch-{n}.jsonl",
-                                          {"made_by": "cards", "prompt_version": prompt_version})
-        now = store.clock()
+        file_id = client.upload(b"".join(chunk), f"cards-batch-{n}.jsonl")
+        # Recorded under the input file before the batch is created, so a process killed in between
+        # leaves a row that the next collection resolves (the server lists the batch) or drops.
+        pending = PENDING + file_id
         with store.tx() as db:
             db.execute("INSERT INTO batches(id, created, model, prompt_version, mode, input_file, requests, status)"
-                       " VALUES (?,?,?,?,?,?,?, 'validating')",
-                       (batch_id, now, generator.model, prompt_version, generator.mode, file_id, len(chunk)))
+                       " VALUES (?,?,?,?,?,?,?, 'creating')",
+                       (pending, store.clock(), generator.model, prompt_version, generator.mode, file_id, len(chunk)))
             db.executemany("INSERT OR IGNORE INTO batch_requests(batch_id, custom_id, note_id, episode, spec, parts)"
                            " VALUES (?,?,?,?,?,?)",
-                           [(batch_id, key, j.note.id, j.episode.slug, j.spec, json.dumps(j.parts, sort_keys=True))
+                           [(pending, key, j.note.id, j.episode.slug, j.spec, json.dumps(j.parts, sort_keys=True))
                             for key in keys for j in by_key[key]])
+        batch_id = client.create(file_id, {"made_by": "cards", "prompt_version": prompt_version})
+        _created(store, pending, batch_id)
         ids.append(batch_id)
     return ids
+
+
+def _created(store, pending: str, batch_id: str) -> None:
+    with store.tx() as db:
+        db.execute("UPDATE batches SET id=?, status='validating' WHERE id=?", (batch_id, pending))
+        db.execute("UPDATE batch_requests SET batch_id=? WHERE batch_id=?", (batch_id, pending))
+
+
+def _resolve_pending(store, client) -> None:
+    """Batches whose creation a killed process did not see: adopted if the server has them, else dropped
+    (their requests are then sent again by the next run)."""
+    for b in batches(store, open_only=True):
+        if not b.id.startswith(PENDING):
+            continue
+        found = client.find(b.id[len(PENDING):])
+        if found:
+            _created(store, b.id, found)
+        else:
+            with store.tx() as db:
+                db.execute("DELETE FROM batch_requests WHERE batch_id=?", (b.id,))
+                db.execute("DELETE FROM batches WHERE id=?", (b.id,))
 
 
 def batches(store, *, open_only: bool = False) -> list[BatchRecord]:
@@ -138,7 +164,8 @@ def _save_state(store, state) -> None:
 def refresh(store, client) -> list[BatchRecord]:
     """Ask the server about every open batch and remember what it says."""
     for b in batches(store, open_only=True):
-        _save_state(store, client.state(b.id))
+        if not b.id.startswith(PENDING):
+            _save_state(store, client.state(b.id))
     return batches(store)
 
 
@@ -153,7 +180,7 @@ def cancel(store, client, ids: list[str] | None = None) -> list[BatchRecord]:
     for b in batches(store, open_only=True):
         if ids and b.id not in ids:
             continue
-        if b.status in ("validating", "in_progress", "finalizing"):
+        if b.status in ("validating", "in_progress", "finalizing") and not b.id.startswith(PENDING):
             _save_state(store, client.cancel(b.id))
     return batches(store)
 
@@ -182,6 +209,7 @@ async def collect(store, client, reader: Callable[[BatchRecord], object], record
     validated; `record` stores the result through the same path as a live reply.
     """
     out = Collected()
+    _resolve_pending(store, client)
     for b in batches(store, open_only=True):
         state = client.state(b.id)
         _save_state(store, state)

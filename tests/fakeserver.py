@@ -36,13 +36,14 @@ Server kinds (`kind=`), imitating the documented behaviour of real local servers
 
 The Batch API is there too (`batch_api=False` answers 404, like a server without it):
 POST /v1/files (multipart, purpose "batch"), GET /v1/files/{id}/content, POST /v1/batches,
-GET /v1/batches/{id} and POST /v1/batches/{id}/cancel. Each line of an input file is answered
-like a live request (the script, then the responder), when the batch is first looked at after
-it was created (`batch_autorun`, the default) or by `run_batches()`. `batch_order` "reverse" or
-"shuffle" writes the output out of order; `batch_limit=N` answers only the first N lines and
-then ends the batch as `batch_end` ("expired" by default, or "failed"); a cancelled batch
-keeps the lines answered before the cancel (`batch_limit`, or none). A scripted status code
-("500", "400") puts the line in the error file.
+GET /v1/batches (the list), GET /v1/batches/{id} and POST /v1/batches/{id}/cancel. Each line
+of an input file is answered like a live request (the script, then the responder), when the
+batch is first looked at after it was created (`batch_autorun`, the default) or by
+`run_batches()`. `batch_order` "reverse" or "shuffle" writes the output out of order;
+`batch_limit=N` answers only the first N lines and then ends the batch as `batch_end`
+("expired" by default, or "failed"); a cancelled batch keeps the lines answered before the
+cancel (`batch_limit`, or none). A scripted status code ("500", "400") puts the line in the
+error file.
 
 Replies in text mode (no response_format) wrap the JSON in a sentence and a ```json fence, as
 chatty models do.
@@ -503,7 +504,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server_fake
         path = self.path.split("?", 1)[0]
         headers = {k.lower(): v for k, v in self.headers.items()}
-        m = re.fullmatch(r"/v1/(files|batches)/([^/]+)(/content)?", path)
+        listing = "/v1/batches/list" if path == "/v1/batches" else path
+        m = re.fullmatch(r"/v1/(files|batches)/([^/]+)(/content)?", listing)
         if fake.batch_api and m:
             fake._record(path, headers, None, "batch-api")
             if m.group(1) == "files" and m.group(3) and m.group(2) in fake.files:
@@ -514,6 +516,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 self.wfile.write(data)
                 return None
+            if m.group(1) == "batches" and m.group(2) == "list":  # (GET /v1/batches, routed here below)
+                data = sorted(fake.batches.values(), key=lambda x: x["id"], reverse=True)
+                return self._send(200, {}, {"object": "list", "data": data, "has_more": False,
+                                            "first_id": data[0]["id"] if data else None,
+                                            "last_id": data[-1]["id"] if data else None})
             if m.group(1) == "batches" and not m.group(3):
                 batch = fake.look_at_batch(m.group(2))
                 if batch is not None:

@@ -277,39 +277,50 @@ def test_a_batch_result_carries_an_approved_cards_lineage_as_a_pending_revision(
 
 # -- a killed process ----------------------------------------------------------------------------------
 
-_KILL_AFTER_SUBMIT = """
+# The `cards` command, killed (os._exit) right after one step of sending a batch.
+_KILLED = """
 import os, sys
-from pathlib import Path
-import cards.batch
-real = cards.batch.submit
-def submit(*a, **kw):
-    ids = real(*a, **kw)
-    os._exit(9)  # killed right after the batch was created and recorded
-cards.batch.submit = submit
+from cards.generate.openai_batch import BatchClient
+step = getattr(BatchClient, {step!r})
+def killed(self, *a, **kw):
+    step(self, *a, **kw)
+    os._exit(9)
+setattr(BatchClient, {step!r}, killed)
 from cards.cli import main
 sys.argv = ["cards", *sys.argv[1:]]
 main()
 """
 
 
-def test_a_process_killed_after_sending_loses_nothing_and_collect_in_a_new_process_imports(write_notes, tmp_path):
+@pytest.mark.parametrize("step", ["create", "upload"])
+def test_a_process_killed_while_sending_loses_nothing_and_collect_in_a_new_process_resumes(write_notes, tmp_path,
+                                                                                           step):
     ws = tmp_path / "ws"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CARDS_"))}
     env.update(OPENAI_API_KEY=KEY, NO_PROXY="127.0.0.1", PYTHONPATH=str(ROOT))
     with FakeOpenAI(batch_order="shuffle") as srv:
         env["OPENAI_BASE_URL"] = srv.base_url
         script = tmp_path / "killed.py"
-        script.write_text(textwrap.dedent(_KILL_AFTER_SUBMIT))
-        p = subprocess.run([sys.executable, str(script), "generate", str(write_notes.notes), "-t",
-                            str(write_notes.transcripts), "-w", str(ws), "--batch"],
-                           env=env, capture_output=True, text=True, timeout=60)
+        script.write_text(textwrap.dedent(_KILLED.format(step=step)))
+        args = ["generate", str(write_notes.notes), "-t", str(write_notes.transcripts), "-w", str(ws), "--batch"]
+        p = subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True, text=True, timeout=60)
         assert p.returncode == 9
-        assert len(srv.batches) == 1 and not chat_requests(srv)
+        assert len(srv.batches) == (1 if step == "create" else 0) and not chat_requests(srv)
+        # A new process: the batch the killed one created (but never heard of) is found and imported;
+        # one it never created is forgotten, and its requests are sent by the next run.
         p = subprocess.run([sys.executable, "-m", "cards", "batch", "collect", "-w", str(ws), "--json"],
                            env=env, capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, p.stderr
-        assert json.loads(p.stdout)["imported"] == 6
-    assert len(live(ws)) == 6 and not chat_requests(srv)
+        if step == "create":
+            assert json.loads(p.stdout)["imported"] == 6 and len(live(ws)) == 6
+        else:
+            assert json.loads(p.stdout)["imported"] == 0 and live(ws) == []
+            with Store(ws) as st:
+                assert batch.batches(st) == []
+            r = cli(*args, srv=srv)
+            assert r.exit_code == 0 and len(srv.batches) == 1
+            assert collect(build_settings(workspace=ws, base_url=srv.base_url, api_key=KEY))["imported"] == 6
+        assert not chat_requests(srv)
 
 
 # -- the seeds: a batch backfill gives the live run's drafts -----------------------------------------

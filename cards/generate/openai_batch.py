@@ -56,12 +56,26 @@ class BatchClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def submit(self, jsonl: bytes, name: str, metadata: dict[str, str]) -> tuple[str, str]:
-        """Upload one input file and create its batch; returns (batch id, input file id)."""
-        uploaded = self._call("/files", lambda: self._client.files.create(file=(name, jsonl), purpose="batch"))
-        batch = self._call("/batches", lambda: self._client.batches.create(
-            input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window=WINDOW, metadata=metadata))
-        return batch.id, uploaded.id
+    def upload(self, jsonl: bytes, name: str) -> str:
+        """Upload one input file; returns its id."""
+        return self._call("/files", lambda: self._client.files.create(file=(name, jsonl), purpose="batch")).id
+
+    def create(self, input_file: str, metadata: dict[str, str]) -> str:
+        """Create the batch of an uploaded input file; returns its id."""
+        return self._call("/batches", lambda: self._client.batches.create(
+            input_file_id=input_file, endpoint=ENDPOINT, completion_window=WINDOW, metadata=metadata)).id
+
+    def find(self, input_file: str, look_at: int = 500) -> str | None:
+        """The id of a batch made from this input file, among the newest `look_at` batches, if any."""
+        def search() -> str | None:
+            for n, batch in enumerate(self._client.batches.list(limit=100)):
+                if batch.input_file_id == input_file:
+                    return batch.id
+                if n + 1 >= look_at:
+                    break
+            return None
+
+        return self._call("/batches", search)
 
     def state(self, batch_id: str) -> BatchState:
         return _state(self._call(f"/batches/{batch_id}", lambda: self._client.batches.retrieve(batch_id)))
