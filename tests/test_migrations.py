@@ -146,3 +146,19 @@ def test_upgrading_a_workspace_from_before_lineages_buys_nothing_again(tmp_path)
     with Store(old_ws) as store:
         assert {d.id for d in store.drafts(include_superseded=False)} == live_before
         assert all(d.lineage == d.id for d in store.drafts())
+
+
+def test_a_workspace_from_before_batches_and_claims_gets_their_tables_and_keeps_its_cards(tmp_path):
+    db = _v1_workspace(tmp_path)
+    for s in migrations.STEPS[1:3]:  # lineages and the file cache: the shape before batches
+        db.execute("BEGIN")
+        s.apply(db)
+        db.execute(f"PRAGMA user_version = {s.number}")
+        db.execute("COMMIT")
+    db.close()
+    with Store(tmp_path) as store:
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"batches", "batch_requests", "extractions"} <= tables
+        assert [d.id for d in store.drafts()] == ["guid-exported"]
+    assert not list(tmp_path.glob(f"{DB_NAME}.bak-[45]"))  # only new tables: nothing rewritten, no backup
