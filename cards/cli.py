@@ -502,7 +502,14 @@ def _extract(loaded, settings, episode, busy) -> dict:
                   f"{plural(plan.done, 'stretch', 'stretches')} asked about before; nothing to send",
                   highlight=False, markup=False, soft_wrap=True)
     if plan.requests:
-        got = extract_claims(plan, settings, notify=lambda message: sys.stderr.write(f"cards: {message}\n"))
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("finding claims", markup=False), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
+        task = bar.add_task("claims", total=len(plan.requests))
+        with bar:
+            got = extract_claims(plan, settings, notify=lambda message: sys.stderr.write(f"cards: {message}\n"),
+                                 on_done=lambda: bar.advance(task))
         data["found"] = got
         line = f"found {_plural(got['claims'], 'claim')}"
         if got["dropped"]:

@@ -780,8 +780,9 @@ def extraction_plan(loaded: Loaded, settings: Settings, *, episode: str | None =
 
 
 def extract_claims(plan: Extraction, settings: Settings, *, generator=None,
-                   notify: Callable[[str], None] | None = None) -> dict:
-    """Ask for each stretch's claims; each answer is kept in the workspace as it arrives."""
+                   notify: Callable[[str], None] | None = None,
+                   on_done: Callable[[], None] | None = None) -> dict:
+    """Ask for each stretch's claims; each answer is kept in the workspace as it arrives (`on_done` hears it)."""
     from cards import extract
     from cards.store import Store
 
@@ -801,6 +802,8 @@ def extract_claims(plan: Extraction, settings: Settings, *, generator=None,
                 result = await generator.generate(request)
             out["tokens_in"] += result.tokens_in
             out["tokens_out"] += result.tokens_out
+            if on_done:
+                on_done()
             if not result.ok:
                 out["failed"].append({"episode": ep.slug, "span": ch.span, "error": result.error})
                 return
