@@ -27,6 +27,10 @@ TEMPLATE_NAME = "cards.md"
 VARIABLES = frozenset({"episode_title", "show", "people", "date", "section", "neighbours", "note", "passage",
                        "time"})
 OPTIONAL = "? "
+# The prompt that finds an episode's key claims in its transcript (cards.extract).
+EXTRACT_NAME = "extract.md"
+EXTRACT_VARIABLES = frozenset({"episode_title", "show", "people", "span", "part", "parts", "max_claims",
+                               "transcript"})
 _FRONT_MATTER = re.compile(r"---\n(.*?)^---[ \t]*\n", re.S | re.M)
 _PART = re.compile(r"^## (system|user)[ \t]*$", re.M)
 # What a tag looks like to the model: "<" then an optional "/" and a name ("<note", "</ excerpt").
@@ -48,9 +52,10 @@ class PromptTemplate:
     system: str
     user: Template
     path: str
+    variables: frozenset = VARIABLES
 
     def render(self, **values: str) -> list[dict]:
-        missing = VARIABLES - set(values)
+        missing = self.variables - set(values)
         if missing:
             raise ConfigError(f"prompt needs values for {sorted(missing)}", path=self.path)
         safe = {k: v if isinstance(v, Block) else escape_untrusted(str(v)) for k, v in values.items()}
@@ -92,9 +97,13 @@ def _builtin_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "prompts"
 
 
-def load_prompt(folder: Path | None = None) -> PromptTemplate:
-    """Read and check the template; every problem is an error now, not a blank later."""
-    path = (Path(folder) if folder else _builtin_dir()) / TEMPLATE_NAME
+def load_prompt(folder: Path | None = None, name: str = TEMPLATE_NAME) -> PromptTemplate:
+    """Read and check the template (cards.md, or extract.md); every problem is an error now, not a blank later."""
+    variables, required = (EXTRACT_VARIABLES, {"transcript"}) if name == EXTRACT_NAME else (VARIABLES,
+                                                                                          {"note", "passage"})
+    path = (Path(folder) if folder else _builtin_dir()) / name
+    if folder and name == EXTRACT_NAME and not path.exists():
+        path = _builtin_dir() / name  # a --prompts folder made before this prompt existed
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -125,16 +134,18 @@ def load_prompt(folder: Path | None = None) -> PromptTemplate:
     if not user.is_valid():
         raise ConfigError("malformed $variable in the user part (write $$ for a dollar sign)", path=str(path))
     used = set(user.get_identifiers())
-    unknown = used - VARIABLES
+    unknown = used - variables
     if unknown:
-        raise ConfigError(f"unknown variable(s) {sorted(unknown)}; known: {sorted(VARIABLES)}", path=str(path))
-    if not {"note", "passage"} <= used:
-        raise ConfigError("the user part must use $note and $passage", path=str(path))
+        raise ConfigError(f"unknown variable(s) {sorted(unknown)}; known: {sorted(variables)}", path=str(path))
+    if not required <= used:
+        raise ConfigError(f"the user part must use {' and '.join('$' + v for v in sorted(required))}",
+                          path=str(path))
     for line in sections["user"].split("\n"):
         if line.startswith(OPTIONAL):
             names = set(Template(line).get_identifiers())
             if not names:
                 raise ConfigError(f"optional line {line!r} has no $variable to test", path=str(path))
-            if names & {"note", "passage"}:
-                raise ConfigError("$note and $passage cannot be on an optional line", path=str(path))
-    return PromptTemplate(version, system, user, str(path))
+            if names & required:
+                raise ConfigError(f"{' and '.join('$' + v for v in sorted(required))} cannot be on an optional "
+                                  "line", path=str(path))
+    return PromptTemplate(version, system, user, str(path), variables)

@@ -1,8 +1,8 @@
 """The LLM generator: any OpenAI-compatible server through the openai SDK's structured outputs.
 
-This is the only module that imports `openai`. The SDK's own retries are switched off
-(`max_retries=0`) so that this module decides what is retried, how long to wait and how
-many HTTP attempts a note cost; `Result.requests` is that count.
+This and `openai_batch.py` (files and batches) are the only modules that import `openai`. The
+SDK's own retries are switched off (`max_retries=0`) so that this module decides what is retried,
+how long to wait and how many HTTP attempts a note cost; `Result.requests` is that count.
 
 Failure policy, per note:
 
@@ -165,12 +165,15 @@ class OpenAIGenerator:
         notify: Callable[[str], None] | None = None,
         long_waits: int = 3,
         clock: Callable[[], float] = time.time,
+        reply_model: type[pydantic.BaseModel] = CardSet,
     ):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if structured not in MODES:
             raise ValueError(f"structured must be one of {', '.join(MODES)}")
         self.model = model
+        # The schema replies are held to: cards, or another reply such as a transcript's claims.
+        self.reply_model = reply_model
         self.timeout = timeout  # the overall deadline of one attempt, in seconds
         self.max_tokens = max_tokens or default_max_tokens(model)
         self.structured = structured
@@ -301,19 +304,25 @@ class OpenAIGenerator:
             if self._secrets:
                 card_set = self._mask_echoes(card_set)
             result.key = _key_for(request.key, mode)  # the format this reply was actually asked in
-            result.cards = list(card_set.cards)
+            result.cards = list(getattr(card_set, "cards", ()))
             result.raw = card_set.model_dump_json()
             return result
 
-    def _mask_echoes(self, card_set: CardSet) -> CardSet:
-        """The cards with any echo of the key (or the base URL's secrets) masked: they are stored and
-        exported. Only the known secrets: a card about `sk-learn` keeps its words."""
-        data = card_set.model_dump()
-        for card in data["cards"]:
-            for name in ("front", "back", "quote"):
-                card[name] = mask_secrets(card[name], self._secrets)
-            card["tags"] = [mask_secrets(t, self._secrets) for t in card["tags"]]
-        return CardSet.model_validate(data) if data != card_set.model_dump() else card_set
+    def _mask_echoes(self, reply: pydantic.BaseModel) -> pydantic.BaseModel:
+        """The reply with any echo of the key (or the base URL's secrets) masked in every text: it is
+        stored and exported. Only the known secrets: a card about `sk-learn` keeps its words."""
+        def mask(value):
+            if isinstance(value, str):
+                return mask_secrets(value, self._secrets)
+            if isinstance(value, list):
+                return [mask(v) for v in value]
+            if isinstance(value, dict):
+                return {k: mask(v) for k, v in value.items()}
+            return value
+
+        data = reply.model_dump()
+        masked = mask(data)
+        return type(reply).model_validate(masked) if masked != data else reply
 
     def _answered(self) -> None:
         self._unanswered = 0
@@ -370,21 +379,10 @@ class OpenAIGenerator:
     async def _attempt(self, request: Request, result: Result, mode: str) -> CardSet:
         """One HTTP attempt; returns the cards or raises _Transient, _BadReply, _NoteRejected,
         _FormatRefused or GenerationError."""
-        kwargs: dict[str, Any] = {"model": self.model, "messages": list(request.messages),
-                                  "max_completion_tokens": self.max_tokens}
-        if self.temperature is not None:
-            kwargs["temperature"] = self.temperature
+        kwargs = self._request_kwargs(request, mode)
         if mode == "json_schema":
-            kwargs["response_format"] = CardSet
             call = self._client.chat.completions.with_raw_response.parse
         else:
-            kwargs["messages"] = _with_schema(kwargs["messages"])
-            if self._send_max_tokens:
-                # Servers without structured outputs (llama-cpp-python, older vLLM) read max_tokens instead;
-                # OpenAI refuses it for reasoning models, so it is not sent there.
-                kwargs["max_tokens"] = self.max_tokens
-            if mode == "json_object":
-                kwargs["response_format"] = {"type": "json_object"}
             call = self._client.chat.completions.with_raw_response.create
         try:
             # The raw response keeps the reply's usage even when its content fails to parse.
@@ -405,6 +403,28 @@ class OpenAIGenerator:
             raise _NoteRejected(f"request failed: {self._scrub(str(exc))}") from None
 
         _add_usage(result, raw.http_response)
+        return await self._read_reply(raw, mode)
+
+    def _request_kwargs(self, request: Request, mode: str) -> dict[str, Any]:
+        """The chat completion parameters of a request in a reply format (the same live and in a batch)."""
+        kwargs: dict[str, Any] = {"model": self.model, "messages": list(request.messages),
+                                  "max_completion_tokens": self.max_tokens}
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        if mode == "json_schema":
+            kwargs["response_format"] = self.reply_model
+        else:
+            kwargs["messages"] = _with_schema(kwargs["messages"], self.reply_model)
+            if self._send_max_tokens:
+                # Servers without structured outputs (llama-cpp-python, older vLLM) read max_tokens instead;
+                # OpenAI refuses it for reasoning models, so it is not sent there.
+                kwargs["max_tokens"] = self.max_tokens
+            if mode == "json_object":
+                kwargs["response_format"] = {"type": "json_object"}
+        return kwargs
+
+    async def _read_reply(self, raw: Any, mode: str) -> pydantic.BaseModel:
+        """The validated reply inside a chat completion response, live or from a batch's output file."""
         if mode != "json_schema":
             return self._parse_locally(raw)
         try:
@@ -459,7 +479,7 @@ class OpenAIGenerator:
         if not content:
             raise _BadReply("invalid reply: empty content")
         try:
-            return CardSet.model_validate_json(_json_part(content))
+            return self.reply_model.model_validate_json(_json_part(content))
         except pydantic.ValidationError as exc:
             raise _BadReply(f"invalid reply: {_validation_summary(exc)}") from None
         except RecursionError:
@@ -506,6 +526,73 @@ class OpenAIGenerator:
 
     def _scrub(self, text: str) -> str:
         return scrub(text, self._secrets)
+
+    # -- the Batch API: the same requests as lines of a file, their replies read the same way --------
+
+    def batch_line(self, request: Request) -> dict:
+        """One line of a Batch API input file: this request exactly as it is sent live, keyed by its cache key."""
+        from openai.lib._parsing import type_to_response_format_param
+
+        body = self._request_kwargs(request, self._mode)
+        if self._mode == "json_schema":
+            body["response_format"] = type_to_response_format_param(self.reply_model)
+        return {"custom_id": self.cache_key(request.key), "method": "POST", "url": "/v1/chat/completions",
+                "body": body}
+
+    @property
+    def mode(self) -> str:
+        """The reply format requests are made in now."""
+        return self._mode
+
+    async def read_batch_line(self, note_id: str, line: dict, mode: str, size: int = 0) -> Result:
+        """The result of one line of a batch's output or error file, validated like a live reply."""
+        result = Result(note_id=note_id, key=str(line.get("custom_id") or ""), requests=1)
+        response = line.get("response") if isinstance(line.get("response"), dict) else None
+        error = line.get("error")
+        status = response.get("status_code") if response else None
+        body = response.get("body") if response else None
+        if error or status != 200 or not isinstance(body, dict):
+            detail = error if isinstance(error, dict) else body.get("error") if isinstance(body, dict) else None
+            message = detail.get("message") if isinstance(detail, dict) else detail
+            what = f"HTTP {status}" if isinstance(status, int) else "batch request failed"
+            result.error = f"request rejected ({what}): {self._scrub(_one_line(str(message or 'no message')))}"
+            return result
+        if size > self.reply_limit:
+            result.error = f"reply too large: over {self.reply_limit // 1024:,} KiB"
+            return result
+        stored = _StoredReply(body, self.reply_model, mode)
+        _add_usage(result, stored.http_response)
+        try:
+            parsed = await self._read_reply(stored, mode)
+        except _BadReply as e:
+            result.error = e.reason
+            return result
+        result.cards = list(getattr(parsed, "cards", ()))
+        result.raw = parsed.model_dump_json()
+        return result
+
+
+class _StoredReply:
+    """A chat completion read from a batch output file, shaped like the SDK's raw response."""
+
+    def __init__(self, body: dict, reply_model: type[pydantic.BaseModel], mode: str):
+        self.body = body
+        self.reply_model = reply_model
+        self.mode = mode
+        self.http_response = self  # for _add_usage, which reads `.json()`
+
+    def json(self) -> dict:
+        return self.body
+
+    def parse(self) -> Any:
+        from openai.lib._parsing import parse_chat_completion
+        from openai.types.chat import ChatCompletion
+
+        completion = ChatCompletion.model_validate(self.body)
+        if self.mode != "json_schema":
+            return completion
+        return parse_chat_completion(response_format=self.reply_model, input_tools=openai.omit,
+                                     chat_completion=completion)
 
 
 class _NoteRejected(Exception):
@@ -648,14 +735,14 @@ def _url_secrets(url: str | None) -> list[str]:
 
 
 @functools.cache
-def _schema_instruction() -> str:
-    schema = json.dumps(CardSet.model_json_schema(), sort_keys=True)
+def _schema_instruction(model: type[pydantic.BaseModel] = CardSet) -> str:
+    schema = json.dumps(model.model_json_schema(), sort_keys=True)
     return "Reply with one JSON object and nothing else. It must match this JSON schema:\n" + schema
 
 
-def _with_schema(messages: list[dict]) -> list[dict]:
+def _with_schema(messages: list[dict], model: type[pydantic.BaseModel] = CardSet) -> list[dict]:
     """The messages with the reply schema written into the system message, for JSON mode and text."""
-    instruction = _schema_instruction()
+    instruction = _schema_instruction(model)
     out = [dict(m) for m in messages]
     for m in out:
         if m.get("role") == "system" and isinstance(m.get("content"), str):
