@@ -448,7 +448,8 @@ def _offline_notice(settings) -> None:
 @app.command()
 @handled
 def generate(
-    notes: Notes,
+    notes: Annotated[Optional[list[Path]], typer.Argument(
+        help="Notes files or folders (markdown); none with --from-transcript -t PATH.", show_default=False)] = None,
     transcripts: Transcripts = None,
     episode: EpisodeOpt = None,
     workspace: Workspace = None,
@@ -465,22 +466,35 @@ def generate(
     max_tokens: MaxTokens = None,
     structured: Structured = None,
     critic: Critic = None,
+    batch: Annotated[bool, typer.Option("--batch", help="Send the requests through the Batch API: half the "
+                                                         "price, results within 24 h (`cards batch`).")] = False,
+    from_transcript: Annotated[bool, typer.Option(
+        "--from-transcript", help="First find the key claims of episodes that have a transcript but no notes "
+                                  "(or of --episode) and make them notes; needs an LLM.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Generate draft cards for new or changed notes (everything else comes from the workspace).
 
     Exit status: 0 all notes done, 1 some notes failed (recorded; the next run retries them),
     2 bad input or settings, 3 the run was stopped by the server (key, model, quota, reply
-    format, long rate limit, redirect elsewhere) or because it cannot be reached, 4 another run
-    holds the workspace, 130 interrupted.
+    format, long rate limit, redirect elsewhere, no Batch API) or because it cannot be reached,
+    4 another run holds the workspace, 130 interrupted.
     """
     from cards.pipeline import generate as run
 
     settings = _settings(workspace=workspace, model=model, base_url=base_url, concurrency=concurrency,
                          offline=offline or None, prompts=prompts, context_tokens=context_tokens,
                          timeout=timeout, max_tokens=max_tokens, structured=structured, critic=critic)
+    if from_transcript and not settings.llm_configured:
+        from cards.pipeline import check_extraction
+
+        check_extraction(settings)
+    extracted = None
     with _Busy() as busy:
-        loaded = _load(notes, transcripts, settings, busy, create_workspace=True)
+        loaded = _load(notes or [], transcripts, settings, busy, create_workspace=True)
+        if from_transcript:
+            busy("finding claims in transcripts")
+            extracted = _extract(loaded, settings, episode, busy)
         busy("aligning notes to transcripts and planning the run")
 
         def notice() -> None:
@@ -489,14 +503,61 @@ def generate(
 
         progress = _Progress(not json_out, notice=notice, warn_long_notes=settings.llm_configured)
         summary = run(loaded, settings, episode=episode, force=force, realign=realign, progress=progress,
-                      notify=lambda message: sys.stderr.write(f"cards: {message}\n"))
+                      notify=lambda message: sys.stderr.write(f"cards: {message}\n"), batch=batch)
     if json_out:
-        _print_json(summary.as_dict())
+        _print_json(summary.as_dict() | ({"from_transcript": extracted} if extracted is not None else {}))
     else:
+        if summary.collected:
+            _print_notices([_collected_line(summary.collected)])
         _print_notices(summary.notices)
         _print_summary(summary, settings)
-    if summary.failures:
+    if summary.failures or (extracted or {}).get("found", {}).get("failed"):
         raise typer.Exit(1)  # recorded, and retried by the next run
+
+
+def _extract(loaded, settings, episode, busy) -> dict:
+    """Find claims in transcripts, saying first what it costs; returns what was found."""
+    from cards.pipeline import extract_claims, extraction_plan
+
+    plan = extraction_plan(loaded, settings, episode=episode)
+    data = plan.as_dict()
+    busy.stop()
+    err = _console(stderr=True)
+    if not plan.episodes:
+        err.print("--from-transcript: no episode has a transcript without notes (give --episode SLUG to pick one)",
+                  highlight=False, markup=False, soft_wrap=True)
+        return data
+    from cards.models import plural
+
+    cost = "cost unknown (model not in the price table)" if plan.cost is None else f"~${plan.cost:.4f}"
+    done = f"; {plural(plan.done, 'stretch', 'stretches')} asked about before" if plan.done else ""
+    if plan.requests:
+        err.print(f"Finding claims in {_plural(len(plan.episodes), 'transcript')}: "
+                  f"{_plural(len(plan.requests), 'request')}, ~{plan.tokens_in:,} tokens in, ~{plan.tokens_out:,} "
+                  f"out, {cost}{done}; then each claim is a note for cards",
+                  highlight=False, markup=False, soft_wrap=True)
+    else:
+        err.print(f"Claims of {_plural(len(plan.episodes), 'transcript')}: all "
+                  f"{plural(plan.done, 'stretch', 'stretches')} asked about before; nothing to send",
+                  highlight=False, markup=False, soft_wrap=True)
+    if plan.requests:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("finding claims", markup=False), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
+        task = bar.add_task("claims", total=len(plan.requests))
+        with bar:
+            got = extract_claims(plan, settings, notify=lambda message: sys.stderr.write(f"cards: {message}\n"),
+                                 on_done=lambda: bar.advance(task))
+        data["found"] = got
+        line = f"found {_plural(got['claims'], 'claim')}"
+        if got["dropped"]:
+            line += f" ({got['dropped']} dropped: quote not in the transcript, or over the stretch's share)"
+        if got["failed"]:
+            line += f"; {plural(len(got['failed']), 'stretch', 'stretches')} failed (asked again on the next run): " \
+                    f"{got['failed'][0]['error']}"
+        err.print(line, highlight=False, markup=False, soft_wrap=True)
+    return data
 
 
 def _print_notices(notices: list[str]) -> None:
@@ -544,7 +605,8 @@ def _print_summary(summary, settings) -> None:
 @app.command()
 @handled
 def estimate(
-    notes: Notes,
+    notes: Annotated[Optional[list[Path]], typer.Argument(
+        help="Notes files or folders (markdown); none with --from-transcript -t PATH.", show_default=False)] = None,
     transcripts: Transcripts = None,
     episode: EpisodeOpt = None,
     workspace: Workspace = None,
@@ -556,6 +618,9 @@ def estimate(
     prompts: Prompts = None,
     context_tokens: ContextTokens = None,
     critic: Critic = None,
+    batch: Annotated[bool, typer.Option("--batch", help="Price the run at Batch API prices (half).")] = False,
+    from_transcript: Annotated[bool, typer.Option(
+        "--from-transcript", help="Also price finding the claims of transcripts without notes.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """What a generate run would send: requests, tokens and dollars. Sends nothing."""
@@ -564,9 +629,13 @@ def estimate(
     settings = _settings(workspace=workspace, model=model, base_url=base_url, offline=offline or None,
                          prompts=prompts, context_tokens=context_tokens, critic=critic)
     with _Busy() as busy:
-        loaded = _load(notes, transcripts, settings, busy)
+        loaded = _load(notes or [], transcripts, settings, busy)
         busy("aligning notes to transcripts")
-        data = est(loaded, settings, episode=episode, force=force, realign=realign)
+        data = est(loaded, settings, episode=episode, force=force, realign=realign, batch=batch)
+        if from_transcript:
+            from cards.pipeline import extraction_plan
+
+            data["from_transcript"] = extraction_plan(loaded, settings, episode=episode).as_dict()
     if settings.llm_configured:
         _warn_long_notes(data["notes_cut"])
     if json_out:
@@ -579,6 +648,14 @@ def estimate(
     rows = [[e["episode"], e["requests"], e["tokens_in"]] for e in data["episodes"]]
     rows.append(["total", data["requests"], data["tokens_in"]])
     cost = "unknown (model not in the price table)" if data["cost_usd"] is None else f"${data['cost_usd']:.4f}"
+    if data["batch"] and data["cost_usd"] is not None:
+        cost += f" with the Batch API (live: ${data['cost_live_usd']:.4f})"
+    if from_transcript:
+        x = data["from_transcript"]
+        x_cost = "unknown" if x["cost_usd"] is None else f"${x['cost_usd']:.4f}"
+        _print_notices([f"finding claims in {_plural(len(x['episodes']), 'transcript')}: "
+                        f"{_plural(x['requests'], 'request')}, ~{x['tokens_in']:,} tokens in, cost {x_cost} (live); "
+                        f"then up to {_plural(x['max_claims'], 'claim')}, each a card request"])
     _table(f"Estimate for {data['model']}", ["episode", "requests", "tokens in"], rows,
            caption=f"~{data['tokens_out_estimate']} tokens out; cost {cost} (prices of {data['prices_date']}); "
                    f"tokens: {data['token_counter']}")
@@ -850,6 +927,109 @@ def _print_left(rows: list[dict]) -> None:
                          "find them there by their front and delete them:", highlight=False, markup=False)
         for c in left:
             _console().print(f"  {c['guid']}  {c['front'] or ''}", highlight=False, markup=False)
+
+
+# -- batches -------------------------------------------------------------------------------------
+
+batch_app = typer.Typer(help="Batches sent with `cards generate --batch`: status, collect, cancel.",
+                        no_args_is_help=True, rich_markup_mode=None)
+
+
+def _collected_line(data: dict) -> str:
+    """One line saying what importing finished batches did."""
+    from cards.models import plural
+
+    parts = [f"imported {plural(data['imported'], 'result')} of "
+             f"{plural(len(data['batches']), 'finished batch', 'finished batches')}"]
+    if data["failed"]:
+        parts.append(f"{data['failed']} failed (retried on the next run)")
+    if data["skipped"]:
+        parts.append(f"{data['skipped']} already done or no longer needed")
+    if data["sent_again_next_run"]:
+        parts.append(f"{plural(data['sent_again_next_run'], 'request')} of expired or cancelled batches are sent "
+                     "again by the next run")
+    if data["still_open"]:
+        parts.append(f"{plural(len(data['still_open']), 'batch', 'batches')} still running")
+    if data.get("cost_usd") is not None and data["imported"]:
+        parts.append(f"cost ${data['cost_usd']:.4f} at batch prices")
+    return "; ".join(parts)
+
+
+def _batch_settings(workspace, base_url, *, need_llm: bool):
+    from cards.errors import ConfigError
+
+    settings = _settings(workspace=workspace, base_url=base_url)
+    if need_llm and not settings.llm_configured:
+        raise ConfigError("batches live on the LLM server: set OPENAI_API_KEY (or --base-url)")
+    return settings
+
+
+def _show_batches(records, json_out: bool) -> None:
+    if json_out:
+        return _print_json([r.as_dict() for r in records])
+    rows = [[r.id, r.status, r.requests, r.completed, r.failed, r.imported, "open" if r.closed is None else "done"]
+            for r in records]
+    _table("Batches", ["batch", "state", "requests", "completed", "failed", "imported", "here"], rows,
+           caption=None if records else "no batches in this workspace")
+
+
+@batch_app.command("status")
+@handled
+def batch_status(workspace: Workspace = None, base_url: BaseUrl = None, json_out: JsonOpt = False) -> None:
+    """Each batch's state and request counts; open batches are asked about (with a key set)."""
+    from cards import batch
+    from cards.pipeline import batch_client
+    from cards.store import Store
+
+    settings = _batch_settings(workspace, base_url, need_llm=False)
+    with Store(settings.workspace, create=False) as store:
+        if settings.llm_configured and batch.batches(store, open_only=True):
+            with batch_client(settings) as client:
+                records = batch.refresh(store, client)
+        else:
+            records = batch.batches(store)
+    _show_batches(records, json_out)
+
+
+@batch_app.command("collect")
+@handled
+def batch_collect(workspace: Workspace = None, base_url: BaseUrl = None, json_out: JsonOpt = False) -> None:
+    """Import the results of finished batches; collecting twice adds nothing.
+
+    Exit status: 0 done, 1 some results were failures (recorded; the next run retries them),
+    2 bad settings or workspace, 3 the server cannot be reached or refuses, 4 a run holds the workspace.
+    """
+    from cards.pipeline import collect_batches
+    from cards.store import Store
+
+    settings = _batch_settings(workspace, base_url, need_llm=True)
+    with Store(settings.workspace, create=False) as store, store.exclusive("cards generate"):
+        data = collect_batches(store, settings)
+    if json_out:
+        _print_json(data or {"batches": [], "imported": 0})
+    else:
+        _console().print(_collected_line(data) if data else "no open batches", highlight=False, markup=False)
+    if data.get("failed"):
+        raise typer.Exit(1)
+
+
+@batch_app.command("cancel")
+@handled
+def batch_cancel(ids: Annotated[Optional[list[str]], typer.Argument(help="Batch ids [default: every open batch].",
+                                                                    show_default=False)] = None,
+                 workspace: Workspace = None, base_url: BaseUrl = None, json_out: JsonOpt = False) -> None:
+    """Cancel open batches; what they finished is still imported by `collect`."""
+    from cards import batch
+    from cards.pipeline import batch_client
+    from cards.store import Store
+
+    settings = _batch_settings(workspace, base_url, need_llm=True)
+    with Store(settings.workspace, create=False) as store, batch_client(settings) as client:
+        records = batch.cancel(store, client, ids)
+    _show_batches(records, json_out)
+
+
+app.add_typer(batch_app, name="batch")
 
 
 def main() -> None:

@@ -179,7 +179,38 @@ def m004_deck_title(db: sqlite3.Connection) -> None:
 
 
 @step()
-def m005_draft_claims(db: sqlite3.Connection) -> None:
+def m005_batches(db: sqlite3.Connection) -> None:
+    """Batch API jobs sent and not yet imported: each batch, and which note each of its requests is for."""
+    _script(db, """
+    CREATE TABLE batches (
+        id TEXT PRIMARY KEY, created REAL NOT NULL, model TEXT NOT NULL, prompt_version TEXT NOT NULL,
+        mode TEXT NOT NULL, input_file TEXT NOT NULL, requests INTEGER NOT NULL, status TEXT NOT NULL,
+        completed INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, output_file TEXT,
+        error_file TEXT, checked REAL, closed REAL
+    );
+    CREATE TABLE batch_requests (
+        batch_id TEXT NOT NULL, custom_id TEXT NOT NULL, note_id TEXT NOT NULL, episode TEXT NOT NULL,
+        spec TEXT NOT NULL, parts TEXT NOT NULL, imported REAL, PRIMARY KEY (batch_id, custom_id, note_id)
+    );
+    CREATE INDEX batch_requests_note ON batch_requests(note_id)
+    """)
+
+
+@step()
+def m006_extracted_claims(db: sqlite3.Connection) -> None:
+    """Claims found in transcripts without notes (cards.extract), one row per stretch asked about."""
+    _script(db, """
+    CREATE TABLE extractions (
+        key TEXT PRIMARY KEY, transcript_hash TEXT NOT NULL, episode TEXT NOT NULL, chunk INTEGER NOT NULL,
+        model TEXT NOT NULL, prompt_version TEXT NOT NULL, claims TEXT NOT NULL, dropped INTEGER NOT NULL,
+        tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, created REAL NOT NULL
+    );
+    CREATE INDEX extractions_transcript ON extractions(transcript_hash, created)
+    """)
+
+
+@step()
+def m007_draft_claims(db: sqlite3.Connection) -> None:
     """The claim a draft tests, and why it was set aside when it was made (by the critic, or naming no claim)."""
     _script(db, """
     ALTER TABLE drafts ADD COLUMN claim TEXT;

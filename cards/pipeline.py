@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cards.config import PRICES_DATE, Settings
-from cards.errors import GenerationError, InputError
-from cards.models import (SPEC_TAG, Context, Draft, Episode, NoteItem, Transcript, content_hash, format_span,
+from cards.errors import ConfigError, GenerationError, InputError
+from cards.models import (SPEC_TAG, Context, Draft, Episode, NoteItem, Source, Transcript, content_hash, format_span,
                           generation_spec, plural, stable_id)
 
 NOTE_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".org"}
@@ -315,6 +315,8 @@ class RunSummary:
     critic: str | None = None  # the critic prompt's version when the critic was on
     critic_counts: dict[str, int] = field(default_factory=dict)  # kept / rewritten / dropped / failed
     set_aside: dict[str, int] = field(default_factory=dict)  # cards stored rejected: no-claim / extra-card
+    batches: list[str] = field(default_factory=list)  # batches this run sent (--batch)
+    collected: dict = field(default_factory=dict)  # results of earlier batches imported first
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "generator": self.generator, "model": self.model,
@@ -322,7 +324,8 @@ class RunSummary:
                 "failures": self.failures, "up_to_date": self.skipped, "cost_usd": round(self.cost, 6),
                 "priced": self.priced, "duplicates": self.duplicates, "reasons": self.reasons,
                 "notices": self.notices, "waiting": self.waiting, "critic": self.critic,
-                "critic_counts": self.critic_counts, "set_aside": self.set_aside}
+                "critic_counts": self.critic_counts, "set_aside": self.set_aside, "batches": self.batches,
+                "collected": self.collected}
 
 
 def make_generator(settings: Settings, notify: Callable[[str], None] | None = None):
@@ -363,11 +366,25 @@ def _drafts_from(job: Job, tied, gen_id: str, generator: str, model: str, versio
     return out
 
 
-def _tie(generator, reply) -> list:
+def _tie(generator: str, reply) -> list:
+    """A reply's cards with the claims they test (cards.claims); the offline generator states no claims."""
     from cards.claims import tie, untied
 
-    # The offline generator states no claims: its cards are the note's own words.
-    return untied(reply.cards) if generator.name == OFFLINE else tie(reply)
+    return untied(reply.cards) if generator == OFFLINE else tie(reply)
+
+
+def _reply_of(result):
+    """The validated CardSet of a successful result: live (`reply`), or read back from its JSON (a batch line)."""
+    from cards.schema import CardSet
+
+    if isinstance(result.reply, CardSet):
+        return result.reply
+    if result.raw is not None:
+        try:
+            return CardSet.model_validate_json(result.raw)
+        except ValueError:
+            pass
+    return CardSet(cards=result.cards)
 
 
 async def _criticise(job: Job, tied: list, critic, store, generator, sem, force: bool,
@@ -428,6 +445,22 @@ def _renumber(t, n: int):
     return replace(t, card=t.card.model_copy(update={"claim": n}))
 
 
+def record_result(store, job: Job, result, generator: str, model: str, version: str, run_id: int,
+                  gen_id: str | None = None) -> None:
+    """Store one LLM reply (a line of a batch's output): cache, generation, cards into their lineages.
+
+    Its cards are tied to their claims as a live reply's are; the critic does not run on batches.
+    """
+    gen_id = gen_id or stable_id(job.note.id, job.spec, str(run_id), str(time.time_ns()))
+    store.record_generation(
+        gen_id=gen_id, note=job.note, spec=job.spec, parts=job.parts, generator=generator,
+        model=model, prompt_version=version, key=result.key, error=result.error,
+        drafts=_drafts_from(job, _tie(generator, _reply_of(result)), gen_id, generator, model, version,
+                            store.clock()) if result.ok else [],
+        tokens_in=result.tokens_in, tokens_out=result.tokens_out, cached_tokens=result.cached_tokens,
+        requests=result.requests, from_cache=False, raw=result.raw, run_id=run_id)
+
+
 async def _run(jobs: list[Job], store, generator, version: str, run_id: int, concurrency: int, force: bool,
                on_done: Callable[[Job, bool], None], critic=None,
                critic_counts: dict[str, int] | None = None, set_aside: dict[str, int] | None = None) -> None:
@@ -453,10 +486,8 @@ async def _run(jobs: list[Job], store, generator, version: str, run_id: int, con
         if reply is None:
             async with sem:
                 result = await generator.generate(request)
-            reply = result.reply if result.ok else None
-            if result.ok and reply is None:  # a generator that gives cards only
-                reply = CardSet(cards=result.cards)
-        tied = _tie(generator, reply) if reply is not None else []
+            reply = _reply_of(result) if result.ok else None
+        tied = _tie(generator.name, reply) if reply is not None else []
         for t in tied:  # cards naming no stated claim, or more cards than claims: counted for the summary
             if t.reason:
                 what = t.reason.split(":", 1)[0]
@@ -563,13 +594,13 @@ def _unchanged(p: EpisodePlan, record, stored: dict) -> bool:
     return True
 
 
-def _missing(store, loaded: Loaded, read: set[str]) -> list[str]:
+def _missing(store, episodes: list[Episode], read: set[str]) -> list[str]:
     """Workspace episodes whose notes files were all read and no longer have them."""
-    present = {e.slug for e in loaded.episodes}
+    present = {e.slug for e in episodes}
     return [slug for slug, files in store.note_sources().items() if slug not in present and files and files <= read]
 
 
-def _moves(store, loaded: Loaded, plans: list[EpisodePlan], stores: dict[str, dict], read: set[str],
+def _moves(store, episodes: list[Episode], plans: list[EpisodePlan], stores: dict[str, dict], read: set[str],
            episode: str | None) -> dict[str, str]:
     """Bullets moved word for word to another heading (`cards.lineage.note_moves`), recorded in the plans."""
     from cards.lineage import note_moves
@@ -578,7 +609,7 @@ def _moves(store, loaded: Loaded, plans: list[EpisodePlan], stores: dict[str, di
         return {}
     gone = []
     if episode is None:
-        for slug in _missing(store, loaded, read):
+        for slug in _missing(store, episodes, read):
             gone.extend(n for n in store.notes(slug).values() if n.active)
     waiting = {i for p in plans for i in p.waiting}
     return note_moves({p.episode.slug: p.changes for p in plans}, {p.episode.slug: p.episode.items for p in plans},
@@ -596,12 +627,13 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
     """
     from cards.lineage import note_changes
 
-    episodes = [e for e in select(loaded.episodes, episode) if e.items]
-    read = set(loaded.note_files)
+    merged = with_extracted(loaded.episodes, store)
+    episodes = [e for e in select(merged.episodes, episode) if e.items]
+    read = set(loaded.note_files) | merged.read
     version = _align_version()
     plans: list[EpisodePlan] = []
     fresh_needed: dict[str, set[str] | None] = {}  # slug -> note ids needing a passage (None: all)
-    notices: list[str] = []
+    notices: list[str] = list(merged.notices)
     preds: dict[str, str | None] = {}  # note id -> the bullet it was edited from
     records: list = []  # each plan's EpisodeRecord, or None
     stores: dict[str, dict] = {}  # slug -> its stored notes
@@ -610,6 +642,10 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
         stored = store.notes(ep.slug) if store else {}
         record = store.episode(ep.slug) if store else None
         changes = note_changes(stored, ep.items, read)
+        for own, claim in merged.replaced.items():  # a listener's note carries on the claim it repeats
+            if own in changes.new and claim in changes.retired and own not in changes.edited \
+                    and claim not in changes.edited.values():
+                changes.edited[own] = claim
         for item in ep.items:
             preds[item.id] = changes.edited.get(item.id) or (stored[item.id].predecessor if item.id in stored
                                                              else None)
@@ -638,7 +674,7 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
         plans.append(plan)
         records.append(record)
         stores[ep.slug] = stored
-    moved = _moves(store, loaded, plans, stores, read, episode)
+    moved = _moves(store, merged.episodes, plans, stores, read, episode)
     for nid, old in moved.items():
         preds[nid] = old
     for p, record in zip(plans, records):
@@ -701,7 +737,7 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
     contexts = {p.episode.slug: p.contexts for p in plans}
     jobs = build_jobs([p.episode for p in plans], contexts, template, generator_name, model, only=todo,
                       critic_version=critic_version)
-    missing = _missing(store, loaded, read) if store is not None and episode is None else []
+    missing = _missing(store, merged.episodes, read) if store is not None and episode is None else []
     if store is not None and episode is None:
         for slug in missing:
             notices.append(f"{slug}: no longer in your notes; its cards end, and any already in Anki are "
@@ -714,19 +750,29 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
 
 def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, force: bool = False,
              realign: bool = False, generator=None, progress=None,
-             notify: Callable[[str], None] | None = None) -> RunSummary:
-    """Generate drafts for every note that needs them; each result is committed as it arrives."""
+             notify: Callable[[str], None] | None = None, batch: bool = False, batch_client=None) -> RunSummary:
+    """Generate drafts for every note that needs them; each result is committed as it arrives.
+
+    With `batch`, the requests go to the Batch API instead (see `cards.batch`); results of earlier
+    batches that have finished are imported first either way.
+    """
     from cards.prompts import load_prompt
     from cards.store import Store
 
+    if batch and not settings.llm_configured:
+        raise ConfigError("--batch needs an LLM server with the Batch API: set OPENAI_API_KEY (or --base-url), "
+                          "or run without --batch")
     template = load_prompt(settings.prompts)
     generator = generator or make_generator(settings, notify)
-    critic = load_critic(settings, generator.name)
+    # The critic is a second live request per note; batched notes are not sent to it.
+    critic = None if batch else load_critic(settings, generator.name)
     critic_counts: dict[str, int] = {}
     set_aside: dict[str, int] = {}
     with Store(settings.workspace) as store, store.exclusive("cards generate"):
+        collected = _collect_first(store, settings, batch_client)
         plan = make_plan(store, loaded, settings, template, generator.name, generator.model, episode=episode,
                          force=force, realign=realign, critic_version=critic.version if critic else None)
+        plan.jobs, in_batch = _not_in_open_batches(store, plan.jobs)
         for p in plan.episodes:
             if p.unchanged:
                 continue
@@ -738,13 +784,21 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         skipped = sum(1 for s in plan.states.values() if s == "up to date")
         run_id = store.start_run(generator.name, generator.model, template.version)
         status = "interrupted"
+        sent_batches: list[str] = []
         try:
+            live = todo
+            if batch:  # answers already in the response cache are stored now; the rest go in batches
+                live = [j for j in todo if not force and store.cached_response(generator.cache_key(j.request.key))]
+                cached = {id(j) for j in live}
+                queued = [j for j in todo if id(j) not in cached]
             if progress:
-                progress.start([p.episode for p in plan.episodes], todo)
+                progress.start([p.episode for p in plan.episodes], live)
             try:
-                asyncio.run(_run(todo, store, generator, template.version, run_id, settings.concurrency, force,
+                asyncio.run(_run(live, store, generator, template.version, run_id, settings.concurrency, force,
                                  progress.advance if progress else (lambda job, ok: None), critic=critic,
                                  critic_counts=critic_counts, set_aside=set_aside))
+                if batch:
+                    sent_batches = _send_batches(store, settings, generator, queued, template.version, batch_client)
             except GenerationError:
                 status = "stopped"  # the server cannot serve this run; what finished is kept
                 raise
@@ -770,11 +824,21 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         summary.reasons = _count(plan.reasons[j.note.id] for j in todo)
         summary.notices = loaded.notices + plan.notices
         if settings.critic and critic is None:
-            summary.notices.append("the critic needs an LLM: the offline generator's cards are not criticised")
+            summary.notices.append("the critic does not run with --batch" if batch else
+                                   "the critic needs an LLM: the offline generator's cards are not criticised")
         if critic_counts.get("failed"):
             summary.notices.append(f"the critic failed on {plural(critic_counts['failed'], 'note')}; "
                                    "their cards are kept as drafted")
         summary.waiting = sum(1 for s in plan.states.values() if s == "waiting")
+        summary.batches, summary.collected = sent_batches, collected
+        if in_batch:
+            summary.notices.append(f"{plural(in_batch, 'note')} wait for a batch sent earlier (`cards batch status`); "
+                                   "not sent again")
+        if sent_batches:
+            summary.notices.append(f"sent {plural(len(todo) - len(live), 'request')} in "
+                                   f"{plural(len(sent_batches), 'batch', 'batches')} ({', '.join(sent_batches)}); "
+                                   "results come within 24 h: `cards batch status` shows them, `cards batch "
+                                   "collect` (or the next `cards generate`) imports them")
         # Only episodes whose cards changed are checked again; a no-op rerun checks nothing.
         touched = {j.episode.slug for j in todo} | {p.episode.slug for p in plan.episodes
                                                     if p.changes.retired or p.changes.returning}
@@ -783,6 +847,272 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
         else:
             summary.duplicates = check_and_dedupe(store, None, episodes=touched) if touched else 0
     return summary
+
+
+# -- claims from transcripts (episodes without notes) ------------------------------------------------
+
+@dataclass
+class Extracted:
+    """Episodes with the claims found in their transcripts merged in (see `with_extracted`)."""
+
+    episodes: list[Episode]
+    read: set[str] = field(default_factory=set)  # the sources those claims count as read from
+    replaced: dict[str, str] = field(default_factory=dict)  # listener's note id -> the extracted note it replaces
+    notices: list[str] = field(default_factory=list)
+
+
+def with_extracted(episodes: list[Episode], store) -> Extracted:
+    """The episodes with the claims found in their transcripts merged into their notes (cards.extract).
+
+    Claims are kept by transcript, so a notes file written later for a transcript-only episode
+    finds them: that episode keeps the slug (cards, deck) the claims were made under, the
+    listener's notes win over near-duplicate claims, and each such claim's cards carry on as the
+    cards of the listener's note (its lineage).
+    """
+    from dataclasses import replace
+
+    from cards import extract
+
+    if store is None or not extract.any_stored(store):
+        return Extracted(episodes)
+    out = Extracted([])
+    slugs = {e.slug for e in episodes}
+    for ep in episodes:
+        rec = None if ep.transcript is not None else store.episode(ep.slug)
+        th = transcript_hash(ep.transcript) if ep.transcript is not None else rec.transcript_hash if rec else None
+        slug, claims = extract.stored_claims(store, th) if th else (None, [])
+        path = ep.transcript.path if ep.transcript is not None else rec.transcript if rec else None
+        if not claims or not path:
+            out.episodes.append(ep)
+            continue
+        if slug and slug != ep.slug and slug not in slugs and store.episode(ep.slug) is None:
+            out.notices.append(f"{ep.title!r} is the transcript-only episode {slug}: it keeps its cards and deck, "
+                               "and your notes take the place of claims they repeat")
+            ep = replace(ep, slug=slug, items=[replace(i, episode=slug, id=NoteItem.make_id(slug, i.text))
+                                               for i in ep.items])
+        items, replaced = extract.merge(ep.slug, ep.items, claims, path)
+        out.read.add(path + extract.SOURCE_SUFFIX)
+        out.replaced.update(replaced)
+        out.episodes.append(replace(ep, items=items))
+    return out
+
+
+@dataclass
+class Extraction:
+    """What finding claims in transcripts would send (see `extraction_plan`)."""
+
+    episodes: list[Episode]
+    requests: list[tuple]  # (episode, chunk, request, transcript hash), not yet done
+    done: int  # stretches already asked about (kept in the workspace)
+    prompt_version: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float | None = None
+
+    def as_dict(self) -> dict:
+        return {"episodes": [e.slug for e in self.episodes], "requests": len(self.requests), "done": self.done,
+                "max_claims": sum(c.max_claims for _, c, _, _ in self.requests), "prompt_version": self.prompt_version,
+                "tokens_in": self.tokens_in, "tokens_out_estimate": self.tokens_out,
+                "cost_usd": None if self.cost is None else round(self.cost, 4)}
+
+
+def check_extraction(settings: Settings) -> None:
+    """Finding claims needs an LLM: say so in one line (exit status 2) when there is none."""
+    if not settings.llm_configured:
+        why = "--offline was given" if settings.offline else "no OPENAI_API_KEY or --base-url is set"
+        raise ConfigError(f"--from-transcript needs an LLM to find an episode's claims ({why})")
+
+
+def extraction_plan(loaded: Loaded, settings: Settings, *, episode: str | None = None) -> Extraction:
+    """The requests that would find the key claims of an episode's transcript (the given one, or every
+    episode with a transcript and no notes), with their estimated cost; sends nothing."""
+    from cards import extract
+    from cards.generate.base import Request
+    from cards.prompts import EXTRACT_NAME, load_prompt
+    from cards.tokens import counter_for
+
+    check_extraction(settings)
+    if episode is not None:
+        eps = select(loaded.episodes, episode)
+        if eps[0].transcript is None:
+            raise InputError(f"episode {episode!r} has no transcript to find claims in (give it with -t)")
+    else:
+        eps = [e for e in loaded.episodes if e.transcript is not None and not e.items]
+    template = load_prompt(settings.prompts, EXTRACT_NAME)
+    schema = json.dumps(extract.ClaimSet.model_json_schema(), sort_keys=True)
+    counter = counter_for(settings.model)
+    todo = []
+    for ep in eps:
+        th = transcript_hash(ep.transcript)
+        parts = extract.chunks(ep.transcript)
+        for ch in parts:
+            messages = template.render(episode_title=ep.full_title or ep.title, show=ep.show or "",
+                                       people=", ".join(ep.people), span=ch.span, part=str(ch.index + 1),
+                                       parts=str(len(parts)), max_claims=str(ch.max_claims), transcript=ch.render())
+            key = stable_id(settings.model, template.version, json.dumps(messages, sort_keys=True), schema, length=32)
+            note = NoteItem(key[:16], ep.slug, "", extract.KIND, None, (Source(ep.transcript.path, 0, 0),), ch.index)
+            todo.append((ep, ch, Request(note, None, ep.title, tuple(messages), key), th))
+    with _workspace_if_any(settings) as store:
+        done = extract.done_keys(store, [r.key for _, _, r, _ in todo]) if store is not None else set()
+    plan = Extraction(eps, [t for t in todo if t[2].key not in done], len(done), template.version)
+    schema_tokens = counter.count(schema)
+    plan.tokens_in = sum(schema_tokens + sum(counter.count(m["content"]) + 4 for m in r.messages)
+                         for _, _, r, _ in plan.requests)
+    plan.tokens_out = sum(extract.OUTPUT_TOKENS_PER_CLAIM * c.max_claims for _, c, _, _ in plan.requests)
+    plan.cost = cost_of(settings, settings.model, plan.tokens_in, 0, plan.tokens_out)
+    return plan
+
+
+def extract_claims(plan: Extraction, settings: Settings, *, generator=None,
+                   notify: Callable[[str], None] | None = None,
+                   on_done: Callable[[], None] | None = None) -> dict:
+    """Ask for each stretch's claims; each answer is kept in the workspace as it arrives (`on_done` hears it)."""
+    from cards import extract
+    from cards.store import Store
+
+    if generator is None:
+        from cards.generate.openai import OpenAIGenerator
+
+        generator = OpenAIGenerator(settings.model, base_url=settings.base_url, api_key=settings.api_key,
+                                    timeout=settings.timeout, max_tokens=settings.max_tokens,
+                                    structured=settings.structured, notify=notify, reply_model=extract.ClaimSet)
+    out = {"requests": len(plan.requests), "claims": 0, "dropped": 0, "failed": [], "tokens_in": 0, "tokens_out": 0}
+
+    async def run_all(store) -> None:
+        sem = asyncio.Semaphore(settings.concurrency)
+
+        async def one(ep, ch, request, th) -> None:
+            async with sem:
+                result = await generator.generate(request)
+            out["tokens_in"] += result.tokens_in
+            out["tokens_out"] += result.tokens_out
+            if on_done:
+                on_done()
+            if not result.ok:
+                out["failed"].append({"episode": ep.slug, "span": ch.span, "error": result.error})
+                return
+            found, dropped = extract.found_claims(extract.ClaimSet.model_validate_json(result.raw), ch)
+            extract.save(store, key=request.key, transcript_hash=th, episode=ep.slug, chunk=ch.index,
+                         model=generator.model, prompt_version=plan.prompt_version, found=found, dropped=dropped,
+                         tokens_in=result.tokens_in, tokens_out=result.tokens_out)
+            out["claims"] += len(found)
+            out["dropped"] += dropped
+
+        tasks = [asyncio.create_task(one(*r)) for r in plan.requests]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await generator.aclose()
+
+    with Store(settings.workspace) as store, store.exclusive("cards generate"):
+        asyncio.run(run_all(store))
+    cost = cost_of(settings, settings.model, out["tokens_in"], 0, out["tokens_out"])
+    out["cost_usd"] = None if cost is None else round(cost, 6)
+    return out
+
+
+# -- batches ---------------------------------------------------------------------------------------
+
+def batch_client(settings: Settings):
+    """A client for the Batch API of the configured server."""
+    from cards.generate.openai_batch import BatchClient
+
+    return BatchClient(base_url=settings.base_url, api_key=settings.api_key)
+
+
+def _not_in_open_batches(store, jobs: list[Job]) -> tuple[list[Job], int]:
+    """The jobs minus those an open batch is already working on (the same note, the same spec)."""
+    from cards import batch
+
+    pending = batch.waiting(store)
+    if not pending:
+        return jobs, 0
+    kept = [j for j in jobs if pending.get(j.note.id) != j.spec]
+    return kept, len(jobs) - len(kept)
+
+
+def _send_batches(store, settings: Settings, generator, jobs: list[Job], version: str, client=None) -> list[str]:
+    from cards import batch
+
+    if not jobs:
+        return []
+    own = client is None
+    client = client or batch_client(settings)
+    try:
+        return batch.submit(store, client, generator, jobs, version)
+    finally:
+        if own:
+            client.close()
+
+
+def _stored_job(store, notes: dict, note_id: str, episode: str, spec: str, parts: dict) -> Job | None:
+    """A job rebuilt from the workspace, for a batch result: None if the note is no longer current."""
+    if episode not in notes:
+        notes[episode] = store.notes(episode)
+    n = notes[episode].get(note_id)
+    if n is None or not n.active:
+        return None
+    item = NoteItem(n.id, episode, n.text, "bullet", n.section,
+                    tuple(Source(p, a, b) for p, a, b in n.spans) or (Source("", 0, 0),), n.position)
+    return Job(Episode(episode, episode), item, n.context, spec, parts, None)
+
+
+def collect_batches(store, settings: Settings, client=None) -> dict:
+    """Import the results of every finished batch through the same path as live replies."""
+    from cards import batch
+    from cards.generate.openai import OpenAIGenerator
+
+    if not batch.batches(store, open_only=True):
+        return {}
+    own = client is None
+    client = client or batch_client(settings)
+    notes: dict[str, dict] = {}
+    models = {b.model for b in batch.batches(store, open_only=True)}
+    first = batch.batches(store, open_only=True)[0]
+    run_id = store.start_run("openai", first.model, first.prompt_version)
+
+    def reader(b):
+        return OpenAIGenerator(b.model, base_url=settings.base_url, api_key=settings.api_key,
+                               max_tokens=settings.max_tokens)
+
+    def record(note_id, episode, spec, parts, result, b) -> bool:
+        job = _stored_job(store, notes, note_id, episode, spec, parts)
+        if job is None:
+            return False
+        if batch.done_since(store, note_id, spec, b.created):
+            return False  # done another way meanwhile (a live run)
+        record_result(store, job, result, "openai", b.model, b.prompt_version, run_id)
+        return True
+
+    status = "interrupted"
+    try:
+        got = asyncio.run(batch.collect(store, client, reader, record))
+        status = "ok"
+    finally:
+        if own:
+            client.close()
+        rows = store.run_usage_by_episode(run_id)
+        tin, tout, tcached = (sum(r[k] or 0 for r in rows) for k in ("tokens_in", "tokens_out", "cached_tokens"))
+        cost = cost_of(settings, first.model, tin, tcached, tout) if len(models) == 1 else None
+        store.finish_run(run_id, status, (cost or 0.0) * batch.PRICE_FACTOR)
+    touched = {r["episode"] for r in rows}
+    duplicates = check_and_dedupe(store, None, episodes=touched) if touched else 0
+    return {"run_id": run_id, "batches": got.batches, "imported": got.imported, "failed": got.failed,
+            "skipped": got.skipped, "sent_again_next_run": got.unfinished, "still_open": got.still_open,
+            "tokens_in": tin, "tokens_out": tout, "duplicates": duplicates,
+            "cost_usd": None if cost is None else round(cost * batch.PRICE_FACTOR, 6)}
+
+
+def _collect_first(store, settings: Settings, client=None) -> dict:
+    """Before a run: results of finished batches are imported, so nothing they answered is bought again."""
+    from cards import batch
+
+    if not settings.llm_configured or not batch.batches(store, open_only=True):
+        return {}
+    return collect_batches(store, settings, client)
 
 
 def _count(values) -> dict[str, int]:
@@ -824,13 +1154,18 @@ def _plan_readonly(store, loaded: Loaded, settings: Settings, *, episode: str | 
     name = "openai" if settings.llm_configured or (llm and not settings.offline) else OFFLINE
     model = settings.model if name == "openai" else _offline_model()
     critic = load_critic(settings, name)
-    return make_plan(store, loaded, settings, template, name, model, episode=episode, force=force,
+    plan = make_plan(store, loaded, settings, template, name, model, episode=episode, force=force,
                      realign=realign, counter=counter, critic_version=critic.version if critic else None)
+    if store is not None:  # what an open batch is working on is not sent again
+        plan.jobs, in_batch = _not_in_open_batches(store, plan.jobs)
+        if in_batch:
+            plan.notices.append(f"{plural(in_batch, 'note')} wait for a batch sent earlier (`cards batch status`)")
+    return plan
 
 
 def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, force: bool = False,
-             realign: bool = False) -> dict:
-    """What a run would send, without sending anything.
+             realign: bool = False, batch: bool = False) -> dict:
+    """What a run would send, without sending anything; with `batch`, at Batch API prices.
 
     Without a key it prices a run with the LLM (notes whose LLM cards are current are
     not counted); with --offline nothing would be sent, and it costs nothing.
@@ -856,7 +1191,13 @@ def estimate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
     critic = _critic_estimate(settings, todo, counter)
     if settings.critic and settings.llm_configured and cost is not None and critic["cost_usd"] is not None:
         cost += critic["cost_usd"]
+    live_cost = cost
+    if batch and cost is not None:
+        from cards.batch import PRICE_FACTOR
+
+        cost *= PRICE_FACTOR
     return {
+        "batch": batch, "cost_live_usd": None if live_cost is None else round(live_cost, 4),
         "model": settings.model, "llm_configured": settings.llm_configured, "notes": len(plan.states),
         "requests": len(todo), "tokens_in": tin, "tokens_out_estimate": tout,
         "tokens_per_request": round(tin / len(todo)) if todo else 0,
@@ -903,12 +1244,18 @@ def status(settings: Settings, loaded: Loaded | None = None, *, episode: str | N
 
     Without notes (`loaded` None) only what the workspace knows is shown.
     """
-    from cards import lineage
+    from cards import batch, lineage
     from cards.store import Store
 
     with Store(settings.workspace, create=False) as store:
         plan = _plan_readonly(store, loaded, settings, episode=episode) if loaded is not None else None
         out: dict = {"episodes": [], "notices": (loaded.notices + plan.notices) if plan else []}
+        out["batches"] = [b.as_dict() for b in batch.batches(store, open_only=True)]
+        if out["batches"]:
+            waiting = sum(b["requests"] - b["imported"] for b in out["batches"])
+            out["notices"].append(f"{plural(len(out['batches']), 'batch', 'batches')} open with "
+                                  f"{plural(waiting, 'request')} (`cards batch status`; `cards batch collect` or the "
+                                  "next generate imports them)")
         records = {e.slug: e for e in store.episodes()}
         slugs = sorted(records)
         if plan is not None:

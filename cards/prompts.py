@@ -29,8 +29,14 @@ VARIABLES = frozenset({"episode_title", "show", "people", "date", "section", "ne
                        "time"})
 # The critic's template: the note and its excerpts, then the drafted claims and cards.
 CRITIC_VARIABLES = frozenset({"episode_title", "show", "people", "date", "note", "passage", "claims", "cards"})
-_VARIABLES = {TEMPLATE_NAME: VARIABLES, CRITIC_NAME: CRITIC_VARIABLES}
 OPTIONAL = "? "
+# The prompt that finds an episode's key claims in its transcript (cards.extract).
+EXTRACT_NAME = "extract.md"
+EXTRACT_VARIABLES = frozenset({"episode_title", "show", "people", "span", "part", "parts", "max_claims",
+                               "transcript"})
+# Each template's variables, and those it must use.
+_VARIABLES = {TEMPLATE_NAME: (VARIABLES, {"note", "passage"}), CRITIC_NAME: (CRITIC_VARIABLES, {"note", "passage"}),
+              EXTRACT_NAME: (EXTRACT_VARIABLES, {"transcript"})}
 _FRONT_MATTER = re.compile(r"---\n(.*?)^---[ \t]*\n", re.S | re.M)
 _PART = re.compile(r"^## (system|user)[ \t]*$", re.M)
 # What a tag looks like to the model: "<" then an optional "/" and a name ("<note", "</ excerpt").
@@ -98,11 +104,11 @@ def _builtin_dir() -> Path:
 
 
 def load_prompt(folder: Path | None = None, name: str = TEMPLATE_NAME) -> PromptTemplate:
-    """Read and check the template (cards.md, or critic.md); every problem is an error now, not a blank later.
+    """Read and check a template (cards.md, critic.md or extract.md); every problem is an error now, not a blank later.
 
-    A --prompts folder without critic.md uses the built-in critic.
+    A --prompts folder without critic.md or extract.md (made before they existed) uses the built-in one.
     """
-    known = _VARIABLES[name]
+    variables, required = _VARIABLES[name]
     path = (Path(folder) if folder else _builtin_dir()) / name
     if folder and name != TEMPLATE_NAME and not path.exists():
         path = _builtin_dir() / name
@@ -136,16 +142,18 @@ def load_prompt(folder: Path | None = None, name: str = TEMPLATE_NAME) -> Prompt
     if not user.is_valid():
         raise ConfigError("malformed $variable in the user part (write $$ for a dollar sign)", path=str(path))
     used = set(user.get_identifiers())
-    unknown = used - known
+    unknown = used - variables
     if unknown:
-        raise ConfigError(f"unknown variable(s) {sorted(unknown)}; known: {sorted(known)}", path=str(path))
-    if not {"note", "passage"} <= used:
-        raise ConfigError("the user part must use $note and $passage", path=str(path))
+        raise ConfigError(f"unknown variable(s) {sorted(unknown)}; known: {sorted(variables)}", path=str(path))
+    if not required <= used:
+        raise ConfigError(f"the user part must use {' and '.join('$' + v for v in sorted(required))}",
+                          path=str(path))
     for line in sections["user"].split("\n"):
         if line.startswith(OPTIONAL):
             names = set(Template(line).get_identifiers())
             if not names:
                 raise ConfigError(f"optional line {line!r} has no $variable to test", path=str(path))
-            if names & {"note", "passage"}:
-                raise ConfigError("$note and $passage cannot be on an optional line", path=str(path))
-    return PromptTemplate(version, system, user, str(path), known)
+            if names & required:
+                raise ConfigError(f"{' and '.join('$' + v for v in sorted(required))} cannot be on an optional "
+                                  "line", path=str(path))
+    return PromptTemplate(version, system, user, str(path), variables)

@@ -125,7 +125,10 @@ def revision_view(rev: Revision) -> Group:
 def _note(d: Draft, revision: Revision | None) -> Text:
     """The reviewer's note; for a revision whose bullet was reworded, what it said before too."""
     if revision is None or revision.old.note_text == d.note_text:
-        return _section("Your note", d.note_text or "(no note text)")
+        from cards.extract import is_extracted
+
+        title = "Extracted from the transcript (not your note)" if is_extracted(d.note_text) else "Your note"
+        return _section(title, d.note_text or "(no note text)")
     was, now = word_diff(revision.old.note_text, d.note_text)
     body = Text("was  ", style="bold")
     body.append(was)

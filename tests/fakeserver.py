@@ -38,6 +38,17 @@ Server kinds (`kind=`), imitating the documented behaviour of real local servers
                          to max_completion_tokens (or max_tokens) and stops with finish_reason
                          "length"; with no limit sent it never finishes (like "silent")
 
+The Batch API is there too (`batch_api=False` answers 404, like a server without it):
+POST /v1/files (multipart, purpose "batch"), GET /v1/files/{id}/content, POST /v1/batches,
+GET /v1/batches (the list), GET /v1/batches/{id} and POST /v1/batches/{id}/cancel. Each line
+of an input file is answered like a live request (the script, then the responder), when the
+batch is first looked at after it was created (`batch_autorun`, the default) or by
+`run_batches()`. `batch_order` "reverse" or "shuffle" writes the output out of order;
+`batch_limit=N` answers only the first N lines and then ends the batch as `batch_end`
+("expired" by default, or "failed"); a cancelled batch keeps the lines answered before the
+cancel (`batch_limit`, or none). A scripted status code ("500", "400") puts the line in the
+error file.
+
 Replies in text mode (no response_format) wrap the JSON in a sentence and a ```json fence, as
 chatty models do.
 
@@ -146,6 +157,11 @@ class FakeOpenAI:
         trickle: float = 1.0,
         huge_bytes: int = 50 * 1024 * 1024,
         nested_depth: int = 5000,
+        batch_api: bool = True,
+        batch_autorun: bool = True,
+        batch_order: str = "reverse",
+        batch_limit: int | None = None,
+        batch_end: str = "expired",
     ):
         """
         responder: request JSON -> CardSet-shaped dict (or a str sent verbatim as content).
@@ -186,6 +202,14 @@ class FakeOpenAI:
         self._ids = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.batch_api = batch_api
+        self.batch_autorun = batch_autorun
+        self.batch_order = batch_order
+        self.batch_limit = batch_limit
+        self.batch_end = batch_end
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_requests: list[dict] = []  # every batch input line, as answered
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -348,6 +372,123 @@ class FakeOpenAI:
         }
 
 
+class _BatchAPI:
+    """Files and batches for FakeOpenAI (mixed in below)."""
+
+    def upload(self: FakeOpenAI, name: str, data: bytes, purpose: str) -> dict:
+        fid = f"file-fake-{self._next_id()}"
+        with self._lock:
+            self.files[fid] = data
+        return {"id": fid, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+                "filename": name, "purpose": purpose, "status": "processed"}
+
+    def create_batch(self: FakeOpenAI, body: dict) -> dict:
+        bid = f"batch_fake_{self._next_id()}"
+        batch = {"id": bid, "object": "batch", "endpoint": body.get("endpoint"), "errors": None,
+                 "input_file_id": body.get("input_file_id"), "completion_window": body.get("completion_window"),
+                 "status": "validating", "output_file_id": None, "error_file_id": None,
+                 "created_at": int(time.time()), "metadata": body.get("metadata"),
+                 "request_counts": {"total": 0, "completed": 0, "failed": 0}}
+        data = self.files.get(body.get("input_file_id") or "")
+        if data is None:
+            return {"status": 400, "body": _error(400, "input file not found", "invalid_request_error")}
+        batch["request_counts"]["total"] = sum(1 for line in data.splitlines() if line.strip())
+        with self._lock:
+            self.batches[bid] = batch
+        return batch
+
+    def run_batches(self: FakeOpenAI, end: str | None = None) -> None:
+        """Answer every batch still running (up to batch_limit lines), then end it."""
+        for bid, batch in list(self.batches.items()):
+            if batch["status"] in ("validating", "in_progress", "cancelling"):
+                self._run_batch(batch, end)
+
+    def _run_batch(self: FakeOpenAI, batch: dict, end: str | None = None) -> None:
+        lines = [json.loads(x) for x in self.files[batch["input_file_id"]].splitlines() if x.strip()]
+        cancelling = batch["status"] == "cancelling"
+        limit = self.batch_limit if self.batch_limit is not None else (0 if cancelling else len(lines))
+        done, errors = [], []
+        for line in lines[:limit]:
+            body = line.get("body") or {}
+            outcome = self._choose()
+            with self._lock:
+                self.batch_requests.append({**line, "outcome": outcome})
+            rid = f"req_fake_{self._next_id()}"
+            if isinstance(outcome, str) and outcome.isdigit():
+                status = int(outcome)
+                errors.append({"id": f"batch_req_{rid}", "custom_id": line.get("custom_id"),
+                               "response": {"status_code": status, "request_id": rid,
+                                            "body": _error(status, f"Fake failure {status}", "server_error")},
+                               "error": None})
+                continue
+            reply = self.completion(body, outcome if isinstance(outcome, str) else "ok")
+            done.append({"id": f"batch_req_{rid}", "custom_id": line.get("custom_id"),
+                         "response": {"status_code": 200, "request_id": rid, "body": reply}, "error": None})
+        if cancelling:
+            final = "cancelled"
+        elif limit < len(lines):
+            final = end or self.batch_end
+        else:
+            final = "completed"
+        if final == "expired":
+            for line in lines[limit:]:
+                errors.append({"id": f"batch_req_x{self._next_id()}", "custom_id": line.get("custom_id"),
+                               "response": None, "error": {"code": "batch_expired",
+                                                           "message": "This request could not be executed before "
+                                                                      "the completion window expired."}})
+        if self.batch_order == "reverse":
+            done.reverse()
+        elif self.batch_order == "shuffle":
+            self._random.shuffle(done)
+
+        def file(rows: list[dict]) -> str | None:
+            if not rows:
+                return None
+            return self.upload("out.jsonl", b"".join(json.dumps(r).encode() + b"\n" for r in rows),
+                               "batch_output")["id"]
+
+        batch.update(status=final, output_file_id=file(done), error_file_id=file(errors),
+                     request_counts={"total": len(lines), "completed": len(done), "failed": len(errors)})
+
+    def look_at_batch(self: FakeOpenAI, bid: str) -> dict | None:
+        batch = self.batches.get(bid)
+        if batch is not None and self.batch_autorun and batch["status"] in ("validating", "in_progress"):
+            self._run_batch(batch)
+        elif batch is not None and batch["status"] == "validating":
+            batch["status"] = "in_progress"
+        elif batch is not None and batch["status"] == "cancelling":
+            self._run_batch(batch)
+        return batch
+
+    def cancel_batch(self: FakeOpenAI, bid: str) -> dict | None:
+        batch = self.batches.get(bid)
+        if batch is not None and batch["status"] in ("validating", "in_progress", "finalizing"):
+            batch["status"] = "cancelling"
+        return batch
+
+
+FakeOpenAI.upload = _BatchAPI.upload  # type: ignore[attr-defined]
+FakeOpenAI.create_batch = _BatchAPI.create_batch  # type: ignore[attr-defined]
+FakeOpenAI.run_batches = _BatchAPI.run_batches  # type: ignore[attr-defined]
+FakeOpenAI._run_batch = _BatchAPI._run_batch  # type: ignore[attr-defined]
+FakeOpenAI.look_at_batch = _BatchAPI.look_at_batch  # type: ignore[attr-defined]
+FakeOpenAI.cancel_batch = _BatchAPI.cancel_batch  # type: ignore[attr-defined]
+
+
+def _multipart(content_type: str, raw: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """The fields of a multipart/form-data body: name -> (filename, bytes)."""
+    from email import policy
+    from email.parser import BytesParser
+
+    msg = BytesParser(policy=policy.default).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    out = {}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        out[name] = (part.get_filename(), part.get_payload(decode=True) or b"")
+    return out
+
+
 def _error(status: int, message: str, type_: str, code: str | None = None) -> dict:
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
@@ -380,7 +521,60 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # a client that hung up (a size or time limit, or a cancelled run) is not an error here
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        fake = self.server_fake
+        path = self.path.split("?", 1)[0]
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        listing = "/v1/batches/list" if path == "/v1/batches" else path
+        m = re.fullmatch(r"/v1/(files|batches)/([^/]+)(/content)?", listing)
+        if fake.batch_api and m:
+            fake._record(path, headers, None, "batch-api")
+            if m.group(1) == "files" and m.group(3) and m.group(2) in fake.files:
+                data = fake.files[m.group(2)]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return None
+            if m.group(1) == "batches" and m.group(2) == "list":  # (GET /v1/batches, routed here below)
+                data = sorted(fake.batches.values(), key=lambda x: x["id"], reverse=True)
+                return self._send(200, {}, {"object": "list", "data": data, "has_more": False,
+                                            "first_id": data[0]["id"] if data else None,
+                                            "last_id": data[-1]["id"] if data else None})
+            if m.group(1) == "batches" and not m.group(3):
+                batch = fake.look_at_batch(m.group(2))
+                if batch is not None:
+                    return self._send(200, {}, batch)
         self._send(404, {}, _error(404, f"Unknown path {self.path}", "invalid_request_error"))
+
+    def _batch_post(self, path: str, headers: dict[str, str], raw: bytes) -> bool:
+        """Answer a Batch API call; False if the path is not one."""
+        fake = self.server_fake
+        if not fake.batch_api:
+            return False
+        if path == "/v1/files":
+            fields = _multipart(headers.get("content-type", ""), raw)
+            name, data = fields.get("file", (None, b""))
+            purpose = (fields.get("purpose") or (None, b""))[1].decode()
+            fake._record(path, headers, {"purpose": purpose, "filename": name}, "batch-api")
+            self._send(200, {}, fake.upload(name or "upload.jsonl", data, purpose))
+            return True
+        if path == "/v1/batches":
+            body = json.loads(raw or b"{}")
+            fake._record(path, headers, body, "batch-api")
+            batch = fake.create_batch(body)
+            self._send(batch.pop("status") if "body" in batch else 200, {}, batch.get("body", batch))
+            return True
+        m = re.fullmatch(r"/v1/batches/([^/]+)/cancel", path)
+        if m:
+            fake._record(path, headers, None, "batch-api")
+            batch = fake.cancel_batch(m.group(1))
+            if batch is None:
+                self._send(404, {}, _error(404, "No such batch", "invalid_request_error"))
+            else:
+                self._send(200, {}, batch)
+            return True
+        return False
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         fake = self.server_fake
@@ -399,6 +593,9 @@ class _Handler(BaseHTTPRequestHandler):
                 fake._record(path, headers, body, "401")
                 message = (f"Incorrect API key provided: {token} for {self.path}. You can find your API key at https://example.invalid.")
                 return self._send(401, {}, _error(401, message, "invalid_request_error", "invalid_api_key"))
+        if path.startswith(("/v1/files", "/v1/batches")):
+            if self._batch_post(path, headers, raw):
+                return None
         # Like real servers, the key is checked before the path (the path may not exist at all).
         if path not in ("/v1/chat/completions", "/chat/completions"):
             fake._record(path, headers, body, "404")

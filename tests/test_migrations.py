@@ -155,3 +155,19 @@ def test_an_exported_episode_keeps_the_deck_its_first_title_named(tmp_path):
     with Store(tmp_path) as store:
         assert store.episode("ep").deck == "An episode"  # Anki knows its deck by this name
         assert store.episode("fresh").deck is None and store.episode("fresh").deck_title == "Never exported"
+
+
+def test_a_workspace_from_before_batches_and_claims_gets_their_tables_and_keeps_its_cards(tmp_path):
+    db = _v1_workspace(tmp_path)
+    for s in migrations.STEPS[1:4]:  # lineages, the file cache and deck titles: the shape before batches
+        db.execute("BEGIN")
+        s.apply(db)
+        db.execute(f"PRAGMA user_version = {s.number}")
+        db.execute("COMMIT")
+    db.close()
+    with Store(tmp_path) as store:
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"batches", "batch_requests", "extractions"} <= tables
+        assert [d.id for d in store.drafts()] == ["guid-exported"]
+    assert not list(tmp_path.glob(f"{DB_NAME}.bak-[56]"))  # only new tables: nothing rewritten, no backup

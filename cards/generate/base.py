@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cards.models import Context, NoteItem
-from cards.schema import Card, CardSet
+from cards.schema import Card
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class Request:
     episode_title: str
     messages: tuple[dict, ...]  # rendered chat messages, static parts first
     key: str  # response-cache key: model, prompt version, messages, schema
-    reply_model: type = CardSet  # the reply schema: CardSet for cards, CriticReply for the critic
+    reply_model: type | None = None  # the reply schema when not the generator's own (the critic's)
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The LLM generator: any OpenAI-compatible server through the openai SDK's structured outputs.
 
-This is the only module that imports `openai`. The SDK's own retries are switched off
-(`max_retries=0`) so that this module decides what is retried, how long to wait and how
-many HTTP attempts a note cost; `Result.requests` is that count.
+This and `openai_batch.py` (files and batches) are the only modules that import `openai`. The
+SDK's own retries are switched off (`max_retries=0`) so that this module decides what is retried,
+how long to wait and how many HTTP attempts a note cost; `Result.requests` is that count.
 
 Failure policy, per note:
 
@@ -165,12 +165,15 @@ class OpenAIGenerator:
         notify: Callable[[str], None] | None = None,
         long_waits: int = 3,
         clock: Callable[[], float] = time.time,
+        reply_model: type[pydantic.BaseModel] = CardSet,
     ):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if structured not in MODES:
             raise ValueError(f"structured must be one of {', '.join(MODES)}")
         self.model = model
+        # The schema replies are held to: cards, or another reply such as a transcript's claims.
+        self.reply_model = reply_model
         self.timeout = timeout  # the overall deadline of one attempt, in seconds
         self.max_tokens = max_tokens or default_max_tokens(model)
         self.structured = structured
@@ -302,16 +305,24 @@ class OpenAIGenerator:
                 card_set = self._mask_echoes(card_set)
             result.key = _key_for(request.key, mode)  # the format this reply was actually asked in
             result.reply = card_set
-            result.cards = list(getattr(card_set, "cards", []))
+            result.cards = list(getattr(card_set, "cards", ()))
             result.raw = card_set.model_dump_json()
             return result
 
     def _mask_echoes(self, reply: pydantic.BaseModel) -> pydantic.BaseModel:
-        """The reply with any echo of the key (or the base URL's secrets) masked in every text: cards,
-        claims and a critic's rewrites are stored and exported. Only the known secrets: a card about
-        `sk-learn` keeps its words."""
+        """The reply with any echo of the key (or the base URL's secrets) masked in every text: it is
+        stored and exported. Only the known secrets: a card about `sk-learn` keeps its words."""
+        def mask(value):
+            if isinstance(value, str):
+                return mask_secrets(value, self._secrets)
+            if isinstance(value, list):
+                return [mask(v) for v in value]
+            if isinstance(value, dict):
+                return {k: mask(v) for k, v in value.items()}
+            return value
+
         data = reply.model_dump()
-        masked = _mask_texts(data, self._secrets)
+        masked = mask(data)
         return type(reply).model_validate(masked) if masked != data else reply
 
     def _answered(self) -> None:
@@ -367,24 +378,12 @@ class OpenAIGenerator:
                      "validated locally with the same schema")
 
     async def _attempt(self, request: Request, result: Result, mode: str) -> pydantic.BaseModel:
-        """One HTTP attempt; returns the validated reply (the request's reply_model) or raises _Transient, _BadReply, _NoteRejected,
+        """One HTTP attempt; returns the validated reply or raises _Transient, _BadReply, _NoteRejected,
         _FormatRefused or GenerationError."""
-        kwargs: dict[str, Any] = {"model": self.model, "messages": list(request.messages),
-                                  "max_completion_tokens": self.max_tokens}
-        if self.temperature is not None:
-            kwargs["temperature"] = self.temperature
-        reply_model = getattr(request, "reply_model", CardSet)
+        kwargs = self._request_kwargs(request, mode)
         if mode == "json_schema":
-            kwargs["response_format"] = reply_model
             call = self._client.chat.completions.with_raw_response.parse
         else:
-            kwargs["messages"] = _with_schema(kwargs["messages"], reply_model)
-            if self._send_max_tokens:
-                # Servers without structured outputs (llama-cpp-python, older vLLM) read max_tokens instead;
-                # OpenAI refuses it for reasoning models, so it is not sent there.
-                kwargs["max_tokens"] = self.max_tokens
-            if mode == "json_object":
-                kwargs["response_format"] = {"type": "json_object"}
             call = self._client.chat.completions.with_raw_response.create
         try:
             # The raw response keeps the reply's usage even when its content fails to parse.
@@ -405,8 +404,35 @@ class OpenAIGenerator:
             raise _NoteRejected(f"request failed: {self._scrub(str(exc))}") from None
 
         _add_usage(result, raw.http_response)
+        return await self._read_reply(raw, mode, self._reply_model_for(request))
+
+    def _reply_model_for(self, request: Request) -> type[pydantic.BaseModel]:
+        """The reply schema of a request: its own (the critic's), or the generator's."""
+        return getattr(request, "reply_model", None) or self.reply_model
+
+    def _request_kwargs(self, request: Request, mode: str) -> dict[str, Any]:
+        """The chat completion parameters of a request in a reply format (the same live and in a batch)."""
+        kwargs: dict[str, Any] = {"model": self.model, "messages": list(request.messages),
+                                  "max_completion_tokens": self.max_tokens}
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        if mode == "json_schema":
+            kwargs["response_format"] = self._reply_model_for(request)
+        else:
+            kwargs["messages"] = _with_schema(kwargs["messages"], self._reply_model_for(request))
+            if self._send_max_tokens:
+                # Servers without structured outputs (llama-cpp-python, older vLLM) read max_tokens instead;
+                # OpenAI refuses it for reasoning models, so it is not sent there.
+                kwargs["max_tokens"] = self.max_tokens
+            if mode == "json_object":
+                kwargs["response_format"] = {"type": "json_object"}
+        return kwargs
+
+    async def _read_reply(self, raw: Any, mode: str,
+                          reply_model: type[pydantic.BaseModel] | None = None) -> pydantic.BaseModel:
+        """The validated reply inside a chat completion response, live or from a batch's output file."""
         if mode != "json_schema":
-            return self._parse_locally(raw, reply_model)
+            return self._parse_locally(raw, reply_model or self.reply_model)
         try:
             completion = raw.parse()
             if inspect.isawaitable(completion):  # the SDK plans to make this a coroutine
@@ -436,7 +462,7 @@ class OpenAIGenerator:
     def _truncated(self) -> str:
         return f"truncated reply: it reached the {self.max_tokens:,}-token limit (--max-tokens)"
 
-    def _parse_locally(self, raw: Any, reply_model: type = CardSet) -> pydantic.BaseModel:
+    def _parse_locally(self, raw: Any, reply_model: type[pydantic.BaseModel]) -> pydantic.BaseModel:
         """A json_object or text reply, validated with the same model as structured outputs."""
         try:
             completion = raw.parse()
@@ -507,6 +533,73 @@ class OpenAIGenerator:
     def _scrub(self, text: str) -> str:
         return scrub(text, self._secrets)
 
+    # -- the Batch API: the same requests as lines of a file, their replies read the same way --------
+
+    def batch_line(self, request: Request) -> dict:
+        """One line of a Batch API input file: this request exactly as it is sent live, keyed by its cache key."""
+        from openai.lib._parsing import type_to_response_format_param
+
+        body = self._request_kwargs(request, self._mode)
+        if self._mode == "json_schema":
+            body["response_format"] = type_to_response_format_param(self.reply_model)
+        return {"custom_id": self.cache_key(request.key), "method": "POST", "url": "/v1/chat/completions",
+                "body": body}
+
+    @property
+    def mode(self) -> str:
+        """The reply format requests are made in now."""
+        return self._mode
+
+    async def read_batch_line(self, note_id: str, line: dict, mode: str, size: int = 0) -> Result:
+        """The result of one line of a batch's output or error file, validated like a live reply."""
+        result = Result(note_id=note_id, key=str(line.get("custom_id") or ""), requests=1)
+        response = line.get("response") if isinstance(line.get("response"), dict) else None
+        error = line.get("error")
+        status = response.get("status_code") if response else None
+        body = response.get("body") if response else None
+        if error or status != 200 or not isinstance(body, dict):
+            detail = error if isinstance(error, dict) else body.get("error") if isinstance(body, dict) else None
+            message = detail.get("message") if isinstance(detail, dict) else detail
+            what = f"HTTP {status}" if isinstance(status, int) else "batch request failed"
+            result.error = f"request rejected ({what}): {self._scrub(_one_line(str(message or 'no message')))}"
+            return result
+        if size > self.reply_limit:
+            result.error = f"reply too large: over {self.reply_limit // 1024:,} KiB"
+            return result
+        stored = _StoredReply(body, self.reply_model, mode)
+        _add_usage(result, stored.http_response)
+        try:
+            parsed = await self._read_reply(stored, mode)
+        except _BadReply as e:
+            result.error = e.reason
+            return result
+        result.cards = list(getattr(parsed, "cards", ()))
+        result.raw = parsed.model_dump_json()
+        return result
+
+
+class _StoredReply:
+    """A chat completion read from a batch output file, shaped like the SDK's raw response."""
+
+    def __init__(self, body: dict, reply_model: type[pydantic.BaseModel], mode: str):
+        self.body = body
+        self.reply_model = reply_model
+        self.mode = mode
+        self.http_response = self  # for _add_usage, which reads `.json()`
+
+    def json(self) -> dict:
+        return self.body
+
+    def parse(self) -> Any:
+        from openai.lib._parsing import parse_chat_completion
+        from openai.types.chat import ChatCompletion
+
+        completion = ChatCompletion.model_validate(self.body)
+        if self.mode != "json_schema":
+            return completion
+        return parse_chat_completion(response_format=self.reply_model, input_tools=openai.omit,
+                                     chat_completion=completion)
+
 
 class _NoteRejected(Exception):
     """The server refused this note's request; other notes may still work."""
@@ -541,16 +634,6 @@ def _add_usage(result: Result, response: Any) -> None:
     result.tokens_in += _int(counts["prompt_tokens"])
     result.tokens_out += _int(counts["completion_tokens"])
     result.cached_tokens += _int(counts["prompt_tokens_details.cached_tokens"])
-
-
-def _mask_texts(value: Any, secrets: tuple[str, ...]) -> Any:
-    if isinstance(value, str):
-        return mask_secrets(value, secrets)
-    if isinstance(value, list):
-        return [_mask_texts(v, secrets) for v in value]
-    if isinstance(value, dict):
-        return {k: _mask_texts(v, secrets) for k, v in value.items()}
-    return value
 
 
 def _int(value: object) -> int:
@@ -658,14 +741,14 @@ def _url_secrets(url: str | None) -> list[str]:
 
 
 @functools.cache
-def _schema_instruction(reply_model: type = CardSet) -> str:
-    schema = json.dumps(reply_model.model_json_schema(), sort_keys=True)
+def _schema_instruction(model: type[pydantic.BaseModel] = CardSet) -> str:
+    schema = json.dumps(model.model_json_schema(), sort_keys=True)
     return "Reply with one JSON object and nothing else. It must match this JSON schema:\n" + schema
 
 
-def _with_schema(messages: list[dict], reply_model: type = CardSet) -> list[dict]:
+def _with_schema(messages: list[dict], model: type[pydantic.BaseModel] = CardSet) -> list[dict]:
     """The messages with the reply schema written into the system message, for JSON mode and text."""
-    instruction = _schema_instruction(reply_model)
+    instruction = _schema_instruction(model)
     out = [dict(m) for m in messages]
     for m in out:
         if m.get("role") == "system" and isinstance(m.get("content"), str):
