@@ -442,3 +442,27 @@ def test_the_run_table_says_what_was_set_aside_and_what_the_critic_did():
                    critic_counts={"dropped": 1, "kept": 4}, set_aside={"no-claim": 2})
     assert _checked(s) == "; set aside (rejected): 2 no-claim; critic critic-2026-12-1: 4 kept, 1 dropped"
     assert _checked(RunSummary(1, "openai", "m", "v")) == ""
+
+
+# -- batches ------------------------------------------------------------------------------------------
+
+def test_batch_results_are_tied_to_their_claims_and_the_critic_waits_for_a_live_run(write_notes, tmp_path):
+    from cards.pipeline import collect_batches
+
+    def responder(body):
+        note = note_of(body)
+        return {"claims": ["A claim."], "cards": [card(1, f"Which claim about {note}?", note.split()[0]),
+                                                  card(0, f"Which aside about {note}?", "it")]}
+
+    ws = tmp_path / "ws"
+    with FakeOpenAI(responder=responder) as srv:
+        s = settings_for(ws, srv, tmp_path, critic=True)
+        summary = run(write_notes, s, batch=True)
+        assert "the critic does not run with --batch" in summary.notices
+        with no_network(), Store(ws) as st:
+            got = collect_batches(st, s)
+        assert got["imported"] == 6
+        assert not any(is_critic(r.json) for r in srv.requests if r.path.endswith("/chat/completions"))
+    live = drafts(ws)
+    assert sorted((d.status, d.claim, (d.reason or "").split(":")[0]) for d in live) == (
+        [("draft", "A claim.", "")] * 6 + [("rejected", None, "no-claim")] * 6)
