@@ -74,7 +74,14 @@ def _plural(n: int, word: str) -> str:
 
 
 def _err(message: str) -> None:
-    sys.stderr.write(f"cards: error: {message}\n")
+    _say(f"error: {message}")
+
+
+def _say(message: str) -> None:
+    """One line on stderr, `cards: ` first; file names and replies in it are made inert for the terminal."""
+    from cards.terminal import visible
+
+    sys.stderr.write(f"cards: {visible(message)}\n")
 
 
 def handled(fn):
@@ -95,6 +102,9 @@ def handled(fn):
             _err(f"{where}{e.strerror or e}")
             raise typer.Exit(1) from None
         except sqlite3.DatabaseError as e:  # one met outside a Store block, which names the workspace itself
+            if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                _err(f"cannot write workspace: {e}")
+                raise typer.Exit(1) from None
             _err(f"workspace database error: {e}; restore it from a backup, or start a new workspace"
                  " with --workspace DIR")
             raise typer.Exit(2) from None
@@ -105,13 +115,15 @@ def handled(fn):
 def _console(stderr: bool = False):
     """Where every message goes. Markup is off: notes, transcripts and replies are printed as typed,
     so a heading such as `# Show [/foo]` is text, not a rich tag."""
-    from rich.console import Console
+    from cards.terminal import console
 
-    return Console(stderr=stderr, highlight=False, markup=False)
+    return console(stderr=stderr)
 
 
 def _print_json(data) -> None:
-    text = json.dumps(data, indent=2, ensure_ascii=False)
+    from cards.terminal import json_text
+
+    text = json_text(json.dumps(data, indent=2, ensure_ascii=False))
     try:
         text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
     except (UnicodeEncodeError, LookupError):
@@ -199,8 +211,12 @@ def _table(title: str, columns: list[str], rows: list[list], caption: str | None
     from rich.table import Table
     from rich.text import Text
 
+    from cards.terminal import visible
+
     console = _console()
-    cells = [[v.plain if isinstance(v, Text) else "" if v is None else str(v) for v in r] for r in rows]
+    # Made inert before the widths are measured, so an escape shown as `\x1b` keeps the borders straight.
+    cells = [[visible(v.plain if isinstance(v, Text) else "" if v is None else str(v)) for v in r] for r in rows]
+    title = visible(title)
     keys = _key_columns(columns, cells)
     headers, cells, prose_min = _fit_columns(columns, cells, console.width, keys)
     t = Table(title=Text(title), show_lines=False)
@@ -449,7 +465,7 @@ def generate(
 
         progress = _Progress(not json_out, notice=notice, warn_long_notes=settings.llm_configured)
         summary = run(loaded, settings, episode=episode, force=force, realign=realign, progress=progress,
-                      notify=lambda message: sys.stderr.write(f"cards: {message}\n"))
+                      notify=_say)
     if json_out:
         _print_json(summary.as_dict())
     else:
@@ -544,7 +560,7 @@ def drafts(
     if status and status not in DRAFT_STATUSES:
         raise CardsError(f"unknown status {status!r} (one of {', '.join(DRAFT_STATUSES)})")
     settings = _settings(workspace=workspace)
-    with Store(settings.workspace, create=False) as store:
+    with Store(settings.workspace, readonly=True) as store:
         items = store.drafts(episode=episode, status=status, include_superseded=all_)
     if json_out:
         return _print_json([d.as_dict() for d in items])
