@@ -33,6 +33,12 @@ class WorkspaceError(CardsError):
     """The workspace database cannot be opened, read or written."""
 
 
+class WorkspaceFullError(WorkspaceError):
+    """The disk (or filesystem quota) filled up while writing the workspace; what was committed stays."""
+
+    exit_code = 1  # like any other file that could not be written
+
+
 class BusyError(WorkspaceError):
     """Another run holds the workspace."""
 

@@ -19,7 +19,9 @@ from cards.models import (Context, Draft, Episode, NoteItem, Transcript, content
                           generation_spec, plural, stable_id)
 
 NOTE_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".org"}
-TRANSCRIPT_SUFFIXES = {".txt", ".srt", ".vtt", ".text", ".md"}
+# What `-t` takes from a folder (a file named on its own is read whatever its name): notes and
+# transcripts may share a folder, so notes.md beside ep1.txt stays a notes file.
+TRANSCRIPT_SUFFIXES = {".txt", ".srt", ".vtt"}
 SKIP_NAMES = {"readme.md", "readme.txt", "readme"}
 OUTPUT_TOKENS_GUESS = 180  # per note, for estimates: one to three short cards as JSON
 # A note longer than this goes into the prompt cut, with a marker; real bullets are far shorter
@@ -69,6 +71,14 @@ def input_files(notes: list[Path], transcripts: list[Path]) -> tuple[list[Path],
     if not n_files and not t_files:
         raise InputError("no notes files given")
     return n_files, t_files
+
+
+def no_notes_message(loaded: Loaded) -> str:
+    """What a run that found no notes says: the files it read, and which of them as transcripts."""
+    names = [Path(f).name for f in loaded.transcript_files]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (f"no notes found in {plural(len(loaded.note_files), 'notes file')}"
+            + (f" ({plural(len(names), 'file')} read as transcripts: {shown})" if names else ""))
 
 
 def _read_each(files: list[Path], parse, what: str, step: Step) -> list:
@@ -569,9 +579,12 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
     from cards.prompts import load_prompt
     from cards.store import Store
 
+    if not any(ep.items for ep in loaded.episodes):
+        raise InputError(no_notes_message(loaded))
     template = load_prompt(settings.prompts)
     generator = generator or make_generator(settings, notify)
     with Store(settings.workspace) as store, store.exclusive("cards generate"):
+        store.verify()
         plan = make_plan(store, loaded, settings, template, generator.name, generator.model, episode=episode,
                          force=force, realign=realign)
         for p in plan.episodes:
@@ -646,7 +659,7 @@ def _workspace_if_any(settings: Settings):
     from cards.store import DB_NAME, Store
 
     if (settings.workspace / DB_NAME).is_file():
-        return Store(settings.workspace, create=False)
+        return Store(settings.workspace, readonly=True)
     return nullcontext(None)
 
 
@@ -709,7 +722,7 @@ def status(settings: Settings, loaded: Loaded | None = None, *, episode: str | N
     from cards import lineage
     from cards.store import Store
 
-    with Store(settings.workspace, create=False) as store:
+    with Store(settings.workspace, readonly=True) as store:
         plan = _plan_readonly(store, loaded, settings, episode=episode) if loaded is not None else None
         out: dict = {"episodes": [], "notices": (loaded.notices + plan.notices) if plan else []}
         records = {e.slug: e for e in store.episodes()}
@@ -801,8 +814,11 @@ def export(settings: Settings, *, episode: str | None = None, out: Path | None =
     from cards.store import Store
 
     out = out or settings.workspace
+    if out.exists() and not out.is_dir():
+        raise InputError("--out names a file; give a folder for the decks", path=str(out))
     written = []
     with Store(settings.workspace, create=False) as store:
+        store.verify()  # before a deck is written from it
         known_episode(store, episode)
         eps = [e for e in store.episodes() if episode is None or e.slug == episode]
         for ep in eps:
