@@ -621,6 +621,11 @@ def review(workspace: Workspace = None, episode: EpisodeOpt = None) -> None:
         + (f" (revisions: {summary['revisions_accepted']} accepted, {summary['revisions_kept']} old kept)"
            if summary.get("revisions_accepted") or summary.get("revisions_kept") else "") + ".",
         highlight=False, markup=False)
+    if summary.get("signal"):  # ctrl+c, SIGINT, SIGTERM or SIGHUP: the shell sees 128 + its number
+        import signal
+
+        _err(f"review stopped by {signal.Signals(summary['signal']).name}; every decision made is saved")
+        raise typer.Exit(128 + summary["signal"])
 
 
 def _decide(ids: list[str], workspace, episode, all_: bool, status: str, json_out: bool) -> None:
