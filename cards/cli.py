@@ -628,17 +628,21 @@ def review(workspace: Workspace = None, episode: EpisodeOpt = None) -> None:
         raise typer.Exit(128 + summary["signal"])
 
 
-def _decide(ids: list[str], workspace, episode, all_: bool, status: str, json_out: bool) -> None:
+def _decide(ids: list[str], workspace, episode, all_: bool, status: str, json_out: bool,
+            yes: bool = False) -> None:
     from cards.pipeline import known_episode
     from cards.store import Store
 
     settings = _settings(workspace=workspace)
     with Store(settings.workspace, create=False) as store:
         if all_:
-            if not episode:
-                raise CardsError("--all needs --episode")
+            if ids:
+                raise CardsError("give draft ids or --all, not both")
             known_episode(store, episode)
-            targets = [d.id for d in store.drafts(episode=episode, status="draft", include_superseded=False)]
+            drafts = store.drafts(episode=episode, status="draft", include_superseded=False)
+            targets = [d.id for d in drafts]
+            if episode is None and targets and not yes:
+                _confirm_all(status, drafts)
         else:
             if not ids:
                 raise CardsError("give draft ids, or --episode SLUG --all")
@@ -649,24 +653,42 @@ def _decide(ids: list[str], workspace, episode, all_: bool, status: str, json_ou
     _console().print(f"{_plural(len(changed), 'draft')} {status}.", highlight=False)
 
 
+def _confirm_all(status: str, drafts) -> None:
+    """Every episode at once is a big step: say how many drafts in how many episodes, and ask."""
+    n_eps = len({d.episode for d in drafts})
+    verb = {"approved": "Approve", "rejected": "Reject"}[status]
+    question = f"{verb} {_plural(len(drafts), 'undecided draft')} in {_plural(n_eps, 'episode')}?"
+    import click
+
+    try:
+        confirmed = typer.confirm(question, default=False, err=True)
+    except click.exceptions.Abort:  # no answer: stdin closed or not a person
+        confirmed = False
+    if not confirmed:
+        raise CardsError("not confirmed, nothing changed (--yes decides without asking; --episode SLUG "
+                         "decides one episode)")
+
+
 Ids = Annotated[Optional[list[str]], typer.Argument(help="Draft ids (or unique prefixes).", show_default=False)]
-AllOpt = Annotated[bool, typer.Option("--all", help="Every undecided draft of --episode.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every undecided draft of --episode, or of every episode "
+                                                    "(after a confirmation).")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deciding every episode's drafts.")]
 
 
 @app.command()
 @handled
 def approve(ids: Ids = None, workspace: Workspace = None, episode: EpisodeOpt = None, all_: AllOpt = False,
-            json_out: JsonOpt = False) -> None:
+            yes: YesOpt = False, json_out: JsonOpt = False) -> None:
     """Approve drafts for export."""
-    _decide(ids or [], workspace, episode, all_, "approved", json_out)
+    _decide(ids or [], workspace, episode, all_, "approved", json_out, yes)
 
 
 @app.command()
 @handled
 def reject(ids: Ids = None, workspace: Workspace = None, episode: EpisodeOpt = None, all_: AllOpt = False,
-           json_out: JsonOpt = False) -> None:
+           yes: YesOpt = False, json_out: JsonOpt = False) -> None:
     """Reject drafts: they are never exported."""
-    _decide(ids or [], workspace, episode, all_, "rejected", json_out)
+    _decide(ids or [], workspace, episode, all_, "rejected", json_out, yes)
 
 
 @app.command()

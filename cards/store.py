@@ -112,6 +112,16 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
     uri = path.resolve().as_uri()
     if os.access(path.parent, os.W_OK) and os.access(path, os.W_OK):
         return sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30, isolation_level=None)
+    wal = path.with_name(path.name + "-wal")
+    if wal.is_file() and wal.stat().st_size:
+        # Commits still in the WAL (a copy taken while a run wrote) are read when SQLite can use the WAL
+        # index beside it; immutable would not see them.
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30, isolation_level=None)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
     return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
 
 
@@ -226,8 +236,9 @@ class Store:
             try:
                 yield self.db
             except BaseException:
-                self.db.execute(f"ROLLBACK TO {name}")
-                self.db.execute(f"RELEASE {name}")
+                if self.db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    self.db.execute(f"ROLLBACK TO {name}")
+                    self.db.execute(f"RELEASE {name}")
                 raise
             finally:
                 self._depth -= 1
@@ -239,7 +250,8 @@ class Store:
             try:
                 yield self.db
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # else SQLite rolled back already, and says why in what is raised
+                    self.db.execute("ROLLBACK")
                 raise
             finally:
                 self._depth = 0

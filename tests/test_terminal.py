@@ -96,7 +96,7 @@ def test_no_control_sequence_reaches_the_terminal_and_the_workspace_keeps_the_te
             result = run(*args, env=llm)
             assert result.exit_code == 0, (args, result.output)
             outputs.append(result)
-    d = Store(ws, readonly=True).drafts()[0]
+    d = Store(ws, create=False).drafts()[0]
     edited = run("edit", d.id[:8], "--back", f"edited {OSC52}", "-w", ws)
     assert edited.exit_code == 0, edited.output
     outputs.append(edited)
@@ -112,7 +112,7 @@ def test_no_control_sequence_reaches_the_terminal_and_the_workspace_keeps_the_te
     assert "\\u202e" in everything and "No. " in everything
 
     # The workspace holds the text as it came; --json gives it back exactly, as JSON escapes only.
-    stored = Store(ws, readonly=True).draft(d.id)
+    stored = Store(ws, create=False).draft(d.id)
     assert stored.front == f"What runs at 345 megawatts? {OSC52}" and stored.back == f"edited {OSC52}"
     assert OSC52 in stored.note_text
     as_json = run("drafts", "-w", ws, "--json")
@@ -225,4 +225,4 @@ def test_the_review_screen_shows_a_clipboard_write_as_text(tmp_path):
     assert code == 0
     assert b"\x1b]52" not in out  # (Textual's own OSC 22, the pointer shape, is fine)
     assert b"\\x1b]52;c;aGFja2Vk" in out
-    [d] = [d for d in Store(ws, readonly=True).drafts() if OSC52 in d.front]  # kept as it was
+    [d] = [d for d in Store(ws, create=False).drafts() if OSC52 in d.front]  # kept as it was
