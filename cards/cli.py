@@ -290,15 +290,68 @@ def episodes(notes: Notes, transcripts: Transcripts = None, workspace: Workspace
     data = [e.as_dict() for e in loaded.episodes]
     if json_out:
         return _print_json(data)
+    _episodes_table(data)
+
+
+_EPISODE_COLUMNS = ("slug", "title", "show", "people", "date", "notes", "transcript")
+# Who gets room after the slug and note count, in turn, and the narrowest each may be.
+_EPISODE_EXTRAS = (("title", 16), ("transcript", 10), ("date", 10), ("people", 10), ("show", 8))
+
+
+def _episodes_table(data: list[dict]) -> None:
+    """The episodes, one line each with the slug whole (it is what --episode and cards.toml take).
+
+    After the slug and the note count, title, transcript, date, people and show get room in
+    that order while the terminal has it; a column that does not fit is left out (`--json`
+    has them all) and a long value is cut with an ellipsis.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    from cards.terminal import visible
+
     def transcript(e: dict) -> str:
         if not e["transcript"]:
             return "-"
         name = Path(e["transcript"]).name
         return name if e["match_score"] is None else f"{name} ({e['match_score']:.2f})"
 
-    _table("Episodes", ["slug", "title", "show", "people", "date", "notes", "transcript (match)"],
-           [[e["slug"], e["title"], e["show"] or "-", ", ".join(e["people"]) or "-", e["date"] or "-", e["notes"],
-             transcript(e)] for e in data])
+    values = {"slug": [e["slug"] for e in data], "title": [e["title"] for e in data],
+              "show": [e["show"] or "-" for e in data], "people": [", ".join(e["people"]) or "-" for e in data],
+              "date": [e["date"] or "-" for e in data], "notes": [str(e["notes"]) for e in data],
+              "transcript": [transcript(e) for e in data]}
+    values = {k: [visible(v) for v in vs] for k, vs in values.items()}
+    wanted = {k: max([len(v) for v in vs] + [len(k)]) for k, vs in values.items()}
+    console = _console()
+    widths = {"slug": wanted["slug"], "notes": wanted["notes"]}
+    used = widths["slug"] + widths["notes"] + 7  # two columns' borders and padding
+    if used > console.width:  # a slug too long for any table here: each on a line of its own
+        console.print(Text("Episodes", style="bold"))
+        for i in range(len(data)):
+            console.print(Text(values["slug"][i]), no_wrap=True, overflow="ignore", crop=False)
+            console.print(Text(f"    {values['notes'][i]} notes · transcript {values['transcript'][i]} · "
+                               f"{values['title'][i]}"), no_wrap=True, overflow="ellipsis")
+        return
+    for name, narrowest in _EPISODE_EXTRAS:
+        need = min(narrowest, wanted[name]) + 3
+        if used + need <= console.width:
+            widths[name] = need - 3
+            used += need
+    for name, _ in _EPISODE_EXTRAS:  # what is left widens them, in the same order
+        if name in widths:
+            more = min(console.width - used, wanted[name] - widths[name])
+            widths[name] += more
+            used += more
+    columns = [c for c in _EPISODE_COLUMNS if c in widths]
+    t = Table(title=Text("Episodes"))
+    for name in columns:
+        t.add_column(Text(name), no_wrap=True, overflow="ellipsis", width=widths[name])
+    for i in range(len(data)):
+        t.add_row(*[Text(values[name][i]) for name in columns])
+    console.print(t)
+    left_out = [c for c in _EPISODE_COLUMNS if c not in widths]
+    if left_out:
+        console.print(Text(f"Not shown at this width: {', '.join(left_out)} (see --json)."))
 
 
 @app.command()
@@ -543,6 +596,9 @@ def estimate(
                    f"tokens: {data['token_counter']}")
 
 
+DRAFTS_SHOWN = 50  # rows `cards drafts` shows unless told --limit
+
+
 @app.command()
 @handled
 def drafts(
@@ -551,6 +607,9 @@ def drafts(
     status: Annotated[Optional[str], typer.Option("--status", "-s",
                                                   help="draft, approved, rejected or duplicate.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Include superseded drafts.")] = False,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=0, help=f"Show at most this many; 0 shows "
+                                                 f"every one [default: {DRAFTS_SHOWN} in the table, all with "
+                                                 "--json].", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List the drafts in the workspace."""
@@ -562,12 +621,20 @@ def drafts(
     settings = _settings(workspace=workspace)
     with Store(settings.workspace, readonly=True) as store:
         items = store.drafts(episode=episode, status=status, include_superseded=all_)
+    total = len(items)
+    if limit is None and not json_out:
+        limit = DRAFTS_SHOWN  # a season is hundreds of drafts: thousands of lines nobody scrolls back through
+    if limit:
+        items = items[:limit]
     if json_out:
         return _print_json([d.as_dict() for d in items])
-    _table(_plural(len(items), "draft"), ["id", "episode", "status", "kind", "front", "back", "warnings"],
+    _table(_plural(total, "draft") + (f", the first {len(items)} shown" if len(items) < total else ""),
+           ["id", "episode", "status", "kind", "front", "back", "warnings"],
            [[d.id[:8], d.episode,
              d.status + (" (superseded)" if d.superseded else " (revision)" if d.revision_of else ""), d.kind,
-             _shorten(d.front, 80), _shorten(d.back, 60), len(d.warnings)] for d in items])
+             _shorten(d.front, 80), _shorten(d.back, 60), len(d.warnings)] for d in items],
+           caption=(f"{total - len(items)} more: --limit 0 shows every one, --episode or --status fewer"
+                    if len(items) < total else None))
 
 
 @app.command()
@@ -658,11 +725,9 @@ def _confirm_all(status: str, drafts) -> None:
     n_eps = len({d.episode for d in drafts})
     verb = {"approved": "Approve", "rejected": "Reject"}[status]
     question = f"{verb} {_plural(len(drafts), 'undecided draft')} in {_plural(n_eps, 'episode')}?"
-    import click
-
     try:
         confirmed = typer.confirm(question, default=False, err=True)
-    except click.exceptions.Abort:  # no answer: stdin closed or not a person
+    except typer.Abort:  # no answer: stdin closed or not a person
         confirmed = False
     if not confirmed:
         raise CardsError("not confirmed, nothing changed (--yes decides without asking; --episode SLUG "

@@ -769,27 +769,17 @@ def check_and_dedupe(store, episode: str | None, threshold: float = 0.85, scope:
 
     Returns how many of them are duplicates.
     """
-    from cards.check import check_note_cards
+    from cards.check import check_drafts
     from cards.dedupe import candidate, find_duplicates
 
     drafts = store.drafts(include_superseded=False)
     wanted = None if episode is None and episodes is None else {episode} if episode else set(episodes or ())
     # Every live draft takes part in finding duplicates; only the selected ones change.
     selected = {d.id for d in drafts if wanted is None or d.episode in wanted}
-    results = {}
-    # A note's cards are checked together: one card's question must not give away another's answer.
-    # A pending revision stands alone: its siblings are the cards it would replace. So does a rejected
-    # or duplicate card: it is never studied, so it cannot give another card's answer away.
-    by_note: dict[str, list[Draft]] = {}
+    results = check_drafts(drafts, selected)
     for d in drafts:
-        if d.id in selected:
-            alone = d.revision_of or d.status in ("rejected", "duplicate")
-            by_note.setdefault(d.id if alone else d.note_id, []).append(d)
-    for group in by_note.values():
-        checked = check_note_cards([(d.kind, d.front, d.back, d.quote) for d in group], group[0].note_text,
-                                   group[0].context_text)
-        for d, (warnings, score) in zip(group, checked):
-            d.warnings, d.grounding = results[d.id] = warnings, score
+        if d.id in results:
+            d.warnings, d.grounding = results[d.id]
     store.set_checks(results)
     # A pending revision is judged against the card it revises, in review, not here.
     live = [d for d in drafts if d.status != "rejected" and not d.revision_of]

@@ -34,7 +34,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Input, Label, Static
+from textual.widgets import Footer, Label, Static, TextArea
 
 from cards.check import GROUNDED
 from cards.models import Draft, format_span
@@ -183,7 +183,7 @@ class ReviewApp(App[dict]):
     #qa { border: round $accent; padding: 0 1; }
     #qa.revision { border: round $secondary; }
     #editor { display: none; height: auto; border: round $warning; padding: 0 1; margin-bottom: 1; }
-    #editor Input { margin-bottom: 0; }
+    #editor TextArea { height: auto; min-height: 3; max-height: 12; margin-bottom: 0; }
     #card.editing #editor { display: block; }
     #card.editing #qa { display: none; }
     #context { color: $text-muted; }
@@ -240,10 +240,10 @@ class ReviewApp(App[dict]):
             yield Static(id="qa")
             with Vertical(id="editor"):
                 yield Label(Text("Front"), id="edit-front-label")
-                yield Input(id="edit-front")
+                yield TextArea(id="edit-front", soft_wrap=True, tab_behavior="focus")
                 yield Label(Text("Back"), id="edit-back-label")
-                yield Input(id="edit-back")
-                yield Label(Text("enter or ctrl+s saves · escape cancels · tab moves", style="dim"))
+                yield TextArea(id="edit-back", soft_wrap=True, tab_behavior="focus")
+                yield Label(Text("ctrl+s saves · enter starts a new line · escape cancels · tab moves", style="dim"))
             yield Static(id="dup")
             yield Static(id="warnings")
             yield Static(id="note")
@@ -393,7 +393,7 @@ class ReviewApp(App[dict]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # True: shown and enabled; None: shown dimmed, disabled; False: hidden, disabled.
-        if action not in self._OWN_ACTIONS:
+        if action not in self._OWN_ACTIONS or action == "interrupt":
             return True
         if self.editing:
             return action in self._EDIT_ACTIONS
@@ -454,11 +454,11 @@ class ReviewApp(App[dict]):
         front_label, back_label = _labels(d)
         self.query_one("#edit-front-label", Label).update(Text(front_label))
         self.query_one("#edit-back-label", Label).update(Text(back_label))
-        self.query_one("#edit-front", Input).value = visible(d.front)
-        self.query_one("#edit-back", Input).value = visible(d.back)
+        self.query_one("#edit-front", TextArea).load_text(visible(d.front))
+        self.query_one("#edit-back", TextArea).load_text(visible(d.back))
         self.editing = True
         self.query_one(CardView).add_class("editing")
-        self.query_one("#edit-front", Input).focus()
+        self.query_one("#edit-front", TextArea).focus()
         self.refresh_bindings()
 
     def _close_editor(self) -> None:
@@ -476,17 +476,13 @@ class ReviewApp(App[dict]):
             return
         d = self.session.current
         # A field left as shown keeps its text as stored, control characters and all.
-        front, back = (self.query_one(f"#edit-{f}", Input).value for f in ("front", "back"))
+        front, back = (self.query_one(f"#edit-{f}", TextArea).text for f in ("front", "back"))
         refused = self.session.edit(d.front if front == visible(d.front) else front,
                                     d.back if back == visible(d.back) else back)
         if refused is not None:
             self.notify(visible(refused.text), severity=refused.severity, timeout=3, markup=False)
             return
         self._close_editor()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_save()
 
     def action_quit_review(self) -> None:
         self.exit(self.session.summary())
