@@ -294,16 +294,18 @@ def episodes(notes: Notes, transcripts: Transcripts = None, workspace: Workspace
 
 
 _EPISODE_COLUMNS = ("slug", "title", "show", "people", "date", "notes", "transcript")
-# Who gets room after the slug and note count, in turn, and the narrowest each may be.
-_EPISODE_EXTRAS = (("title", 16), ("transcript", 10), ("date", 10), ("people", 10), ("show", 8))
+# Who gets room after the slug and note count, in turn. Title, show and people wrap between words.
+_EPISODE_EXTRAS = ("title", "transcript", "people", "show", "date")
+_WRAPPING = {"title": (6, 16), "show": (4, 12), "people": (6, 12)}  # narrowest and widest minimum
 
 
 def _episodes_table(data: list[dict]) -> None:
     """The episodes, one line each with the slug whole (it is what --episode and cards.toml take).
 
-    After the slug and the note count, title, transcript, date, people and show get room in
+    After the slug and the note count, title, transcript, people, show and date get room in
     that order while the terminal has it; a column that does not fit is left out (`--json`
-    has them all) and a long value is cut with an ellipsis.
+    has them all). Title, show and people wrap between words; a transcript name is cut with
+    an ellipsis.
     """
     from rich.table import Table
     from rich.text import Text
@@ -332,12 +334,19 @@ def _episodes_table(data: list[dict]) -> None:
             console.print(Text(f"    {values['notes'][i]} notes · transcript {values['transcript'][i]} · "
                                f"{values['title'][i]}"), no_wrap=True, overflow="ellipsis")
         return
-    for name, narrowest in _EPISODE_EXTRAS:
-        need = min(narrowest, wanted[name]) + 3
+    def narrowest(name: str) -> int:
+        if name in _WRAPPING:  # the longest word, within bounds (a longer word folds)
+            low, high = _WRAPPING[name]
+            longest = max([len(w) for v in values[name] for w in v.split()] + [len(name)])
+            return min(wanted[name], max(low, min(high, longest)))
+        return min(wanted[name], 10) if name == "transcript" else wanted[name]
+
+    for name in _EPISODE_EXTRAS:
+        need = narrowest(name) + 3
         if used + need <= console.width:
             widths[name] = need - 3
             used += need
-    for name, _ in _EPISODE_EXTRAS:  # what is left widens them, in the same order
+    for name in _EPISODE_EXTRAS:  # what is left widens them, in the same order
         if name in widths:
             more = min(console.width - used, wanted[name] - widths[name])
             widths[name] += more
@@ -345,7 +354,10 @@ def _episodes_table(data: list[dict]) -> None:
     columns = [c for c in _EPISODE_COLUMNS if c in widths]
     t = Table(title=Text("Episodes"))
     for name in columns:
-        t.add_column(Text(name), no_wrap=True, overflow="ellipsis", width=widths[name])
+        if name in _WRAPPING:
+            t.add_column(Text(name), overflow="fold", width=widths[name])
+        else:
+            t.add_column(Text(name), no_wrap=True, overflow="ellipsis", width=widths[name])
     for i in range(len(data)):
         t.add_row(*[Text(values[name][i]) for name in columns])
     console.print(t)
