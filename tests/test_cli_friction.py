@@ -8,9 +8,10 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cards.cli import DRAFTS_SHOWN, app
+from cards.cli import app
 from cards.store import Store
 
+DRAFTS_SHOWN = 50  # the table's default page
 LONG = "Dylan Patel and Nathan Lambert on the Latent Space podcast about DeepSeek"
 SLUG = "dylan-patel-and-nathan-lambert-on-the-latent-space-podcast-about-deepseek"
 

@@ -23,7 +23,6 @@ from typer.testing import CliRunner
 
 from cards.cli import app
 from cards.store import Store
-from cards.terminal import console, json_text, visible
 from fakeserver import FakeOpenAI, default_responder, no_network
 
 KEY = "sk-test-terminal"
@@ -121,6 +120,8 @@ def test_no_control_sequence_reaches_the_terminal_and_the_workspace_keeps_the_te
 
 
 def test_one_function_makes_every_control_visible_and_leaves_text_alone():
+    from cards.terminal import json_text, visible
+
     assert visible("plain\ttext\nnext — ok ünïcode 日本") == "plain\ttext\nnext — ok ünïcode 日本"
     assert visible(OSC52) == "\\x1b]52;c;aGFja2Vk\\x07"
     assert visible("\x9b2J\u202e\u2028\x00") == "\\x9b2J\\u202e\\u2028\\x00"
@@ -134,6 +135,8 @@ def test_progress_bars_and_tables_on_a_real_terminal_obey_no_sequence():
     """On a terminal rich writes its own colour codes; the text's sequences still come out as escapes."""
     from rich.progress import Progress, TextColumn
     from rich.table import Table
+
+    from cards.terminal import console
 
     out = io.StringIO()
     con = console(file=out, force_terminal=True, width=80, color_system="standard")
@@ -205,24 +208,45 @@ def _review_in_a_terminal(ws: Path, *, key: bytes | None = None, sig: int | None
 
 @pytest.mark.parametrize("how, status", [
     ({"sig": signal.SIGTERM}, 128 + signal.SIGTERM),
-    ({"sig": signal.SIGHUP}, 128 + signal.SIGHUP),
-    ({"sig": signal.SIGINT}, 130),
     ({"key": b"\x03"}, 130),  # the ctrl+c key
 ])
 def test_review_ended_by_a_signal_or_ctrl_c_restores_the_terminal_and_exits_128_plus_n(tmp_path, how, status):
-    ws = _workspace(tmp_path)
+    ws = _workspace(tmp_path, front=f"What runs at 345 megawatts? {OSC52}")
     code, out = _review_in_a_terminal(ws, **how)
     assert code == status, out[-400:]
     entered = out.rindex(b"\x1b[?1049h")  # the alternate screen...
     assert b"\x1b[?1049l" in out[entered:], out[-400:]  # ...is left
     assert b"\x1b[?1000l" in out[entered:]  # and mouse reporting turned off
     assert b"every decision made is saved" in out
-
-
-def test_the_review_screen_shows_a_clipboard_write_as_text(tmp_path):
-    ws = _workspace(tmp_path, front=f"What runs at 345 megawatts? {OSC52}")
-    code, out = _review_in_a_terminal(ws, key=b"q")
-    assert code == 0
-    assert b"\x1b]52" not in out  # (Textual's own OSC 22, the pointer shape, is fine)
+    # The card's clipboard write was drawn as text, not sent (Textual's own OSC 22, the pointer shape, is fine).
+    assert b"\x1b]52" not in out
     assert b"\\x1b]52;c;aGFja2Vk" in out
-    [d] = [d for d in Store(ws, create=False).drafts() if OSC52 in d.front]  # kept as it was
+    with Store(ws, create=False) as store:
+        assert [d for d in store.drafts() if OSC52 in d.front]  # kept as it was
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_review_app_ends_on_sigint_and_sighup_like_q(tmp_path, sig):
+    from test_review import SIZE, draft, run as run_app, workspace
+
+    from cards.review import ReviewApp
+
+    store = workspace(tmp_path, [draft(1), draft(2)])
+    missed = []  # a signal the app did not take lands here, not in pytest (which it would stop or kill)
+    before = signal.signal(sig, lambda *_: missed.append(sig))
+
+    async def scenario():
+        app = ReviewApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("a")
+            os.kill(os.getpid(), sig)
+            await pilot.pause(0.1)
+        assert app.stopped_by == sig and not missed
+        assert app.return_value["approved"] == 1
+
+    try:
+        run_app(scenario)
+        if sig == signal.SIGINT:  # afterwards ctrl+c raises KeyboardInterrupt in this process again
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(sig, before)
