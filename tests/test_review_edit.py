@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import signal
 
+from test_review import SIZE, draft, run, shown, workspace
 from textual.widgets import TextArea
 
 from cards.review import ReviewApp
 from cards.store import Store
-from test_review import SIZE, draft, run, shown, workspace
 
 YES_NO = "yes-no: a yes/no question; ask for the fact itself"
 

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 import pytest
+from fakeserver import FakeOpenAI, default_responder, no_network
 from typer.testing import CliRunner
 
 from cards.cli import app
 from cards.store import Store
-from fakeserver import FakeOpenAI, default_responder, no_network
 
 KEY = "sk-test-terminal"
 OSC52 = "\x1b]52;c;aGFja2Vk\x07"  # "write 'hacked' to the clipboard"
@@ -227,7 +227,8 @@ def test_review_ended_by_a_signal_or_ctrl_c_restores_the_terminal_and_exits_128_
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
 def test_review_app_ends_on_sigint_and_sighup_like_q(tmp_path, sig):
-    from test_review import SIZE, draft, run as run_app, workspace
+    from test_review import SIZE, draft, workspace
+    from test_review import run as run_app
 
     from cards.review import ReviewApp
 

@@ -86,7 +86,7 @@ def run_readonly(tmp_path: Path, ws: Path, commands: list[list]) -> list[list]:
     args = [[str(where) if a is ws else str(a) for a in command] for command in commands]
     try:
         done = subprocess.run([*prefix, sys.executable, "-c", _DRIVER, json.dumps(args)], capture_output=True,
-                              text=True, env=env, cwd=tmp_path, timeout=120)
+                              text=True, env=env, cwd=tmp_path, timeout=120, check=False)
     finally:
         for p in (ws, *ws.iterdir()):
             p.chmod(p.stat().st_mode | 0o200)
@@ -134,7 +134,7 @@ def test_a_disk_full_while_writing_the_workspace_exits_1_in_one_line(tmp_path, m
 
 
 def test_out_naming_a_file_is_one_line_naming_it(tmp_path):
-    notes, ws = workspace(tmp_path)
+    _, ws = workspace(tmp_path)
     assert run("approve", "--episode", SLUG, "--all", "-w", ws).exit_code == 0
     target = tmp_path / "decks.txt"
     target.write_text("keep me", encoding="utf-8")
@@ -161,7 +161,7 @@ def _damage_a_page_no_read_touches(ws: Path) -> None:
 
 @pytest.mark.parametrize("args", [["export"], ["approve", "--episode", SLUG, "--all"], ["dedupe"]])
 def test_damage_no_query_reads_is_found_before_a_write(tmp_path, args):
-    notes, ws = workspace(tmp_path)
+    _, ws = workspace(tmp_path)
     with Store(ws, create=False) as store:
         first = store.drafts()[0].id
     assert run("approve", first, "-w", ws).exit_code == 0  # so export has a deck to write
@@ -173,8 +173,8 @@ def test_damage_no_query_reads_is_found_before_a_write(tmp_path, args):
     assert not list(ws.glob("*.apkg"))  # no deck written from it
 
 
-def test_quick_check_runs_once_per_store(tmp_path, monkeypatch):
-    notes, ws = workspace(tmp_path)
+def test_quick_check_runs_once_per_store(tmp_path):
+    _, ws = workspace(tmp_path)
     checks = []
     with Store(ws) as store:
         store.db.set_trace_callback(lambda sql: checks.append(sql) if "quick_check" in sql else None)
