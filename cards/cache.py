@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import sqlite3
 import time
 import zlib
@@ -266,7 +267,7 @@ class FileCache:
         code versions and long unused ones. A workspace that cannot be written only loses the cache.
         """
         store = store or self.store
-        if store is None or not self.dirty:
+        if store is None or not self.dirty or getattr(store, "readonly", False):
             return
         try:
             with store.tx() as db:
@@ -306,7 +307,9 @@ def open_store(workspace: Path):
         return None
     if app_id != APPLICATION_ID or version != SCHEMA_VERSION:
         return None
+    # The parse cache is written back where it can be; a read-only workspace (a backup mount) is read.
+    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
     try:
-        return Store(workspace, create=False)
+        return Store(workspace, create=False, readonly=not writable)
     except WorkspaceError:
         return None

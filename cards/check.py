@@ -626,3 +626,25 @@ def check_note_cards(
     results = [check_card(kind, front, back, quote, note, context) for kind, front, back, quote in cards]
     extra = sibling_warnings([(kind, front, back) for kind, front, back, _quote in cards])
     return [(warnings + more, score) for (warnings, score), more in zip(results, extra)]
+
+
+def check_drafts(drafts: list, selected: set[str] | None = None) -> dict[str, tuple[list[str], float]]:
+    """Lint warnings and grounding for drafts (any objects with the Draft fields), by id.
+
+    A note's cards are checked together: one card's question must not give away another's answer.
+    A pending revision stands alone: its siblings are the cards it would replace. So does a rejected
+    or duplicate card: it is never studied, so it cannot give another card's answer away. Only the
+    `selected` ids (all, if None) are checked.
+    """
+    by_note: dict[str, list] = {}
+    for d in drafts:
+        if selected is None or d.id in selected:
+            alone = d.revision_of or d.status in ("rejected", "duplicate")
+            by_note.setdefault(d.id if alone else d.note_id, []).append(d)
+    results = {}
+    for group in by_note.values():
+        checked = check_note_cards([(d.kind, d.front, d.back, d.quote) for d in group], group[0].note_text,
+                                   group[0].context_text)
+        for d, result in zip(group, checked):
+            results[d.id] = result
+    return results

@@ -78,7 +78,14 @@ def _plural(n: int, word: str) -> str:
 
 
 def _err(message: str) -> None:
-    sys.stderr.write(f"cards: error: {message}\n")
+    _say(f"error: {message}")
+
+
+def _say(message: str) -> None:
+    """One line on stderr, `cards: ` first; file names and replies in it are made inert for the terminal."""
+    from cards.terminal import visible
+
+    sys.stderr.write(f"cards: {visible(message)}\n")
 
 
 def handled(fn):
@@ -100,6 +107,9 @@ def handled(fn):
             _err(f"{where}{e.strerror or e}")
             raise typer.Exit(1) from None
         except sqlite3.DatabaseError as e:  # one met outside a Store block, which names the workspace itself
+            if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                _err(f"cannot write workspace: {e}")
+                raise typer.Exit(1) from None
             _err(f"workspace database error: {e}; restore it from a backup, or start a new workspace"
                  " with --workspace DIR")
             raise typer.Exit(2) from None
@@ -143,13 +153,15 @@ def _param_name(fn, name: str) -> str:
 def _console(stderr: bool = False):
     """Where every message goes. Markup is off: notes, transcripts and replies are printed as typed,
     so a heading such as `# Show [/foo]` is text, not a rich tag."""
-    from rich.console import Console
+    from cards.terminal import console
 
-    return Console(stderr=stderr, highlight=False, markup=False)
+    return console(stderr=stderr)
 
 
 def _print_json(data) -> None:
-    text = json.dumps(data, indent=2, ensure_ascii=False)
+    from cards.terminal import json_text
+
+    text = json_text(json.dumps(data, indent=2, ensure_ascii=False))
     try:
         text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
     except (UnicodeEncodeError, LookupError):
@@ -237,8 +249,12 @@ def _table(title: str, columns: list[str], rows: list[list], caption: str | None
     from rich.table import Table
     from rich.text import Text
 
+    from cards.terminal import visible
+
     console = _console()
-    cells = [[v.plain if isinstance(v, Text) else "" if v is None else str(v) for v in r] for r in rows]
+    # Made inert before the widths are measured, so an escape shown as `\x1b` keeps the borders straight.
+    cells = [[visible(v.plain if isinstance(v, Text) else "" if v is None else str(v)) for v in r] for r in rows]
+    title = visible(title)
     keys = _key_columns(columns, cells)
     headers, cells, prose_min = _fit_columns(columns, cells, console.width, keys)
     t = Table(title=Text(title), show_lines=False)
@@ -312,15 +328,80 @@ def episodes(notes: Notes, transcripts: Transcripts = None, workspace: Workspace
     data = [e.as_dict() for e in loaded.episodes]
     if json_out:
         return _print_json(data)
+    _episodes_table(data)
+
+
+_EPISODE_COLUMNS = ("slug", "title", "show", "people", "date", "notes", "transcript")
+# Who gets room after the slug and note count, in turn. Title, show and people wrap between words.
+_EPISODE_EXTRAS = ("title", "transcript", "people", "show", "date")
+_WRAPPING = {"title": (6, 16), "show": (4, 12), "people": (6, 12)}  # narrowest and widest minimum
+
+
+def _episodes_table(data: list[dict]) -> None:
+    """The episodes, one line each with the slug whole (it is what --episode and cards.toml take).
+
+    After the slug and the note count, title, transcript, people, show and date get room in
+    that order while the terminal has it; a column that does not fit is left out (`--json`
+    has them all). Title, show and people wrap between words; a transcript name is cut with
+    an ellipsis.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    from cards.terminal import visible
+
     def transcript(e: dict) -> str:
         if not e["transcript"]:
             return "-"
         name = Path(e["transcript"]).name
         return name if e["match_score"] is None else f"{name} ({e['match_score']:.2f})"
 
-    _table("Episodes", ["slug", "title", "show", "people", "date", "notes", "transcript (match)"],
-           [[e["slug"], e["title"], e["show"] or "-", ", ".join(e["people"]) or "-", e["date"] or "-", e["notes"],
-             transcript(e)] for e in data])
+    values = {"slug": [e["slug"] for e in data], "title": [e["title"] for e in data],
+              "show": [e["show"] or "-" for e in data], "people": [", ".join(e["people"]) or "-" for e in data],
+              "date": [e["date"] or "-" for e in data], "notes": [str(e["notes"]) for e in data],
+              "transcript": [transcript(e) for e in data]}
+    values = {k: [visible(v) for v in vs] for k, vs in values.items()}
+    wanted = {k: max([len(v) for v in vs] + [len(k)]) for k, vs in values.items()}
+    console = _console()
+    widths = {"slug": wanted["slug"], "notes": wanted["notes"]}
+    used = widths["slug"] + widths["notes"] + 7  # two columns' borders and padding
+    if used > console.width:  # a slug too long for any table here: each on a line of its own
+        console.print(Text("Episodes", style="bold"))
+        for i in range(len(data)):
+            console.print(Text(values["slug"][i]), no_wrap=True, overflow="ignore", crop=False)
+            console.print(Text(f"    {values['notes'][i]} notes · transcript {values['transcript'][i]} · "
+                               f"{values['title'][i]}"), no_wrap=True, overflow="ellipsis")
+        return
+    def narrowest(name: str) -> int:
+        if name in _WRAPPING:  # the longest word, within bounds (a longer word folds)
+            low, high = _WRAPPING[name]
+            longest = max([len(w) for v in values[name] for w in v.split()] + [len(name)])
+            return min(wanted[name], max(low, min(high, longest)))
+        return min(wanted[name], 10) if name == "transcript" else wanted[name]
+
+    for name in _EPISODE_EXTRAS:
+        need = narrowest(name) + 3
+        if used + need <= console.width:
+            widths[name] = need - 3
+            used += need
+    for name in _EPISODE_EXTRAS:  # what is left widens them, in the same order
+        if name in widths:
+            more = min(console.width - used, wanted[name] - widths[name])
+            widths[name] += more
+            used += more
+    columns = [c for c in _EPISODE_COLUMNS if c in widths]
+    t = Table(title=Text("Episodes"))
+    for name in columns:
+        if name in _WRAPPING:
+            t.add_column(Text(name), overflow="fold", width=widths[name])
+        else:
+            t.add_column(Text(name), no_wrap=True, overflow="ellipsis", width=widths[name])
+    for i in range(len(data)):
+        t.add_row(*[Text(values[name][i]) for name in columns])
+    console.print(t)
+    left_out = [c for c in _EPISODE_COLUMNS if c not in widths]
+    if left_out:
+        console.print(Text(f"Not shown at this width: {', '.join(left_out)} (see --json)."))
 
 
 @app.command()
@@ -503,7 +584,7 @@ def generate(
 
         progress = _Progress(not json_out, notice=notice, warn_long_notes=settings.llm_configured)
         summary = run(loaded, settings, episode=episode, force=force, realign=realign, progress=progress,
-                      notify=lambda message: sys.stderr.write(f"cards: {message}\n"), batch=batch)
+                      notify=_say, batch=batch)
     if json_out:
         _print_json(summary.as_dict() | ({"from_transcript": extracted} if extracted is not None else {}))
     else:
@@ -547,7 +628,7 @@ def _extract(loaded, settings, episode, busy) -> dict:
                        TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
         task = bar.add_task("claims", total=len(plan.requests))
         with bar:
-            got = extract_claims(plan, settings, notify=lambda message: sys.stderr.write(f"cards: {message}\n"),
+            got = extract_claims(plan, settings, notify=_say,
                                  on_done=lambda: bar.advance(task))
         data["found"] = got
         line = f"found {_plural(got['claims'], 'claim')}"
@@ -667,6 +748,9 @@ def estimate(
                      highlight=False, markup=False)
 
 
+DRAFTS_SHOWN = 50  # rows `cards drafts` shows unless told --limit
+
+
 @app.command()
 @handled
 def drafts(
@@ -675,6 +759,9 @@ def drafts(
     status: Annotated[Optional[str], typer.Option("--status", "-s",
                                                   help="draft, approved, rejected or duplicate.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Include superseded drafts.")] = False,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=0, help=f"Show at most this many; 0 shows "
+                                                 f"every one [default: {DRAFTS_SHOWN} in the table, all with "
+                                                 "--json].", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List the drafts in the workspace."""
@@ -684,17 +771,24 @@ def drafts(
     if status and status not in DRAFT_STATUSES:
         raise CardsError(f"unknown status {status!r} (one of {', '.join(DRAFT_STATUSES)})")
     settings = _settings(workspace=workspace)
-    with Store(settings.workspace, create=False) as store:
+    with Store(settings.workspace, readonly=True) as store:
         items = store.drafts(episode=episode, status=status, include_superseded=all_)
+    total = len(items)
+    if limit is None and not json_out:
+        limit = DRAFTS_SHOWN  # a season is hundreds of drafts: thousands of lines nobody scrolls back through
+    if limit:
+        items = items[:limit]
     if json_out:
         return _print_json([d.as_dict() for d in items])
     why = any(d.reason for d in items)  # why a card was set aside or rewritten when it was made
-    _table(_plural(len(items), "draft"), ["id", "episode", "status", "kind", "front", "back", "warnings"]
-           + (["reason"] if why else []),
+    _table(_plural(total, "draft") + (f", the first {len(items)} shown" if len(items) < total else ""),
+           ["id", "episode", "status", "kind", "front", "back", "warnings"] + (["reason"] if why else []),
            [[d.id[:8], d.episode,
              d.status + (" (superseded)" if d.superseded else " (revision)" if d.revision_of else ""), d.kind,
              _shorten(d.front, 80), _shorten(d.back, 60), len(d.warnings)]
-            + ([_shorten(d.reason, 40)] if why else []) for d in items])
+            + ([_shorten(d.reason, 40)] if why else []) for d in items],
+           caption=(f"{total - len(items)} more: --limit 0 shows every one, --episode or --status fewer"
+                    if len(items) < total else None))
 
 
 @app.command()
@@ -748,19 +842,28 @@ def review(workspace: Workspace = None, episode: EpisodeOpt = None) -> None:
         + (f" (revisions: {summary['revisions_accepted']} accepted, {summary['revisions_kept']} old kept)"
            if summary.get("revisions_accepted") or summary.get("revisions_kept") else "") + ".",
         highlight=False, markup=False)
+    if summary.get("signal"):  # ctrl+c, SIGINT, SIGTERM or SIGHUP: the shell sees 128 + its number
+        import signal
+
+        _err(f"review stopped by {signal.Signals(summary['signal']).name}; every decision made is saved")
+        raise typer.Exit(128 + summary["signal"])
 
 
-def _decide(ids: list[str], workspace, episode, all_: bool, status: str, json_out: bool) -> None:
+def _decide(ids: list[str], workspace, episode, all_: bool, status: str, json_out: bool,
+            yes: bool = False) -> None:
     from cards.pipeline import known_episode
     from cards.store import Store
 
     settings = _settings(workspace=workspace)
     with Store(settings.workspace, create=False) as store:
         if all_:
-            if not episode:
-                raise CardsError("--all needs --episode")
+            if ids:
+                raise CardsError("give draft ids or --all, not both")
             known_episode(store, episode)
-            targets = [d.id for d in store.drafts(episode=episode, status="draft", include_superseded=False)]
+            drafts = store.drafts(episode=episode, status="draft", include_superseded=False)
+            targets = [d.id for d in drafts]
+            if episode is None and targets and not yes:
+                _confirm_all(status, drafts)
         else:
             if not ids:
                 raise CardsError("give draft ids, or --episode SLUG --all")
@@ -771,24 +874,40 @@ def _decide(ids: list[str], workspace, episode, all_: bool, status: str, json_ou
     _console().print(f"{_plural(len(changed), 'draft')} {status}.", highlight=False)
 
 
+def _confirm_all(status: str, drafts) -> None:
+    """Every episode at once is a big step: say how many drafts in how many episodes, and ask."""
+    n_eps = len({d.episode for d in drafts})
+    verb = {"approved": "Approve", "rejected": "Reject"}[status]
+    question = f"{verb} {_plural(len(drafts), 'undecided draft')} in {_plural(n_eps, 'episode')}?"
+    try:
+        confirmed = typer.confirm(question, default=False, err=True)
+    except typer.Abort:  # no answer: stdin closed or not a person
+        confirmed = False
+    if not confirmed:
+        raise CardsError("not confirmed, nothing changed (--yes decides without asking; --episode SLUG "
+                         "decides one episode)")
+
+
 Ids = Annotated[Optional[list[str]], typer.Argument(help="Draft ids (or unique prefixes).", show_default=False)]
-AllOpt = Annotated[bool, typer.Option("--all", help="Every undecided draft of --episode.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every undecided draft of --episode, or of every episode "
+                                                    "(after a confirmation).")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deciding every episode's drafts.")]
 
 
 @app.command()
 @handled
 def approve(ids: Ids = None, workspace: Workspace = None, episode: EpisodeOpt = None, all_: AllOpt = False,
-            json_out: JsonOpt = False) -> None:
+            yes: YesOpt = False, json_out: JsonOpt = False) -> None:
     """Approve drafts for export."""
-    _decide(ids or [], workspace, episode, all_, "approved", json_out)
+    _decide(ids or [], workspace, episode, all_, "approved", json_out, yes)
 
 
 @app.command()
 @handled
 def reject(ids: Ids = None, workspace: Workspace = None, episode: EpisodeOpt = None, all_: AllOpt = False,
-           json_out: JsonOpt = False) -> None:
+           yes: YesOpt = False, json_out: JsonOpt = False) -> None:
     """Reject drafts: they are never exported."""
-    _decide(ids or [], workspace, episode, all_, "rejected", json_out)
+    _decide(ids or [], workspace, episode, all_, "rejected", json_out, yes)
 
 
 @app.command()

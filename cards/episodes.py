@@ -31,8 +31,54 @@ def _path_key(path: str) -> str:
 
 
 def slugify(text: str, fallback: str = "episode") -> str:
-    slug = _SLUG_JUNK.sub("-", normalise(text).replace("'", "")).strip("-")[:80].strip("-")
+    """A filesystem-safe slug made from the text itself, never from its position.
+
+    A heading written in Latin letters keeps the slug it always had (identity: decks, GUIDs and
+    the workspace hang on it). One with letters of another script is spelled out in Latin where
+    that is simple (Cyrillic, Greek); letters that are not (CJK, Hebrew, Arabic, …) give a short
+    stable hash of the normalised heading, so two such headings never share a slug by position.
+    """
+    norm = normalise(text)
+    if any(c.isalpha() and not _latin(c) for c in norm):
+        return _foreign_slug(norm)
+    slug = _SLUG_JUNK.sub("-", norm.replace("'", "")).strip("-")[:80].strip("-")
     return slug or fallback
+
+
+def _latin(c: str) -> bool:
+    import unicodedata
+
+    return c.isascii() or unicodedata.name(c, "").startswith("LATIN")
+
+
+# Simple letter-by-letter spellings (casefolded input): Cyrillic after ISO 9 / BGN without diacritics,
+# Greek after ELOT 743 without diacritics.
+_TRANSLIT = str.maketrans({
+    **dict(zip("абвгдезийклмнопрстуфыэ", "abvgdezijklmnoprstufye")),
+    "ё": "e", "ж": "zh", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch", "ъ": "", "ь": "",
+    "ю": "yu", "я": "ya", "є": "ye", "і": "i", "ї": "yi", "ґ": "g", "ў": "u", "ј": "j", "љ": "lj",
+    "њ": "nj", "ћ": "c", "ђ": "dj", "џ": "dz", "ѕ": "dz",
+    **dict(zip("αβγδεζηικλμνξοπρστυφω", "avgdeziiklmnxoprstyfo")),
+    "θ": "th", "χ": "ch", "ψ": "ps", "ς": "s",
+})
+
+
+def _foreign_slug(norm: str) -> str:
+    import hashlib
+    import unicodedata
+
+    # Greek accents decompose into base letter + mark and the marks go; й and ё are letters of their own.
+    base = norm.replace("\u0439", "j").replace("\u0451", "e")
+    base = "".join(c for c in unicodedata.normalize("NFD", base) if not unicodedata.combining(c))
+    spelled = unicodedata.normalize("NFC", base).translate(_TRANSLIT)
+    if all(_latin(c) for c in spelled if c.isalpha()):
+        slug = _SLUG_JUNK.sub("-", spelled.replace("'", "")).strip("-")[:80].strip("-")
+        if slug:
+            return slug
+    digest = hashlib.sha256(norm.encode("utf-8")).hexdigest()[:8]
+    # Latin letters and digits in the heading (a date, a guest's name) keep the slug readable.
+    readable = _SLUG_JUNK.sub("-", norm.replace("'", "")).strip("-")[:60].strip("-")
+    return f"{readable}-{digest}" if readable else f"episode-{digest}"
 
 
 def heading_key(heading: str) -> tuple[frozenset[str], str | None]:

@@ -37,6 +37,12 @@ class SupersededError(WorkspaceError):
     """A decision or edit on a draft that a newer generation replaced; the message names its successor."""
 
 
+class WorkspaceFullError(WorkspaceError):
+    """The disk (or filesystem quota) filled up while writing the workspace; what was committed stays."""
+
+    exit_code = 1  # like any other file that could not be written
+
+
 class BusyError(WorkspaceError):
     """Another run holds the workspace."""
 

@@ -19,7 +19,9 @@ from cards.models import (SPEC_TAG, Context, Draft, Episode, NoteItem, Source, T
                           generation_spec, plural, stable_id)
 
 NOTE_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".org"}
-TRANSCRIPT_SUFFIXES = {".txt", ".srt", ".vtt", ".text", ".md"}
+# What `-t` takes from a folder (a file named on its own is read whatever its name): notes and
+# transcripts may share a folder, so notes.md beside ep1.txt stays a notes file.
+TRANSCRIPT_SUFFIXES = {".txt", ".srt", ".vtt"}
 SKIP_NAMES = {"readme.md", "readme.txt", "readme"}
 OUTPUT_TOKENS_GUESS = 200  # per note, for estimates: the note's claims and one to three short cards as JSON
 # A note longer than this goes into the prompt cut, with a marker; real bullets are far shorter
@@ -69,6 +71,14 @@ def input_files(notes: list[Path], transcripts: list[Path]) -> tuple[list[Path],
     if not n_files and not t_files:
         raise InputError("no notes files given")
     return n_files, t_files
+
+
+def no_notes_message(loaded: Loaded) -> str:
+    """What a run that found no notes says: the files it read, and which of them as transcripts."""
+    names = [Path(f).name for f in loaded.transcript_files]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (f"no notes found in {plural(len(loaded.note_files), 'notes file')}"
+            + (f" ({plural(len(names), 'file')} read as transcripts: {shown})" if names else ""))
 
 
 def _read_each(files: list[Path], parse, what: str, step: Step) -> list:
@@ -769,9 +779,12 @@ def generate(loaded: Loaded, settings: Settings, *, episode: str | None = None, 
     critic_counts: dict[str, int] = {}
     set_aside: dict[str, int] = {}
     with Store(settings.workspace) as store, store.exclusive("cards generate"):
+        store.verify()
         collected = _collect_first(store, settings, batch_client)
         plan = make_plan(store, loaded, settings, template, generator.name, generator.model, episode=episode,
                          force=force, realign=realign, critic_version=critic.version if critic else None)
+        if not plan.episodes and not any(ep.items for ep in loaded.episodes):  # claims found count as notes
+            raise InputError(no_notes_message(loaded))
         plan.jobs, in_batch = _not_in_open_batches(store, plan.jobs)
         for p in plan.episodes:
             if p.unchanged:
@@ -1137,7 +1150,7 @@ def _workspace_if_any(settings: Settings):
     from cards.store import DB_NAME, Store
 
     if (settings.workspace / DB_NAME).is_file():
-        return Store(settings.workspace, create=False)
+        return Store(settings.workspace, readonly=True)
     return nullcontext(None)
 
 
@@ -1247,7 +1260,7 @@ def status(settings: Settings, loaded: Loaded | None = None, *, episode: str | N
     from cards import batch, lineage
     from cards.store import Store
 
-    with Store(settings.workspace, create=False) as store:
+    with Store(settings.workspace, readonly=True) as store:
         plan = _plan_readonly(store, loaded, settings, episode=episode) if loaded is not None else None
         out: dict = {"episodes": [], "notices": (loaded.notices + plan.notices) if plan else []}
         out["batches"] = [b.as_dict() for b in batch.batches(store, open_only=True)]
@@ -1300,27 +1313,17 @@ def check_and_dedupe(store, episode: str | None, threshold: float = 0.85, scope:
 
     Returns how many of them are duplicates.
     """
-    from cards.check import check_note_cards
+    from cards.check import check_drafts
     from cards.dedupe import candidate, find_duplicates
 
     drafts = store.drafts(include_superseded=False)
     wanted = None if episode is None and episodes is None else {episode} if episode else set(episodes or ())
     # Every live draft takes part in finding duplicates; only the selected ones change.
     selected = {d.id for d in drafts if wanted is None or d.episode in wanted}
-    results = {}
-    # A note's cards are checked together: one card's question must not give away another's answer.
-    # A pending revision stands alone: its siblings are the cards it would replace. So does a rejected
-    # or duplicate card: it is never studied, so it cannot give another card's answer away.
-    by_note: dict[str, list[Draft]] = {}
+    results = check_drafts(drafts, selected)
     for d in drafts:
-        if d.id in selected:
-            alone = d.revision_of or d.status in ("rejected", "duplicate")
-            by_note.setdefault(d.id if alone else d.note_id, []).append(d)
-    for group in by_note.values():
-        checked = check_note_cards([(d.kind, d.front, d.back, d.quote) for d in group], group[0].note_text,
-                                   group[0].context_text)
-        for d, (warnings, score) in zip(group, checked):
-            d.warnings, d.grounding = results[d.id] = warnings, score
+        if d.id in results:
+            d.warnings, d.grounding = results[d.id]
     store.set_checks(results)
     # A pending revision is judged against the card it revises, in review, not here.
     live = [d for d in drafts if d.status != "rejected" and not d.revision_of]
@@ -1345,8 +1348,11 @@ def export(settings: Settings, *, episode: str | None = None, out: Path | None =
     from cards.store import Store
 
     out = out or settings.workspace
+    if out.exists() and not out.is_dir():
+        raise InputError("--out names a file; give a folder for the decks", path=str(out))
     written = []
     with Store(settings.workspace, create=False) as store:
+        store.verify()  # before a deck is written from it
         known_episode(store, episode)
         eps = [e for e in store.episodes() if episode is None or e.slug == episode]
         for ep in eps:

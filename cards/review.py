@@ -11,13 +11,22 @@ the screen: each decision is written to the workspace at once through
 session's decisions one by one. This module only draws the session and binds keys.
 
 All text shown here comes from notes, transcripts or an LLM, so it is never parsed
-as markup: every widget gets a `rich.text.Text` built from plain strings.
+as markup: every widget gets a `rich.text.Text` built from plain strings, each made
+inert for the terminal first (`cards.terminal.visible`: an ESC or a bidi override is
+shown as `\x1b` or `\u202e`, not obeyed).
+
+Ctrl-C, SIGINT, SIGTERM and SIGHUP end the app the way `q` does, so the terminal leaves
+the alternate screen and mouse mode; `run_review` then says which signal it was, and
+the command exits 128 + its number (130 for Ctrl-C).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import difflib
 import re
+import signal
 
 from rich.console import Group
 from rich.table import Table
@@ -25,12 +34,13 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Input, Label, Static
+from textual.widgets import Footer, Label, Static, TextArea
 
 from cards.check import GROUNDED
 from cards.models import Draft, format_span
 from cards.review_session import Notice, ReviewSession, Revision
 from cards.store import Store
+from cards.terminal import visible
 
 _BADGES = {
     "draft": "bold black on yellow",
@@ -69,6 +79,24 @@ def _section(title: str, body: Text | str, style: str = "") -> Text:
     out.append("\n")
     out.append(body if isinstance(body, Text) else Text(body, style=style))
     return out
+
+
+_SHOWN_FIELDS = ("id", "episode", "front", "back", "quote", "generator", "model", "prompt_version", "note_text",
+                 "context_text", "duplicate_of", "claim", "reason")
+
+
+def shown(d: Draft) -> Draft:
+    """A copy of the draft for the screen: every text field made inert for the terminal."""
+    changes = {f: visible(getattr(d, f)) for f in _SHOWN_FIELDS if getattr(d, f)}
+    return dataclasses.replace(d, warnings=[visible(w) for w in d.warnings], **changes)
+
+
+def _shown_revision(rev: Revision | None) -> Revision | None:
+    return None if rev is None else dataclasses.replace(rev, old=shown(rev.old), new=shown(rev.new))
+
+
+# Signals that end the review like `q` does (the terminal restored), and the exit status each gives.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 def _labels(d: Draft) -> tuple[str, str]:
@@ -160,7 +188,7 @@ class ReviewApp(App[dict]):
     #qa { border: round $accent; padding: 0 1; }
     #qa.revision { border: round $secondary; }
     #editor { display: none; height: auto; border: round $warning; padding: 0 1; margin-bottom: 1; }
-    #editor Input { margin-bottom: 0; }
+    #editor TextArea { height: auto; min-height: 3; max-height: 12; margin-bottom: 0; }
     #card.editing #editor { display: block; }
     #card.editing #qa { display: none; }
     #context { color: $text-muted; }
@@ -186,16 +214,20 @@ class ReviewApp(App[dict]):
         Binding("t", "toggle_all", "All"),
         Binding("ctrl+s", "save", "Save"),
         Binding("escape", "cancel_edit", "Cancel"),
+        # Textual's own ctrl+c only says how to quit; here it quits, as an interrupt.
+        Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
     ]
 
     _OWN_ACTIONS = frozenset(b.action for b in BINDINGS)
     _EDIT_ACTIONS = frozenset({"save", "cancel_edit"})
-    _ALWAYS = frozenset({"quit_review", "toggle_all"})
+    _ALWAYS = frozenset({"quit_review", "toggle_all", "interrupt"})
 
     def __init__(self, store: Store, episode: str | None = None, *, session: ReviewSession | None = None):
         super().__init__()
         self.session = session or ReviewSession(store, episode)
         self.editing = False
+        self.stopped_by: int | None = None  # the signal (SIGINT for ctrl+c) that ended the review, if one did
+        self._signals: list[int] = []
 
     @property
     def current(self) -> Draft | None:
@@ -213,10 +245,10 @@ class ReviewApp(App[dict]):
             yield Static(id="qa")
             with Vertical(id="editor"):
                 yield Label(Text("Front"), id="edit-front-label")
-                yield Input(id="edit-front")
+                yield TextArea(id="edit-front", soft_wrap=True, tab_behavior="focus")
                 yield Label(Text("Back"), id="edit-back-label")
-                yield Input(id="edit-back")
-                yield Label(Text("enter or ctrl+s saves · escape cancels · tab moves", style="dim"))
+                yield TextArea(id="edit-back", soft_wrap=True, tab_behavior="focus")
+                yield Label(Text("ctrl+s saves · enter starts a new line · escape cancels · tab moves", style="dim"))
             yield Static(id="dup")
             yield Static(id="warnings")
             yield Static(id="note")
@@ -225,8 +257,29 @@ class ReviewApp(App[dict]):
         yield Footer()
 
     def on_mount(self) -> None:
+        # Without these a SIGTERM or SIGHUP kills the process with the terminal still in the alternate
+        # screen and mouse mode, and a SIGINT ends the app as if the review had simply finished.
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self.stop, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+                continue
+            self._signals.append(sig)
         self._show()
         self.query_one(CardView).focus()
+
+    def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+        self._signals = []
+
+    def stop(self, sig: int) -> None:
+        """End the review because of a signal (or ctrl+c); every decision is already saved."""
+        if self.stopped_by is None:
+            self.stopped_by = sig
+        self.exit(self.session.summary())
 
     def _show(self) -> None:
         """Redraw everything from the current draft; untrusted text only ever as Text."""
@@ -240,6 +293,8 @@ class ReviewApp(App[dict]):
         banner = self.query_one("#banner", Static)
         card = self.query_one(CardView)
         d = s.current
+        if d is not None:
+            d = shown(d)
         if d is None:
             self.query_one("#where", Static).update(Text("cards review", style="bold"))
             banner.update(Text("Nothing to review — press q to quit"))
@@ -256,11 +311,11 @@ class ReviewApp(App[dict]):
 
         pos = s.position()
         where = Text("cards review  ", style="bold")
-        where.append(s.title(d.episode), style="bold cyan")
+        where.append(visible(s.title(s.current.episode)), style="bold cyan")
         where.append(f"  · episode {pos.episode_number}/{pos.episodes} · card {pos.card_number}/{pos.cards}")
         self.query_one("#where", Static).update(where)
 
-        revision = s.revision(d)
+        revision = _shown_revision(s.revision(s.current))
         self.query_one("#meta", Static).update(self._meta(d, revision))
         qa = self.query_one("#qa", Static)
         qa.set_class(revision is not None, "revision")
@@ -345,7 +400,7 @@ class ReviewApp(App[dict]):
         if other is None:
             t.append(f"a card that no longer exists ({d.duplicate_of})")
         else:
-            t.append(f"“{other.front}”")
+            t.append(f"“{visible(other.front)}”")
             t.append(f" ({other.id})", style="dim")
         t.append("  — press d if it is not", style="dim")
         return t
@@ -354,7 +409,7 @@ class ReviewApp(App[dict]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # True: shown and enabled; None: shown dimmed, disabled; False: hidden, disabled.
-        if action not in self._OWN_ACTIONS:
+        if action not in self._OWN_ACTIONS or action == "interrupt":
             return True
         if self.editing:
             return action in self._EDIT_ACTIONS
@@ -374,7 +429,7 @@ class ReviewApp(App[dict]):
     def _after(self, notice: Notice | None) -> None:
         if notice is not None:
             timeout = 3 if notice.severity == "error" else 2
-            self.notify(notice.text, severity=notice.severity, timeout=timeout)
+            self.notify(visible(notice.text), severity=notice.severity, timeout=timeout, markup=False)
         self._show()
 
     def action_approve(self) -> None:
@@ -415,11 +470,11 @@ class ReviewApp(App[dict]):
         front_label, back_label = _labels(d)
         self.query_one("#edit-front-label", Label).update(Text(front_label))
         self.query_one("#edit-back-label", Label).update(Text(back_label))
-        self.query_one("#edit-front", Input).value = d.front
-        self.query_one("#edit-back", Input).value = d.back
+        self.query_one("#edit-front", TextArea).load_text(visible(d.front))
+        self.query_one("#edit-back", TextArea).load_text(visible(d.back))
         self.editing = True
         self.query_one(CardView).add_class("editing")
-        self.query_one("#edit-front", Input).focus()
+        self.query_one("#edit-front", TextArea).focus()
         self.refresh_bindings()
 
     def _close_editor(self) -> None:
@@ -435,19 +490,21 @@ class ReviewApp(App[dict]):
     def action_save(self) -> None:
         if not self.editing or self.session.current is None:
             return
-        refused = self.session.edit(self.query_one("#edit-front", Input).value,
-                                    self.query_one("#edit-back", Input).value)
+        d = self.session.current
+        # A field left as shown keeps its text as stored, control characters and all.
+        front, back = (self.query_one(f"#edit-{f}", TextArea).text for f in ("front", "back"))
+        refused = self.session.edit(d.front if front == visible(d.front) else front,
+                                    d.back if back == visible(d.back) else back)
         if refused is not None:
-            self.notify(refused.text, severity=refused.severity, timeout=3)
+            self.notify(visible(refused.text), severity=refused.severity, timeout=3, markup=False)
             return
         self._close_editor()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_save()
-
     def action_quit_review(self) -> None:
         self.exit(self.session.summary())
+
+    def action_interrupt(self) -> None:
+        self.stop(signal.SIGINT)
 
 
 def run_review(store: Store, episode: str | None = None) -> dict:
@@ -457,9 +514,13 @@ def run_review(store: Store, episode: str | None = None) -> dict:
     `skipped` (left undecided after a skip), `remaining` (still undecided), `total`
     (cards up for review; 0 means there was nothing to review and the app never
     started), and `revisions_accepted` / `revisions_kept` (of the approved / rejected,
-    how many were revisions).
+    how many were revisions), and `signal`: the number of the signal that ended the review
+    (SIGINT for ctrl+c), or None when it ended with `q`.
     """
     session = ReviewSession(store, episode)
+    stopped_by = None
     if session.drafts:
-        ReviewApp(store, episode, session=session).run()
-    return session.summary()
+        app = ReviewApp(store, episode, session=session)
+        app.run()
+        stopped_by = app.stopped_by
+    return {**session.summary(), "signal": stopped_by}

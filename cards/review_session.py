@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from cards.check import edit_problem
+from cards.check import check_drafts, edit_problem
 from cards.errors import SupersededError
 from cards.models import Draft
 from cards.store import Store
@@ -288,8 +288,22 @@ class ReviewSession:
             return Notice(problem[0].upper() + problem[1:] + ".", "error")
         changed = {k: v for k, v in (("front", front), ("back", back)) if v != getattr(d, k)}
         if changed:
-            return self._update(d.id, "edit", **changed)
+            notice = self._update(d.id, "edit", **changed)
+            if notice is not None:
+                return notice
+            self._recheck(d)
         return None
+
+    def _recheck(self, d: Draft) -> None:
+        """Lint and ground a card again after its text changed (with its note's other live cards), so the
+        warnings shown are about the text as it is now."""
+        siblings = [x for x in self.store.drafts(episode=d.episode, include_superseded=False)
+                    if x.note_id == d.note_id]
+        results = check_drafts(siblings, {x.id for x in siblings})
+        if results:
+            self.store.set_checks(results)
+        for x in siblings:
+            self._refresh(x.id)
 
     def undup(self) -> Notice | None:
         """The current card is not a duplicate after all."""
@@ -306,7 +320,9 @@ class ReviewSession:
         draft_id, action, groups = self._log.pop()
         with self.store.tx():
             undone = [self.store.undo_last(self._pair(draft_id)) for _ in range(groups)]
-        self._refresh(draft_id)
+        restored = self._refresh(draft_id)
+        if action == "edit" and restored is not None:
+            self._recheck(restored)
         if None in undone:
             return Notice("That change was already undone elsewhere.", "warning")
         for i, d in enumerate(self.drafts):

@@ -7,6 +7,7 @@ finished. WAL mode lets the review app read while a run writes.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cards import migrations
-from cards.errors import BusyError, SupersededError, WorkspaceError
-from cards.models import Context, Draft, NoteItem
+from cards.errors import BusyError, SupersededError, WorkspaceError, WorkspaceFullError
+from cards.models import Context, Draft, NoteItem, shorten
 
 DB_NAME = "cards.sqlite"
 LOCK_NAME = "cards.lock"
@@ -111,12 +112,38 @@ def _row_to_note(row: sqlite3.Row) -> StoredNote:
                       row["predecessor"], row["align_version"])
 
 
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """The database opened for reading only. Where nothing may be created beside it (a read-only mount
+    or folder), SQLite cannot make the WAL index it needs to read, so the file is opened immutable:
+    nothing else can be writing it there either."""
+    uri = path.resolve().as_uri()
+    if os.access(path.parent, os.W_OK) and os.access(path, os.W_OK):
+        return sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30, isolation_level=None)
+    wal = path.with_name(path.name + "-wal")
+    if wal.is_file() and wal.stat().st_size:
+        # Commits still in the WAL (a copy taken while a run wrote) are read when SQLite can use the WAL
+        # index beside it; immutable would not see them.
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30, isolation_level=None)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+
+
 DAMAGED_HINT = "restore it from a backup, or start a new workspace with --workspace DIR"
+
+
+def _full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 def damaged(exc: sqlite3.Error, path: Path) -> WorkspaceError:
     """The one-line error for a database error met while using a workspace."""
-    if isinstance(exc, sqlite3.OperationalError):  # locked, disk I/O, full: not damage
+    if _full(exc):
+        return WorkspaceFullError(f"cannot write workspace: {exc}", path=str(path))
+    if isinstance(exc, sqlite3.OperationalError):  # locked, disk I/O: not damage
         return WorkspaceError(f"workspace database error: {exc}", path=str(path))
     return WorkspaceError(f"workspace database is damaged ({exc}); {DAMAGED_HINT}", path=str(path))
 
@@ -127,16 +154,23 @@ class Store:
     # The clock every Store uses unless given one; tests replace it to order events deterministically.
     default_clock = staticmethod(time.time)
 
-    def __init__(self, folder: Path, *, create: bool = True, clock=None):
+    def __init__(self, folder: Path, *, create: bool = True, clock=None, readonly: bool = False):
+        """`readonly` opens the database for reading only (the commands that only show things), so a
+        workspace on a read-only mount or a backup still answers; a write then fails in one line."""
         self.folder = Path(folder)
         self.path = self.folder / DB_NAME
         self.clock = clock or self.default_clock
-        if not create and not self.path.exists():
+        self.readonly = readonly
+        if (readonly or not create) and not self.path.exists():
             raise WorkspaceError("no workspace here yet (run `cards generate` first)", path=str(self.path))
         self._depth = 0
+        self._verified = False
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            if readonly:
+                self.db = _open_readonly(self.path)
+            else:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self.db.row_factory = sqlite3.Row
             # Look before changing anything: another program's SQLite file is left exactly as it was.
             if not migrations.is_ours(self.db):
@@ -148,10 +182,17 @@ class Store:
                 self.db.close()
                 raise WorkspaceError(f"workspace schema {version} is newer than this cards ({SCHEMA_VERSION})",
                                      path=str(self.path))
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            if version < SCHEMA_VERSION:
-                migrations.migrate(self.db, self.path)
+            if readonly:
+                if version < SCHEMA_VERSION:
+                    self.db.close()
+                    raise WorkspaceError(f"workspace schema {version} needs upgrading to {SCHEMA_VERSION}, "
+                                         "which this read-only command does not do; run `cards generate` "
+                                         "once where the workspace is writable", path=str(self.path))
+            else:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                if version < SCHEMA_VERSION:
+                    migrations.migrate(self.db, self.path)
         except sqlite3.OperationalError as e:
             raise WorkspaceError(f"cannot open workspace: {e}", path=str(self.path)) from None
         except sqlite3.DatabaseError as e:
@@ -174,9 +215,27 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def verify(self) -> None:
+        """Refuse a damaged workspace before writing to it: `PRAGMA quick_check` reads every page, so damage
+        in the middle of the file (which the queries of a run may never touch) is found before more is
+        written on top of it. Done once per Store; the first write does it if the command did not."""
+        if self._verified:
+            return
+        try:
+            rows = [r[0] for r in self.db.execute("PRAGMA quick_check(3)")]
+        except sqlite3.DatabaseError as e:
+            raise damaged(e, self.path) from None
+        if rows != ["ok"]:
+            # SQLite's report starts "*** in database main ***" and runs over lines: one line, the first finding.
+            found = " ".join(" ".join(rows).replace("*** in database main ***", "").split())
+            raise damaged(sqlite3.DatabaseError(f"quick_check: {shorten(found, 100)}"), self.path)
+        self._verified = True
+
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         """One atomic write; nested calls are savepoints. Disk-full and similar errors become a WorkspaceError."""
+        if not self._depth and not self.readonly:
+            self.verify()
         if self._depth:
             name = f"sp{self._depth}"
             self.db.execute(f"SAVEPOINT {name}")
@@ -184,8 +243,9 @@ class Store:
             try:
                 yield self.db
             except BaseException:
-                self.db.execute(f"ROLLBACK TO {name}")
-                self.db.execute(f"RELEASE {name}")
+                if self.db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    self.db.execute(f"ROLLBACK TO {name}")
+                    self.db.execute(f"RELEASE {name}")
                 raise
             finally:
                 self._depth -= 1
@@ -197,13 +257,15 @@ class Store:
             try:
                 yield self.db
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # else SQLite rolled back already, and says why in what is raised
+                    self.db.execute("ROLLBACK")
                 raise
             finally:
                 self._depth = 0
             self.db.execute("COMMIT")
         except sqlite3.OperationalError as e:
-            raise WorkspaceError(f"cannot write workspace: {e}", path=str(self.path)) from None
+            error = WorkspaceFullError if _full(e) else WorkspaceError
+            raise error(f"cannot write workspace: {e}", path=str(self.path)) from None
 
     @contextmanager
     def exclusive(self, what: str) -> Iterator[None]:

@@ -466,3 +466,13 @@ def test_batch_results_are_tied_to_their_claims_and_the_critic_waits_for_a_live_
     live = drafts(ws)
     assert sorted((d.status, d.claim, (d.reason or "").split(":")[0]) for d in live) == (
         [("draft", "A claim.", "")] * 6 + [("rejected", None, "no-claim")] * 6)
+
+
+def test_a_claim_or_reason_from_a_reply_is_inert_on_screen():
+    from test_review import draft
+
+    from cards.review import shown
+
+    osc = "\x1b]52;c;aGFja2Vk\x07"
+    d = shown(draft(1, claim=f"claim {osc}", reason=f"critic give-away: {osc}"))
+    assert "\x1b" not in d.claim + d.reason and "\\x1b]52;c;aGFja2Vk" in d.claim and "\\x1b]52" in d.reason

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from textual.geometry import Region
-from textual.widgets import Footer, Input
+from textual.widgets import Footer, TextArea
 from textual.widgets._footer import FooterKey
 
 from cards import review
@@ -166,10 +166,10 @@ def test_edit_changes_the_front_in_place_and_keeps_the_id(tmp_path):
         app = ReviewApp(store)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("e")
-            front = app.query_one("#edit-front", Input)
+            front = app.query_one("#edit-front", TextArea)
             assert app.focused is front
-            front.value = ""
-            await pilot.press(*"Tap?", "enter")  # 'a' and 'p' type text; they don't approve or page
+            front.load_text("")
+            await pilot.press(*"Tap?", "ctrl+s")  # 'a' and 'p' type text; they don't approve or page
             assert not app.editing
             await pilot.press("q")
         assert app.return_value["edited"] == 1
@@ -191,8 +191,8 @@ def test_a_cloze_edit_without_a_deletion_is_refused(tmp_path):
         app = ReviewApp(store)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("e")
-            app.query_one("#edit-front", Input).value = "V3 has 256 experts."
-            await pilot.press("enter")
+            app.query_one("#edit-front", TextArea).load_text("V3 has 256 experts.")
+            await pilot.press("ctrl+s")
             assert app.editing  # still open: nothing saved
             await pilot.press("escape", "q")
 
@@ -209,7 +209,7 @@ def test_edit_back_saves_with_ctrl_s_and_escape_cancels(tmp_path):
         app = ReviewApp(store)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("e", "tab")
-            assert app.focused is app.query_one("#edit-back", Input)
+            assert app.focused is app.query_one("#edit-back", TextArea)
             await pilot.press("end", "!", "ctrl+s")
             assert store.draft(draft(1).id).back == "Answer 1!"
             assert "Answer 1!" in shown(app, "#qa")
@@ -493,9 +493,9 @@ def test_e_on_a_revision_edits_the_new_text(tmp_path):
         app = ReviewApp(store)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("e")
-            assert app.query_one("#edit-front", Input).value == EXPERTS_AGAIN["front"]
-            app.query_one("#edit-front", Input).value = "How many routed experts in V3?"
-            await pilot.press("enter")
+            assert app.query_one("#edit-front", TextArea).text == EXPERTS_AGAIN["front"]
+            app.query_one("#edit-front", TextArea).load_text("How many routed experts in V3?")
+            await pilot.press("ctrl+s")
             assert "How many routed experts in V3?" in shown(app, "#qa")
             assert EXPERTS["front"] in shown(app, "#qa")  # the old text is still beside it
 

@@ -123,7 +123,7 @@ def test_reject_all_of_an_episode_leaves_nothing_to_export(tmp_path):
 def test_decisions_need_ids_or_an_episode(tmp_path):
     ws = tmp_path / "ws"
     run("generate", str(NOTES), "-t", str(TRANSCRIPT), "-w", str(ws), "--offline")
-    for args in (["approve", "-w", str(ws)], ["reject", "--all", "-w", str(ws)], ["approve", "zzzz", "-w", str(ws)],
+    for args in (["approve", "-w", str(ws)], ["reject", "abc", "--all", "-w", str(ws)], ["approve", "zzzz", "-w", str(ws)],
                  ["edit", "zzzz", "--front", "x", "-w", str(ws)]):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2
