@@ -19,6 +19,7 @@ CONFIG_FILE = "cards.toml"
 DEFAULT_MODEL = "gpt-5-mini"
 DEFAULT_WORKSPACE = Path("decks")
 DEFAULT_TIMEOUT = 60.0  # seconds: the overall deadline of one request
+DEFAULT_ANKI_URL = "http://127.0.0.1:8765"  # AnkiConnect's default address
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "text")
 
 # USD per million tokens: (input, cached input, output). Taken from OpenAI's
@@ -51,6 +52,8 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT
     max_tokens: int | None = None  # None: sized for the model (cards.generate.openai.default_max_tokens)
     structured: str = "auto"
+    anki_url: str = DEFAULT_ANKI_URL
+    anki_key: str | None = field(default=None, repr=False)  # AnkiConnect's API key: never shown or stored
     pins: dict[str, dict] = field(default_factory=dict)
     prices: dict[str, tuple[float, float, float]] = field(default_factory=lambda: dict(PRICES))
 
@@ -111,6 +114,11 @@ def _pins(data: dict, path: Path) -> dict[str, dict]:
                 pinned_to[key] = slug
             else:
                 raise ConfigError(f"[episodes.{slug}] transcript must be a path or false", path=where)
+        if "audio" in p:
+            a = p["audio"]
+            if not (isinstance(a, str) and a.strip()):
+                raise ConfigError(f"[episodes.{slug}] audio must be a path", path=where)
+            p["audio"] = str(base / a) if not Path(a).is_absolute() else a
         aliases = p.get("aliases", [])
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             raise ConfigError(f"[episodes.{slug}] aliases must be a list of headings", path=where)
@@ -157,6 +165,7 @@ def build_settings(config_path: Path | None = None, **given) -> Settings:
             value = float(value)
         setattr(s, name, value)
     s.api_key = given.get("api_key") or os.environ.get("OPENAI_API_KEY") or None
+    _anki(s, data.get("anki", {}), path, given.get("anki_url"))
     if s.concurrency < 1:
         raise ConfigError("concurrency must be at least 1")
     if s.context_tokens < 50:
@@ -175,3 +184,14 @@ def build_settings(config_path: Path | None = None, **given) -> Settings:
             raise ConfigError(f"[prices] {model} must be [input, cached_input, output] USD per 1M tokens",
                               path=str(path)) from None
     return s
+
+
+def _anki(s: Settings, table, path: Path, url: str | None) -> None:
+    """AnkiConnect's address (flag or CARDS_ANKI_URL > [anki] url) and key (ANKICONNECT_KEY > [anki] key)."""
+    if not isinstance(table, dict):
+        raise ConfigError("[anki] must be a table", path=str(path))
+    for name in ("url", "key"):
+        if name in table and not isinstance(table[name], str):
+            raise ConfigError(f"[anki] {name} must be text", path=str(path))
+    s.anki_url = url or table.get("url") or DEFAULT_ANKI_URL
+    s.anki_key = os.environ.get("ANKICONNECT_KEY") or table.get("key") or None

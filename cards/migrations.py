@@ -210,4 +210,10 @@ def migrate(db: sqlite3.Connection, path: Path) -> list[str]:
     return applied
 
 
+@step()
+def m004_clips(db: sqlite3.Connection) -> None:
+    # Per note GUID, the audio clip last written into its deck and when it first was (cards.clips).
+    db.execute("CREATE TABLE IF NOT EXISTS clips (guid TEXT PRIMARY KEY, name TEXT NOT NULL, added REAL NOT NULL)")
+
+
 SCHEMA_VERSION = len(STEPS)

@@ -790,13 +790,18 @@ def check_and_dedupe(store, episode: str | None, threshold: float = 0.85, scope:
 # -- export --------------------------------------------------------------------------------------
 
 def export(settings: Settings, *, episode: str | None = None, out: Path | None = None,
-           include_drafts: bool = False, now: float | None = None) -> list[dict]:
+           include_drafts: bool = False, now: float | None = None, audio: Path | None = None,
+           on_clip: Callable[[str, int], None] | None = None) -> list[dict]:
     """Write one .apkg per episode with its current cards; say what Anki will do with each.
 
     Each card is written under its lineage's GUID with the time its content last
     changed, so a re-import updates what changed here and leaves the rest (and any
-    edit made inside Anki) alone.
+    edit made inside Anki) alone. With `audio` (a file or folder; see `cards.clips`), or
+    an episode's `audio` pin in cards.toml, each card with a timed moment gets its clip.
+    `on_clip(episode, n)` is told how many clips an episode is about to cut, then once
+    per clip with n = 0.
     """
+    from cards import clips as clipping
     from cards.export import DeckInfo, export_deck
     from cards.store import Store
 
@@ -806,16 +811,62 @@ def export(settings: Settings, *, episode: str | None = None, out: Path | None =
         known_episode(store, episode)
         eps = [e for e in store.episodes() if episode is None or e.slug == episode]
         for ep in eps:
+            when = now if now is not None else time.time()
             plan = store.export_plan(ep.slug, include_drafts)
             row = {"episode": ep.slug, "title": ep.title, "path": None, "cards": len(plan.cards),
                    "approved": sum(d.status == "approved" for d in plan.cards), **plan.counts(),
                    "left_in_anki_cards": plan.left_in_anki}
+            clips: dict = {}
+            pinned = settings.pins.get(ep.slug, {}).get("audio")
+            if plan.cards and (audio is not None or pinned):
+                found = clipping.find_audio(ep.slug, ep.transcript, audio, pinned, only_episode=len(eps) == 1)
+                row["audio"] = None if found is None else str(found)
+                if found is None:
+                    row["no_clips"] = "no audio file found for it"
+                else:
+                    if on_clip:
+                        on_clip(ep.slug, len(plan.cards))
+                    clips, row["no_clips"] = clipping.episode_clips(
+                        ep.slug, ep.transcript, plan.cards, found,
+                        on_clip=(lambda _guid, slug=ep.slug: on_clip(slug, 0)) if on_clip else None)
+                    stamps = clipping.stamps(store.db, clips, when)
+                    # A new clip changes the note: Anki takes it only as a newer note.
+                    plan = store.export_plan(ep.slug, include_drafts, stamps)
+                    row.update(plan.counts())
+                row["clips"] = len(clips)
+                row["clip_bytes"] = sorted(len(c.data) for c in clips.values())
             if plan.cards:
-                when = now if now is not None else time.time()
                 path = export_deck(plan.cards, DeckInfo(ep.slug, ep.title, ep.url, ep.video_id), out,
-                                   prefix=settings.deck_prefix, now=when)
+                                   prefix=settings.deck_prefix, now=when,
+                                   clips={guid: (c.name, c.data) for guid, c in clips.items()})
                 store.record_export(plan.cards, when)
+                if clips:
+                    with store.tx() as db:
+                        clipping.record(db, clips, stamps)
                 row["path"] = str(path)
             if plan.cards or plan.left_in_anki or plan.left_out:
                 written.append(row)
     return written
+
+
+def push(settings: Settings, *, episode: str | None = None, include_drafts: bool = False,
+         audio: Path | None = None, now: float | None = None,
+         on_clip: Callable[[str, int], None] | None = None) -> list[dict]:
+    """Export, then have the running Anki import each deck through AnkiConnect (`cards.push`).
+
+    Anki is asked first, so when it cannot be reached nothing is written or recorded.
+    The decks are the files export writes, in the workspace, given to Anki by absolute path.
+    """
+    from cards.push import AnkiConnect
+
+    client = AnkiConnect(settings.anki_url, settings.anki_key)
+    client.check()
+    rows = export(settings, episode=episode, out=settings.workspace.resolve(), include_drafts=include_drafts,
+                  now=now, audio=audio, on_clip=on_clip)
+    for row in rows:
+        row["pushed"] = False
+    for row in rows:
+        if row["path"]:
+            client.import_package(Path(row["path"]))
+            row["pushed"] = True
+    return rows
