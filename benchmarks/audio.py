@@ -60,7 +60,8 @@ def main() -> None:
             took, cpu = time.perf_counter() - t0, time.process_time() - c0
             sizes = sorted(len(c) for c in clips.values())
             rows.append({"input": fmt, "input_mb": round(path.stat().st_size / 1e6, 1), "minutes": args.minutes,
-                         "write_s": round(written, 1), "clips": len(clips), "cut_s": round(took, 2), "cut_cpu_s": round(cpu, 2),
+                         "write_s": round(written, 1), "clips": len(clips), "cut_s": round(took, 2),
+                         "cut_cpu_s": round(cpu, 2),
                          "clips_per_s": round(len(clips) / took, 1), "min_kb": round(sizes[0] / 1000, 1),
                          "median_kb": round(statistics.median(sizes) / 1000, 1),
                          "max_kb": round(sizes[-1] / 1000, 1),

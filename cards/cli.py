@@ -813,7 +813,8 @@ def _print_written(written: list[dict], include_drafts: bool, title: str) -> Non
         _console().print(f"No cards to export{hint}.", highlight=False)
     if written:
         audio = any("clips" in w for w in written)
-        _table(title, ["episode", "cards", "new", "updated", "unchanged", "left in Anki"] + (["clips"] if audio else []),
+        columns = ["episode", "cards", "new", "updated", "unchanged", "left in Anki"] + (["clips"] if audio else [])
+        _table(title, columns,
                [[w["episode"], w["cards"], w["new"], w["updated"], w["unchanged"], w["left_in_anki"]]
                 + ([w.get("clips", "-")] if audio else []) for w in written])
         for w in written:

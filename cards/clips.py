@@ -122,12 +122,20 @@ def find_audio(slug: str, transcript: str | None, given: Path | None, pinned: st
 
 # The `clips` table is made by the migration step `m004_clips`.
 
-def stamps(db: sqlite3.Connection, clips: dict[str, Clip], now: float) -> dict[str, float]:
-    """Per GUID, when its current clip was first written: `now` for a new or different clip."""
+def stamps(db: sqlite3.Connection, clips: dict[str, Clip], now: float, changed: dict[str, float]) -> dict[str, float]:
+    """Per GUID, when its current clip was first written: `now` for a new or different clip.
+
+    Anki compares whole seconds, so a new clip's time is at least the second after its
+    note's `changed` time: a clip added within the second of a card's last change still
+    makes the note newer.
+    """
     out: dict[str, float] = {}
     for guid, clip in clips.items():
         row = db.execute("SELECT name, added FROM clips WHERE guid=?", (guid,)).fetchone()
-        out[guid] = row[1] if row is not None and row[0] == clip.name else now
+        if row is not None and row[0] == clip.name:
+            out[guid] = row[1]
+        else:
+            out[guid] = max(now, int(changed.get(guid, 0)) + 1)
     return out
 
 

@@ -453,7 +453,10 @@ def export_deck(
         _lock(fd)  # held while writing: another export sees this temporary file is in use
         # mkstemp creates the file private (0600); a deck is an ordinary file.
         os.chmod(tmp_name, _file_mode(target))
-        _write_apkg(package, tmp_name, timestamp, media)
+        if media:
+            _write_apkg(package, tmp_name, timestamp, media)
+        else:
+            _write_apkg(package, tmp_name, timestamp)
         os.replace(tmp_name, target)
         tmp_name = None
         _fsync_dir(out_dir)

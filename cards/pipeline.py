@@ -829,7 +829,7 @@ def export(settings: Settings, *, episode: str | None = None, out: Path | None =
                     clips, row["no_clips"] = clipping.episode_clips(
                         ep.slug, ep.transcript, plan.cards, found,
                         on_clip=(lambda _guid, slug=ep.slug: on_clip(slug, 0)) if on_clip else None)
-                    stamps = clipping.stamps(store.db, clips, when)
+                    stamps = clipping.stamps(store.db, clips, when, {d.lineage: d.changed for d in plan.cards})
                     # A new clip changes the note: Anki takes it only as a newer note.
                     plan = store.export_plan(ep.slug, include_drafts, stamps)
                     row.update(plan.counts())

@@ -112,7 +112,7 @@ def _notes(col) -> dict:
     return {n.guid: n for n in (col.get_note(i) for i in col.find_notes(""))}
 
 
-def test_export_with_audio_plays_the_moment_from_the_source_field_after_a_real_import(tmp_path, write_notes, tone_file):
+def test_export_with_audio_plays_the_moment_from_the_source_field_after_an_import(tmp_path, write_notes, tone_file):
     ws = _workspace_with_drafts(tmp_path, write_notes)
     folder = tmp_path / "audio"
     folder.mkdir()
@@ -230,3 +230,19 @@ def test_without_pyav_audio_is_one_line_naming_the_extra(tmp_path, write_notes, 
     assert result.stderr == "cards: error: audio clips need PyAV: pip install 'cards[audio]'\n"
     # Nothing is lost: export without audio still works.
     run("export", "-w", str(ws), "--include-drafts")
+
+
+def test_a_workspace_from_before_clips_gains_their_table(tmp_path, write_notes):
+    import sqlite3
+
+    from cards.store import DB_NAME, Store
+
+    ws = _workspace_with_drafts(tmp_path, write_notes)
+    db = sqlite3.connect(ws / DB_NAME)
+    db.execute("DROP TABLE clips")
+    db.execute("PRAGMA user_version = 3")  # the shape before step 4
+    db.commit()
+    db.close()
+    with Store(ws, create=False) as store:
+        assert store.db.execute("SELECT count(*) FROM clips").fetchone()[0] == 0
+        assert len(store.drafts()) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,7 @@ def test_push_and_file_import_never_duplicate_each_other(ws, col, tmp_path):
         other.close()
 
 
-def test_an_edit_made_in_anki_is_kept_until_the_card_changes_here(ws, col):
+def test_an_edit_made_in_anki_is_kept_until_the_card_changes_here(ws, col, monkeypatch):
     with FakeAnkiConnect(col) as anki:
         pushed(ws, anki.url)
         note = next(iter(notes(col).values()))
@@ -99,7 +100,11 @@ def test_an_edit_made_in_anki_is_kept_until_the_card_changes_here(ws, col):
         again = pushed(ws, anki.url)
         assert again["unchanged"] == 2
         assert col.get_note(note.id)["Extra"] == "my own remark"
-        # Editing the card in cards changes it: the next push updates the note.
+        # Editing the card in cards changes it: the next push updates the note. (Anki keeps
+        # whole seconds; the edit here is made a few seconds later than the one in Anki.)
+        from cards.store import Store
+
+        monkeypatch.setattr(Store, "default_clock", staticmethod(lambda: time.time() + 5))
         run("edit", note.guid, "--front", "The Kemmerer reactor runs at {{c1::345 megawatts}} electric.",
             "-w", str(ws))
         changed = pushed(ws, anki.url)
