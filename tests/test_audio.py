@@ -88,18 +88,20 @@ def _decoded(data: bytes, tmp_path: Path) -> tuple[float, int, int, str]:
 
 @pytest.fixture(scope="module")
 def tone_file(tmp_path_factory) -> Path:
-    return audio.tone(tmp_path_factory.mktemp("audio") / "tone.mp3", 75.0)
+    """Seventy seconds of tone as WAV, quick to write; the episode transcripts end at 1:07."""
+    return audio.tone(tmp_path_factory.mktemp("audio") / "tone.wav", 70.0, codec="pcm_s16le")
 
 
-def test_a_clip_is_mono_mp3_at_44k_of_the_spans_length_and_small(tmp_path, tone_file):
-    got = audio.cut(tone_file, [("a", 5.0, 12.5), ("b", 40.0, 60.0), ("past-the-end", 90.0, 95.0)])
+def test_a_clip_is_mono_mp3_at_44k_of_the_spans_length_and_small(tmp_path):
+    mp3 = audio.tone(tmp_path / "episode.mp3", 32.0)  # what podcasts come as
+    got = audio.cut(mp3, [("a", 5.0, 12.5), ("b", 11.0, 31.0), ("past-the-end", 40.0, 45.0)])
     assert set(got) == {"a", "b"}  # nothing left past the end: no clip
     seconds, rate, channels, codec = _decoded(got["a"], tmp_path)
     assert (rate, channels) == (44100, 1) and codec.startswith("mp3")
     assert seconds == pytest.approx(7.5, abs=0.06)  # an mp3 frame is 26 ms
     assert _decoded(got["b"], tmp_path)[0] == pytest.approx(20.0, abs=0.06)
     assert len(got["b"]) <= 200_000  # the longest clip stays within the size goal
-    assert audio.cut(tone_file, [("a", 5.0, 12.5)])["a"] == got["a"]  # same cut, same bytes, same name
+    assert audio.cut(mp3, [("a", 5.0, 12.5)])["a"] == got["a"]  # same cut, same bytes, same name
 
 
 def _workspace_with_drafts(tmp_path: Path, write_notes) -> Path:
@@ -116,7 +118,7 @@ def test_export_with_audio_plays_the_moment_from_the_source_field_after_an_impor
     ws = _workspace_with_drafts(tmp_path, write_notes)
     folder = tmp_path / "audio"
     folder.mkdir()
-    shutil.copy(tone_file, folder / "reactor-talk.mp3")  # named like its transcript, reactor-talk.txt
+    shutil.copy(tone_file, folder / "reactor-talk.wav")  # named like its transcript, reactor-talk.txt
 
     data = json.loads(run("export", "-w", str(ws), "--include-drafts", "--audio", str(folder), "--json").stdout)
     assert [r["episode"] for r in data] == ["ada-quill-on-reactor-talk"]  # the garden notes make no card
@@ -196,11 +198,11 @@ def test_an_untimed_transcript_gives_no_clips(tmp_path, tone_file):
 def test_audio_pinned_in_cards_toml(tmp_path, write_notes, tone_file):
     ws = _workspace_with_drafts(tmp_path, write_notes)
     (tmp_path / "sounds").mkdir()
-    shutil.copy(tone_file, tmp_path / "sounds" / "reactor.mp3")
-    (tmp_path / "cards.toml").write_text('[episodes.ada-quill-on-reactor-talk]\naudio = "sounds/reactor.mp3"\n',
+    shutil.copy(tone_file, tmp_path / "sounds" / "reactor.wav")
+    (tmp_path / "cards.toml").write_text('[episodes.ada-quill-on-reactor-talk]\naudio = "sounds/reactor.wav"\n',
                                          encoding="utf-8")
     (row,) = json.loads(run("export", "-w", str(ws), "--include-drafts", "--json").stdout)
-    assert Path(row["audio"]).resolve() == tmp_path / "sounds" / "reactor.mp3"  # relative to cards.toml
+    assert Path(row["audio"]).resolve() == tmp_path / "sounds" / "reactor.wav"  # relative to cards.toml
     assert row["clips"] == row["cards"] >= 2
 
 

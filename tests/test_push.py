@@ -219,7 +219,7 @@ def test_push_with_audio_fills_ankis_media_folder(ws, col, tmp_path):
     pytest.importorskip("av")
     from cards.audio import tone
 
-    sound = tone(tmp_path / "reactor.mp3", 68.0)
+    sound = tone(tmp_path / "reactor.wav", 68.0, codec="pcm_s16le")
     with FakeAnkiConnect(col) as anki:
         row = pushed(ws, anki.url, "-e", EPISODE, "--audio", str(sound))
     assert row["clips"] == 2
