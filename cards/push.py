@@ -13,6 +13,7 @@ it is never printed, logged or written, and the address is shown masked.
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import urllib.error
@@ -60,6 +61,8 @@ class AnkiConnect:
             raise self._unreachable("is Anki running, with the AnkiConnect add-on installed?") from None
         except (TimeoutError, socket.timeout):
             raise self._unreachable(f"no answer within {timeout:g} s") from None
+        except (http.client.HTTPException, OSError):  # not HTTP at all, or the connection broke
+            raise self._unreachable("the answer is not AnkiConnect's; is this AnkiConnect?") from None
         except ValueError:  # a URL urllib cannot use
             raise AnkiConnectError(f"not a usable AnkiConnect address: {self.where}") from None
         try:

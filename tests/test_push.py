@@ -226,3 +226,23 @@ def test_push_with_audio_fills_ankis_media_folder(ws, col, tmp_path):
     media = sorted(p.name for p in Path(col.media.dir()).iterdir())
     assert len(media) == 2 and all(m.startswith(f"cards-{EPISODE}-") for m in media)
     assert sorted(n["Source"][len("[sound:"):].split("]")[0] for n in notes(col).values()) == media
+
+
+def test_a_server_that_does_not_speak_http_is_one_line(ws):
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def babble():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+        conn.close()
+
+    thread = threading.Thread(target=babble, daemon=True)
+    thread.start()
+    result = push(ws, f"http://127.0.0.1:{listener.getsockname()[1]}", ok=False)
+    listener.close()
+    assert result.exit_code == 5 and result.stderr.count("\n") == 1 and "Traceback" not in result.output
