@@ -248,3 +248,31 @@ def test_a_workspace_from_before_clips_gains_their_table(tmp_path, write_notes):
     with Store(ws, create=False) as store:
         assert store.db.execute("SELECT count(*) FROM clips").fetchone()[0] == 0
         assert len(store.drafts()) == 2
+
+
+def _cues(kind: str) -> str:
+    """The reactor transcript of conftest as SRT or VTT cues."""
+    from conftest import REACTOR
+
+    out = ["WEBVTT", ""] if kind == "vtt" else []
+    sep = "." if kind == "vtt" else ","
+    for i, line in enumerate(REACTOR.strip().splitlines(), 1):
+        times, text = line[1:].split("]", 1)
+        start, end = (t.strip().replace(".", sep) for t in times.split("-->"))
+        out += ([str(i)] if kind == "srt" else []) + [f"{start} --> {end}", text.strip(), ""]
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("kind", ["srt", "vtt"])
+def test_srt_and_vtt_transcripts_give_clips_too(tmp_path, tone_file, kind):
+    from conftest import NOTES
+
+    notes = tmp_path / "notes.md"
+    notes.write_text(NOTES, encoding="utf-8")
+    transcript = tmp_path / f"reactor-talk.{kind}"
+    transcript.write_text(_cues(kind), encoding="utf-8")
+    ws = tmp_path / "ws"
+    run("generate", str(notes), "-t", str(transcript), "-w", str(ws), "--offline")
+    (row,) = json.loads(run("export", "-w", str(ws), "--include-drafts", "-e", "ada-quill-on-reactor-talk",
+                            "--audio", str(tone_file), "--json").stdout)
+    assert row["clips"] == row["cards"] >= 2
