@@ -170,3 +170,25 @@ def episode_clips(slug: str, transcript: str | None, cards: list[Draft], audio: 
         return {}, None
     data = cutter.cut(audio, [(guid, a, b) for guid, (a, b) in spans.items()], on_clip=on_clip)
     return {guid: Clip(guid, clip_name(slug, guid, body), body, *spans[guid]) for guid, body in data.items()}, None
+
+
+def for_export(db: sqlite3.Connection, slug: str, transcript: str | None, cards: list[Draft], given: Path | None,
+               pinned: str | None, *, only_episode: bool, now: float,
+               on_clip=None) -> tuple[dict[str, Clip], dict[str, float], dict]:
+    """An episode's clips, their times (`stamps`), and what to report about them.
+
+    `on_clip(slug, n)` hears how many cards are about to be cut, then `(slug, 0)` per clip.
+    """
+    found = find_audio(slug, transcript, given, pinned, only_episode=only_episode)
+    report: dict = {"audio": None if found is None else str(found), "no_clips": None, "clips": 0,
+                    "clip_bytes": []}
+    if found is None:
+        report["no_clips"] = "no audio file found for it"
+        return {}, {}, report
+    if on_clip:
+        on_clip(slug, len(cards))
+    clips, report["no_clips"] = episode_clips(slug, transcript, cards, found,
+                                              on_clip=(lambda _guid: on_clip(slug, 0)) if on_clip else None)
+    report["clips"] = len(clips)
+    report["clip_bytes"] = sorted(len(c.data) for c in clips.values())
+    return clips, stamps(db, clips, now, {d.lineage: d.changed for d in cards}), report

@@ -816,25 +816,16 @@ def export(settings: Settings, *, episode: str | None = None, out: Path | None =
             row = {"episode": ep.slug, "title": ep.title, "path": None, "cards": len(plan.cards),
                    "approved": sum(d.status == "approved" for d in plan.cards), **plan.counts(),
                    "left_in_anki_cards": plan.left_in_anki}
-            clips: dict = {}
+            clips, stamps = {}, {}
             pinned = settings.pins.get(ep.slug, {}).get("audio")
             if plan.cards and (audio is not None or pinned):
-                found = clipping.find_audio(ep.slug, ep.transcript, audio, pinned, only_episode=len(eps) == 1)
-                row["audio"] = None if found is None else str(found)
-                if found is None:
-                    row["no_clips"] = "no audio file found for it"
-                else:
-                    if on_clip:
-                        on_clip(ep.slug, len(plan.cards))
-                    clips, row["no_clips"] = clipping.episode_clips(
-                        ep.slug, ep.transcript, plan.cards, found,
-                        on_clip=(lambda _guid, slug=ep.slug: on_clip(slug, 0)) if on_clip else None)
-                    stamps = clipping.stamps(store.db, clips, when, {d.lineage: d.changed for d in plan.cards})
-                    # A new clip changes the note: Anki takes it only as a newer note.
+                clips, stamps, report = clipping.for_export(
+                    store.db, ep.slug, ep.transcript, plan.cards, audio, pinned, only_episode=len(eps) == 1,
+                    now=when, on_clip=on_clip)
+                row.update(report)
+                if stamps:  # a new clip changes its note: Anki takes it only as a newer note
                     plan = store.export_plan(ep.slug, include_drafts, stamps)
                     row.update(plan.counts())
-                row["clips"] = len(clips)
-                row["clip_bytes"] = sorted(len(c.data) for c in clips.values())
             if plan.cards:
                 path = export_deck(plan.cards, DeckInfo(ep.slug, ep.title, ep.url, ep.video_id), out,
                                    prefix=settings.deck_prefix, now=when,
