@@ -139,6 +139,16 @@ def stamps(db: sqlite3.Connection, clips: dict[str, Clip], now: float, changed: 
     return out
 
 
+def recorded(db: sqlite3.Connection, guids: list[str]) -> dict[str, str]:
+    """The clip last written for each of these GUIDs that has one, by GUID."""
+    out: dict[str, str] = {}
+    for guid in guids:
+        row = db.execute("SELECT name FROM clips WHERE guid=?", (guid,)).fetchone()
+        if row is not None:
+            out[guid] = row[0]
+    return out
+
+
 def record(db: sqlite3.Connection, clips: dict[str, Clip], when: dict[str, float]) -> None:
     """Remember the clips just written, with the time each first was."""
     db.executemany("INSERT INTO clips(guid, name, added) VALUES (?, ?, ?) ON CONFLICT(guid) DO UPDATE SET"

@@ -428,14 +428,15 @@ def export_deck(
     *,
     prefix: str = "Podcasts",
     now: float | None = None,
-    clips: dict[str, tuple[str, bytes]] | None = None,
+    clips: dict[str, tuple[str, bytes | None]] | None = None,
 ) -> Path:
     """Write `<out_dir>/<slug>.apkg` atomically and return its path.
 
     Rejected, duplicate and superseded drafts and drafts with an empty front are left out.
     Each note carries its draft's `changed` time (`now` when a draft has none); `now`
     stamps the deck and note types. `clips` maps a GUID to its audio clip (name, bytes):
-    the clip goes into the package's media and plays from the note's Source field.
+    the clip plays from the note's Source field, and goes into the package's media unless
+    its bytes are None (a clip Anki was given before).
     """
     clips = clips or {}
     timestamp = time.time() if now is None else float(now)
@@ -443,7 +444,7 @@ def export_deck(
     target = out_dir / f"{_safe_slug(deck.slug)}.apkg"
     package = genanki.Package(build_deck(drafts, deck, prefix=prefix,
                                          sounds={guid: name for guid, (name, _) in clips.items()}))
-    media = {name: data for name, data in clips.values()}
+    media = {name: data for name, data in clips.values() if data is not None}
     tmp_name: str | None = None
     fd: int | None = None
     try:

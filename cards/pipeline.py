@@ -827,9 +827,13 @@ def export(settings: Settings, *, episode: str | None = None, out: Path | None =
                     plan = store.export_plan(ep.slug, include_drafts, stamps)
                     row.update(plan.counts())
             if plan.cards:
+                # A note keeps playing the clip it was given, also from a deck written without the audio
+                # (Anki has the file): the note's content does not depend on --audio.
+                sounds = {guid: (name, None) for guid, name in
+                          clipping.recorded(store.db, [d.lineage for d in plan.cards]).items()}
+                sounds.update({guid: (c.name, c.data) for guid, c in clips.items()})
                 path = export_deck(plan.cards, DeckInfo(ep.slug, ep.title, ep.url, ep.video_id), out,
-                                   prefix=settings.deck_prefix, now=when,
-                                   clips={guid: (c.name, c.data) for guid, c in clips.items()})
+                                   prefix=settings.deck_prefix, now=when, clips=sounds)
                 store.record_export(plan.cards, when)
                 if clips:
                     with store.tx() as db:

@@ -175,6 +175,19 @@ def test_a_clip_added_after_the_first_import_reaches_the_note_once(tmp_path, wri
         later = json.loads(run("export", "-w", str(ws), "--include-drafts", "-e", "ada-quill-on-reactor-talk",
                                "--audio", str(sound), "--json").stdout)[0]
         assert later["unchanged"] == first["cards"] and later["updated"] == 0
+        # Without --audio the notes keep their clips (Anki has the files); the deck carries no media.
+        plain = json.loads(run("export", "-w", str(ws), "--include-drafts", "-e", "ada-quill-on-reactor-talk",
+                               "--json").stdout)[0]
+        assert plain["unchanged"] == first["cards"]
+        with zipfile.ZipFile(plain["path"]) as z:
+            assert json.loads(z.read("media")) == {}
+        sources = {n.guid: n["Source"] for n in _notes(col).values()}
+        fresh = collection.Collection(str(tmp_path / "fresh.anki2"))
+        try:
+            import_package(fresh, plain["path"])
+            assert {n.guid: n["Source"] for n in _notes(fresh).values()} == sources
+        finally:
+            fresh.close()
     finally:
         col.close()
 
