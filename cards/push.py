@@ -19,8 +19,9 @@ import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from cards.errors import AnkiConnectError
+from cards.errors import AnkiConnectError, ConfigError
 from cards.redact import mask_url
 
 API_VERSION = 6  # the request format sent, and the oldest AnkiConnect accepted (it has importPackage)
@@ -34,6 +35,13 @@ class AnkiConnect:
     def __init__(self, url: str, key: str | None = None):
         self.url = url
         self._key = key
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises for a port that is not a number from 0 to 65535
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"not an AnkiConnect address: {mask_url(url)} (like http://127.0.0.1:8765)")
 
     @property
     def where(self) -> str:
@@ -63,8 +71,6 @@ class AnkiConnect:
             raise self._unreachable(f"no answer within {timeout:g} s") from None
         except (http.client.HTTPException, OSError):  # not HTTP at all, or the connection broke
             raise self._unreachable("the answer is not AnkiConnect's; is this AnkiConnect?") from None
-        except ValueError:  # a URL urllib cannot use
-            raise AnkiConnectError(f"not a usable AnkiConnect address: {self.where}") from None
         try:
             reply = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):

@@ -246,3 +246,11 @@ def test_a_server_that_does_not_speak_http_is_one_line(ws):
     result = push(ws, f"http://127.0.0.1:{listener.getsockname()[1]}", ok=False)
     listener.close()
     assert result.exit_code == 5 and result.stderr.count("\n") == 1 and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("url", ["localhost:8765", "ftp://127.0.0.1:21/", "http://[::1", "http://127.0.0.1:99999",
+                                 "http://"])
+def test_an_address_that_is_not_one_is_a_bad_setting(ws, url):
+    result = push(ws, url, ok=False)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "not an AnkiConnect address" in result.stderr and "Traceback" not in result.output
