@@ -139,13 +139,13 @@ def stamps(db: sqlite3.Connection, clips: dict[str, Clip], now: float, changed: 
     return out
 
 
-def recorded(db: sqlite3.Connection, guids: list[str]) -> dict[str, str]:
-    """The clip last written for each of these GUIDs that has one, by GUID."""
-    out: dict[str, str] = {}
+def recorded(db: sqlite3.Connection, guids: list[str]) -> dict[str, tuple[str, float]]:
+    """The clip last written for each of these GUIDs that has one, and when it first was, by GUID."""
+    out: dict[str, tuple[str, float]] = {}
     for guid in guids:
-        row = db.execute("SELECT name FROM clips WHERE guid=?", (guid,)).fetchone()
+        row = db.execute("SELECT name, added FROM clips WHERE guid=?", (guid,)).fetchone()
         if row is not None:
-            out[guid] = row[0]
+            out[guid] = (row[0], row[1])
     return out
 
 

@@ -816,28 +816,30 @@ def export(settings: Settings, *, episode: str | None = None, out: Path | None =
             row = {"episode": ep.slug, "title": ep.title, "path": None, "cards": len(plan.cards),
                    "approved": sum(d.status == "approved" for d in plan.cards), **plan.counts(),
                    "left_in_anki_cards": plan.left_in_anki}
-            clips, stamps = {}, {}
+            # A note keeps playing the clip it was given, also in a deck written without the audio (Anki
+            # has the file), so its content and time do not depend on --audio.
+            known = clipping.recorded(store.db, [d.lineage for d in plan.cards])
+            stamps = {guid: added for guid, (_, added) in known.items()}
+            clips = {}
             pinned = settings.pins.get(ep.slug, {}).get("audio")
             if plan.cards and (audio is not None or pinned):
-                clips, stamps, report = clipping.for_export(
+                clips, new_stamps, report = clipping.for_export(
                     store.db, ep.slug, ep.transcript, plan.cards, audio, pinned, only_episode=len(eps) == 1,
                     now=when, on_clip=on_clip)
                 row.update(report)
-                if stamps:  # a new clip changes its note: Anki takes it only as a newer note
-                    plan = store.export_plan(ep.slug, include_drafts, stamps)
-                    row.update(plan.counts())
+                stamps.update(new_stamps)
+            if stamps:  # a new clip changes its note: Anki takes it only as a newer note
+                plan = store.export_plan(ep.slug, include_drafts, stamps)
+                row.update(plan.counts())
             if plan.cards:
-                # A note keeps playing the clip it was given, also from a deck written without the audio
-                # (Anki has the file): the note's content does not depend on --audio.
-                sounds = {guid: (name, None) for guid, name in
-                          clipping.recorded(store.db, [d.lineage for d in plan.cards]).items()}
+                sounds = {guid: (name, None) for guid, (name, _) in known.items()}
                 sounds.update({guid: (c.name, c.data) for guid, c in clips.items()})
                 path = export_deck(plan.cards, DeckInfo(ep.slug, ep.title, ep.url, ep.video_id), out,
                                    prefix=settings.deck_prefix, now=when, clips=sounds)
                 store.record_export(plan.cards, when)
                 if clips:
                     with store.tx() as db:
-                        clipping.record(db, clips, stamps)
+                        clipping.record(db, clips, new_stamps)
                 row["path"] = str(path)
             if plan.cards or plan.left_in_anki or plan.left_out:
                 written.append(row)

@@ -188,6 +188,9 @@ def test_a_clip_added_after_the_first_import_reaches_the_note_once(tmp_path, wri
             assert {n.guid: n["Source"] for n in _notes(fresh).values()} == sources
         finally:
             fresh.close()
+        again = json.loads(run("export", "-w", str(ws), "--include-drafts", "-e", "ada-quill-on-reactor-talk",
+                               "--audio", str(sound), "--json").stdout)[0]
+        assert again["unchanged"] == first["cards"]  # with the audio again: still nothing new for Anki
     finally:
         col.close()
 
