@@ -5,7 +5,7 @@ It mirrors the add-on's request and reply shapes (`{"action", "version", "params
 `requestPermission` needs the configured key) and the actions `cards push` uses:
 `version`, `requestPermission`, `importPackage` (the real importer,
 `Collection.import_anki_package`, with Anki's default "update if newer"), and for tests
-`findNotes` and `deleteNotes`. Every request is recorded, so a test can check that the
+`findNotes`. Every request is recorded, so a test can check that the
 key travelled only where it should.
 """
 
@@ -104,6 +104,3 @@ class FakeAnkiConnect:
 
     def action_findNotes(self, query=None):
         return [] if query is None else [int(n) for n in self.col.find_notes(query)]
-
-    def action_deleteNotes(self, notes):
-        self.col.remove_notes(notes)
