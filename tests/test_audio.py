@@ -292,3 +292,18 @@ def test_srt_and_vtt_transcripts_give_clips_too(tmp_path, tone_file, kind):
     (row,) = json.loads(run("export", "-w", str(ws), "--include-drafts", "-e", "ada-quill-on-reactor-talk",
                             "--audio", str(tone_file), "--json").stdout)
     assert row["clips"] == row["cards"] >= 2
+
+
+def test_only_our_clip_plays_untrusted_text_stays_inert():
+    from cards.export import DeckInfo, build_deck
+
+    hostile = draft("[sound:../../evil.mp3] <img src=x onerror=alert(1)>", note="[SOUND:x.mp3] note")
+    hostile.front = "What is <b>[sound:a.mp3]</b>?"
+    name = clips.clip_name("ep", hostile.lineage, b"clip")
+    deck = build_deck([hostile], DeckInfo("ep", "Ep [sound:t.mp3]", "https://example.com/ep"),
+                      sounds={hostile.lineage: name})
+    fields = dict(zip(["Front", "Back", "Quote", "Note", "Episode", "Source"], deck.notes[0].fields))
+    assert fields["Source"].startswith(f"[sound:{name}] <a href=")
+    everything = "".join(fields.values())
+    assert everything.lower().count("[sound:") == 1  # ours; every other bracket is &#91;
+    assert "<img" not in everything and "<b>" not in everything
