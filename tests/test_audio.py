@@ -4,6 +4,7 @@ received by a real Anki collection's media folder."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import zipfile
@@ -104,18 +105,34 @@ def test_a_clip_is_mono_mp3_at_44k_of_the_spans_length_and_small(tmp_path):
     assert audio.cut(mp3, [("a", 5.0, 12.5)])["a"] == got["a"]  # same cut, same bytes, same name
 
 
-def _workspace_with_drafts(tmp_path: Path, write_notes) -> Path:
-    ws = tmp_path / "ws"
-    run("generate", str(write_notes.notes), "-t", str(write_notes.transcripts), "-w", str(ws), "--offline")
-    return ws
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """A workspace with the conftest example generated offline, made once and copied per test."""
+    from conftest import write_example
+
+    folder = tmp_path_factory.mktemp("template")
+    example = write_example(folder / "input")
+    with pytest.MonkeyPatch.context() as mp:  # as hermetic as conftest's per-test fixture
+        for name in list(os.environ):
+            if name.startswith(("CARDS_", "OPENAI_")):
+                mp.delenv(name)
+        mp.chdir(folder)
+        (folder / "tiktoken").mkdir()
+        mp.setenv("TIKTOKEN_CACHE_DIR", str(folder / "tiktoken"))
+        run("generate", str(example.notes), "-t", str(example.transcripts), "-w", str(folder / "ws"), "--offline")
+    return folder / "ws"
+
+
+def _workspace_with_drafts(tmp_path: Path, template: Path) -> Path:
+    return Path(shutil.copytree(template, tmp_path / "ws"))
 
 
 def _notes(col) -> dict:
     return {n.guid: n for n in (col.get_note(i) for i in col.find_notes(""))}
 
 
-def test_export_with_audio_plays_the_moment_from_the_source_field_after_an_import(tmp_path, write_notes, tone_file):
-    ws = _workspace_with_drafts(tmp_path, write_notes)
+def test_export_with_audio_plays_the_moment_from_the_source_field_after_an_import(tmp_path, template, tone_file):
+    ws = _workspace_with_drafts(tmp_path, template)
     folder = tmp_path / "audio"
     folder.mkdir()
     shutil.copy(tone_file, folder / "reactor-talk.wav")  # named like its transcript, reactor-talk.txt
@@ -158,8 +175,8 @@ def test_export_with_audio_plays_the_moment_from_the_source_field_after_an_impor
         col.close()
 
 
-def test_a_clip_added_after_the_first_import_reaches_the_note_once(tmp_path, write_notes, tone_file):
-    ws = _workspace_with_drafts(tmp_path, write_notes)
+def test_a_clip_added_after_the_first_import_reaches_the_note_once(tmp_path, template, tone_file):
+    ws = _workspace_with_drafts(tmp_path, template)
     sound = tone_file
     first = json.loads(run("export", "-w", str(ws), "--include-drafts", "-e", "ada-quill-on-reactor-talk",
                            "--json").stdout)[0]
@@ -211,8 +228,8 @@ def test_an_untimed_transcript_gives_no_clips(tmp_path, tone_file):
         assert json.loads(z.read("media")) == {}
 
 
-def test_audio_pinned_in_cards_toml(tmp_path, write_notes, tone_file):
-    ws = _workspace_with_drafts(tmp_path, write_notes)
+def test_audio_pinned_in_cards_toml(tmp_path, template, tone_file):
+    ws = _workspace_with_drafts(tmp_path, template)
     (tmp_path / "sounds").mkdir()
     shutil.copy(tone_file, tmp_path / "sounds" / "reactor.wav")
     (tmp_path / "cards.toml").write_text('[episodes.ada-quill-on-reactor-talk]\naudio = "sounds/reactor.wav"\n',
@@ -222,8 +239,8 @@ def test_audio_pinned_in_cards_toml(tmp_path, write_notes, tone_file):
     assert row["clips"] == row["cards"] >= 2
 
 
-def test_bad_audio_input_is_one_line(tmp_path, write_notes, tone_file):
-    ws = _workspace_with_drafts(tmp_path, write_notes)
+def test_bad_audio_input_is_one_line(tmp_path, template, tone_file):
+    ws = _workspace_with_drafts(tmp_path, template)
     sound = tone_file
     several = run("export", "-w", str(ws), "--include-drafts", "--audio", str(sound), ok=False)
     assert several.exit_code == 2 and "--audio FILE is for one episode" in several.stderr
@@ -237,8 +254,8 @@ def test_bad_audio_input_is_one_line(tmp_path, write_notes, tone_file):
     assert broken.stderr.count("\n") == 1
 
 
-def test_without_pyav_audio_is_one_line_naming_the_extra(tmp_path, write_notes, monkeypatch):
-    ws = _workspace_with_drafts(tmp_path, write_notes)
+def test_without_pyav_audio_is_one_line_naming_the_extra(tmp_path, template, monkeypatch):
+    ws = _workspace_with_drafts(tmp_path, template)
     monkeypatch.setitem(sys.modules, "av", None)  # import av raises ImportError
     sound = tmp_path / "a.mp3"
     sound.write_bytes(b"x")
@@ -250,12 +267,12 @@ def test_without_pyav_audio_is_one_line_naming_the_extra(tmp_path, write_notes, 
     run("export", "-w", str(ws), "--include-drafts")
 
 
-def test_a_workspace_from_before_clips_gains_their_table(tmp_path, write_notes):
+def test_a_workspace_from_before_clips_gains_their_table(tmp_path, template):
     import sqlite3
 
     from cards.store import DB_NAME, Store
 
-    ws = _workspace_with_drafts(tmp_path, write_notes)
+    ws = _workspace_with_drafts(tmp_path, template)
     db = sqlite3.connect(ws / DB_NAME)
     db.execute("DROP TABLE clips")
     db.execute("PRAGMA user_version = 3")  # the shape before step 4

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -27,12 +29,33 @@ def run(*args: str, ok: bool = True):
     return result
 
 
+@pytest.fixture(autouse=True)
+def _no_ambient_key(monkeypatch):
+    monkeypatch.delenv("ANKICONNECT_KEY", raising=False)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """The conftest example generated offline and approved, made once and copied per test."""
+    from conftest import write_example
+
+    folder = tmp_path_factory.mktemp("template")
+    example = write_example(folder / "input")
+    with pytest.MonkeyPatch.context() as mp:  # as hermetic as conftest's per-test fixture
+        for name in list(os.environ):
+            if name.startswith(("CARDS_", "OPENAI_")):
+                mp.delenv(name)
+        mp.chdir(folder)
+        (folder / "tiktoken").mkdir()
+        mp.setenv("TIKTOKEN_CACHE_DIR", str(folder / "tiktoken"))
+        run("generate", str(example.notes), "-t", str(example.transcripts), "-w", str(folder / "ws"), "--offline")
+        run("approve", "--episode", EPISODE, "--all", "-w", str(folder / "ws"))
+    return folder / "ws"
+
+
 @pytest.fixture
-def ws(tmp_path: Path, write_notes) -> Path:
-    ws = tmp_path / "ws"
-    run("generate", str(write_notes.notes), "-t", str(write_notes.transcripts), "-w", str(ws), "--offline")
-    run("approve", "--episode", EPISODE, "--all", "-w", str(ws))
-    return ws
+def ws(tmp_path: Path, template: Path) -> Path:
+    return Path(shutil.copytree(template, tmp_path / "ws"))
 
 
 @pytest.fixture
