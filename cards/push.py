@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import urllib.error
 import urllib.request
@@ -22,8 +23,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cards.errors import AnkiConnectError, ConfigError
-from cards.redact import mask_url
+from cards.redact import mask_url, scrub
 
+# No proxy: AnkiConnect listens on this machine, and a proxy from the environment would be
+# handed the key along with every request.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 API_VERSION = 6  # the request format sent, and the oldest AnkiConnect accepted (it has importPackage)
 CONNECT_TIMEOUT = 10.0  # seconds for a quick question (version, permission)
 IMPORT_TIMEOUT = 600.0  # seconds: Anki imports a big deck with its media in one request
@@ -58,7 +63,7 @@ class AnkiConnect:
         request = urllib.request.Request(self.url, data=json.dumps(body).encode("utf-8"),
                                          headers={"Content-Type": "application/json"}, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with _OPENER.open(request, timeout=timeout) as response:
                 raw = response.read(16 * 1024 * 1024)
         except urllib.error.HTTPError as e:
             raise self._unreachable(f"it answered HTTP {e.code}; is this AnkiConnect?") from None
@@ -87,10 +92,8 @@ class AnkiConnect:
                 return AnkiConnectError(f"AnkiConnect at {self.where} refused the API key; check ANKICONNECT_KEY "
                                         "or [anki] key in cards.toml")
             return AnkiConnectError(f"AnkiConnect at {self.where} needs an API key; set ANKICONNECT_KEY")
-        # Anki's own messages may quote a path or note text: one line, and never the key.
-        text = " ".join(error.split())[:300]
-        if self._key:
-            text = text.replace(self._key, "***")
+        # Anki's own messages may quote a path or note text: one line of printable text, never the key.
+        text = scrub(" ".join(_CONTROL.sub(" ", error).split()), [self._key or ""])[:300]
         return AnkiConnectError(f"AnkiConnect refused {action}: {text}")
 
     def check(self) -> int:

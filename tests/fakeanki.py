@@ -31,10 +31,11 @@ def import_package(col, path: str):
 class FakeAnkiConnect:
     """Run with `with FakeAnkiConnect(col) as anki:`; `anki.url` is its address."""
 
-    def __init__(self, col, *, key: str | None = None, version: int = 6):
+    def __init__(self, col, *, key: str | None = None, version: int = 6, import_error: str | None = None):
         self.col = col
         self.key = key
         self.version = version
+        self.import_error = import_error  # what a failing import raises inside Anki
         self.requests: list[dict] = []
         self.raw: list[bytes] = []
         self._lock = threading.Lock()
@@ -99,6 +100,8 @@ class FakeAnkiConnect:
         return {"permission": "granted", "requireApikey": bool(self.key), "version": self.version}
 
     def action_importPackage(self, path: str):
+        if self.import_error:
+            raise Exception(self.import_error)
         import_package(self.col, path)
         return True
 

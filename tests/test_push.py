@@ -279,3 +279,21 @@ def test_an_address_that_is_not_one_is_a_bad_setting(ws, url):
     result = push(ws, url, ok=False)
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "not an AnkiConnect address" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_proxy_in_the_environment_is_not_used(ws, col, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", _closed_port())  # a proxy would be handed the key; this one is dead
+    monkeypatch.setenv("http_proxy", _closed_port())
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("ANKICONNECT_KEY", KEY)
+    with FakeAnkiConnect(col, key=KEY) as anki:
+        assert pushed(ws, anki.url)["new"] == 2
+
+
+def test_an_import_anki_refuses_is_one_clean_line(ws, col, monkeypatch):
+    monkeypatch.setenv("ANKICONNECT_KEY", KEY)
+    with FakeAnkiConnect(col, key=KEY, import_error=f"bad package\n\x1b[31m{KEY}\x1b[0m") as anki:
+        result = push(ws, anki.url, ok=False)
+    assert result.exit_code == 5 and result.stderr.count("\n") == 1
+    assert "AnkiConnect refused importPackage: bad package" in result.stderr
+    assert KEY not in result.output and "\x1b" not in result.output
