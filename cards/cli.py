@@ -998,6 +998,29 @@ def status(
     _print_left(data["episodes"])
 
 
+AudioOpt = Annotated[Optional[Path], typer.Option("--audio", help="The episode's audio file (with --episode), or "
+                                                                  "a folder of audio named like the transcripts "
+                                                                  "or slugs: each card gets its moment as a clip.")]
+IncludeDrafts = Annotated[bool, typer.Option("--include-drafts", help="Also export unreviewed drafts.")]
+DeckPrefix = Annotated[Optional[str], typer.Option("--deck-prefix", envvar="CARDS_DECK_PREFIX",
+                                                   help="Parent deck [default: Podcasts].")]
+
+
+class _ClipProgress(_Busy):
+    """The clips being cut, per episode, as a transient line on stderr."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = self.done = 0
+
+    def clip(self, slug: str, n: int) -> None:
+        if n:
+            self.total, self.done = n, 0
+        else:
+            self.done += 1
+        self(f"cutting audio clips for {slug}: {self.done} of up to {self.total}")
+
+
 @app.command()
 @handled
 def export(
@@ -1005,26 +1028,60 @@ def export(
     episode: EpisodeOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder [default: the workspace].")]
     = None,
-    include_drafts: Annotated[bool, typer.Option("--include-drafts", help="Also export unreviewed drafts.")]
-    = False,
-    deck_prefix: Annotated[Optional[str], typer.Option("--deck-prefix", envvar="CARDS_DECK_PREFIX",
-                                                       help="Parent deck [default: Podcasts].")] = None,
+    include_drafts: IncludeDrafts = False,
+    deck_prefix: DeckPrefix = None,
+    audio: AudioOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write one .apkg per episode with its approved cards."""
     from cards.pipeline import export as run
 
     settings = _settings(workspace=workspace, deck_prefix=deck_prefix)
-    written = run(settings, episode=episode, out=out, include_drafts=include_drafts)
+    with _ClipProgress() as progress:
+        written = run(settings, episode=episode, out=out, include_drafts=include_drafts, audio=audio,
+                      on_clip=progress.clip)
     if json_out:
         return _print_json(written)
+    _print_written(written, include_drafts, "Exported")
+
+
+@app.command()
+@handled
+def push(
+    workspace: Workspace = None,
+    episode: EpisodeOpt = None,
+    include_drafts: IncludeDrafts = False,
+    deck_prefix: DeckPrefix = None,
+    audio: AudioOpt = None,
+    anki_url: Annotated[Optional[str], typer.Option("--anki-url", envvar="CARDS_ANKI_URL",
+                                                    help="AnkiConnect's address [default: "
+                                                         "http://127.0.0.1:8765].")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export, then import each deck into the running Anki through AnkiConnect."""
+    from cards.pipeline import push as run
+
+    settings = _settings(workspace=workspace, deck_prefix=deck_prefix, anki_url=anki_url)
+    with _ClipProgress() as progress:
+        written = run(settings, episode=episode, include_drafts=include_drafts, audio=audio, on_clip=progress.clip)
+    if json_out:
+        return _print_json(written)
+    _print_written(written, include_drafts, "Pushed to Anki")
+
+
+def _print_written(written: list[dict], include_drafts: bool, title: str) -> None:
     if not any(w["path"] for w in written):
         hint = "" if include_drafts else " (approve some with `cards review`, or pass --include-drafts)"
         _console().print(f"No cards to export{hint}.", highlight=False)
     if written:
-        _table("Exported", ["episode", "cards", "new", "updated", "unchanged", "left in Anki"],
+        audio = any("clips" in w for w in written)
+        columns = ["episode", "cards", "new", "updated", "unchanged", "left in Anki"] + (["clips"] if audio else [])
+        _table(title, columns,
                [[w["episode"], w["cards"], w["new"], w["updated"], w["unchanged"], w["left_in_anki"]]
-                for w in written])
+                + ([w.get("clips", "-")] if audio else []) for w in written])
+        for w in written:
+            if w.get("no_clips"):
+                _console().print(f"No clips for {w['episode']}: {w['no_clips']}.", highlight=False, markup=False)
     paths = [Path(w["path"]) for w in written if w["path"]]
     if paths:
         folders = sorted({str(p.parent) for p in paths})

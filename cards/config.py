@@ -19,6 +19,7 @@ CONFIG_FILE = "cards.toml"
 DEFAULT_MODEL = "gpt-5-mini"
 DEFAULT_WORKSPACE = Path("decks")
 DEFAULT_TIMEOUT = 60.0  # seconds: the overall deadline of one request
+DEFAULT_ANKI_URL = "http://127.0.0.1:8765"  # AnkiConnect's default address
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "text")
 
 # USD per million tokens: (input, cached input, output). Taken from OpenAI's
@@ -52,6 +53,8 @@ class Settings:
     max_tokens: int | None = None  # None: sized for the model (cards.generate.openai.default_max_tokens)
     structured: str = "auto"
     critic: bool = False  # a second request per note that keeps, rewrites or drops the drafted cards
+    anki_url: str = DEFAULT_ANKI_URL
+    anki_key: str | None = field(default=None, repr=False)  # AnkiConnect's API key: never shown or stored
     pins: dict[str, dict] = field(default_factory=dict)
     prices: dict[str, tuple[float, float, float]] = field(default_factory=lambda: dict(PRICES))
 
@@ -95,8 +98,9 @@ def read_config(path: Path | None = None) -> dict:
 
 # What cards.toml may hold. Anything else is refused by name: a misspelt setting (`modle = …`) would
 # otherwise be silently ignored and the run would go ahead on the default.
-_TABLES = ("settings", "episodes", "prices")
-_PIN_KEYS = ("title", "transcript", "aliases", "show", "people")
+_TABLES = ("settings", "episodes", "prices", "anki")
+_PIN_KEYS = ("title", "transcript", "aliases", "show", "people", "audio")
+_ANKI_KEYS = ("url", "key")
 
 
 def _refuse_unknown(data: dict, where: str) -> None:
@@ -105,12 +109,15 @@ def _refuse_unknown(data: dict, where: str) -> None:
     for slug, pin in (data.get("episodes") or {}).items():
         if isinstance(pin, dict):
             unknown += [f"[episodes.{slug}] {name}" for name in pin if name not in _PIN_KEYS]
+    if isinstance(data.get("anki"), dict):
+        unknown += [f"[anki] {name}" for name in data["anki"] if name not in _ANKI_KEYS]
     if unknown:
         import difflib
 
         def hint(entry: str) -> str:
             table, _, name = entry.rpartition(" ")
-            known = (_SETTING_TYPES if table == "[settings]" else _PIN_KEYS if table else _TABLES)
+            known = (_SETTING_TYPES if table == "[settings]" else _ANKI_KEYS if table == "[anki]"
+                     else _PIN_KEYS if table else _TABLES)
             close = difflib.get_close_matches(name, list(known), n=1)
             return f"{entry} (did you mean {close[0]}?)" if close else entry
 
@@ -188,6 +195,11 @@ def _pins(data: dict, path: Path) -> dict[str, dict]:
                 pinned_to[key] = slug
             else:
                 raise ConfigError(f"[episodes.{slug}] transcript must be a path or false", path=where)
+        if "audio" in p:
+            a = p["audio"]
+            if not (isinstance(a, str) and a.strip()):
+                raise ConfigError(f"[episodes.{slug}] audio must be a path", path=where)
+            p["audio"] = str(base / a) if not Path(a).is_absolute() else a
         aliases = p.get("aliases", [])
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             raise ConfigError(f"[episodes.{slug}] aliases must be a list of headings", path=where)
@@ -234,6 +246,7 @@ def build_settings(config_path: Path | None = None, **given) -> Settings:
             value = float(value)
         setattr(s, name, value)
     s.api_key = given.get("api_key") or os.environ.get("OPENAI_API_KEY") or None
+    _anki(s, data.get("anki", {}), path, given.get("anki_url"))
     if s.concurrency < 1:
         raise ConfigError("concurrency must be at least 1")
     if s.context_tokens < 50:
@@ -254,3 +267,14 @@ def build_settings(config_path: Path | None = None, **given) -> Settings:
             raise ConfigError(f"[prices] {model} must be [input, cached_input, output] USD per 1M tokens",
                               path=str(path)) from None
     return s
+
+
+def _anki(s: Settings, table, path: Path, url: str | None) -> None:
+    """AnkiConnect's address (flag or CARDS_ANKI_URL > [anki] url) and key (ANKICONNECT_KEY > [anki] key)."""
+    if not isinstance(table, dict):
+        raise ConfigError("[anki] must be a table", path=str(path))
+    for name in ("url", "key"):
+        if name in table and not isinstance(table[name], str):
+            raise ConfigError(f"[anki] {name} must be text", path=str(path))
+    s.anki_url = url or table.get("url") or DEFAULT_ANKI_URL
+    s.anki_key = os.environ.get("ANKICONNECT_KEY") or table.get("key") or None

@@ -60,3 +60,13 @@ class ExportError(CardsError):
     """A deck could not be written."""
 
     exit_code = 1
+
+
+class AudioError(CardsError):
+    """An episode's audio cannot be found, read or cut, or PyAV is not installed."""
+
+
+class AnkiConnectError(CardsError):
+    """Anki cannot be reached through AnkiConnect: not running, add-on missing, key refused or too old."""
+
+    exit_code = 5

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import html
 import itertools
+import json
 import os
 import re
 import sqlite3
@@ -297,9 +298,12 @@ def _repeats(text: str | None, shown: str | None) -> bool:
     return bool(t) and f" {t} " in f" {plain(shown or '')} "  # whole words: "AI" is not in "said"
 
 
-def _note(draft: Draft, deck: DeckInfo, qa: genanki.Model, cloze: genanki.Model, due: int):
+def _note(draft: Draft, deck: DeckInfo, qa: genanki.Model, cloze: genanki.Model, due: int,
+          sound: str | None = None):
     episode = _html(deck.title)
     source = source_link(deck, draft.context_start)
+    if sound:
+        source = f"{sound_tag(sound)} {source}".strip()
     tags = anki_tags([deck.slug, *draft.tags])
     # The back shows each text once: a quote taken from the note itself is the note, and a
     # cloze's extra that only names the episode repeats the episode line.
@@ -332,8 +336,23 @@ class _Note(genanki.Note):
         super().write_to_db(cursor, self.mtime or timestamp, deck_id, id_gen)
 
 
-def build_deck(drafts: list[Draft], deck: DeckInfo, *, prefix: str = "Podcasts") -> genanki.Deck:
-    """The genanki deck for one episode (pure: no files, no clock)."""
+_SOUND_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,150}")
+
+
+def sound_tag(name: str) -> str:
+    """`[sound:name]` for a media file we named ourselves (`cards.clips.clip_name`); anything else is refused."""
+    if not _SOUND_NAME.fullmatch(name) or ".." in name:
+        raise ExportError(f"unsafe media file name {name!r}")
+    return f"[sound:{name}]"
+
+
+def build_deck(drafts: list[Draft], deck: DeckInfo, *, prefix: str = "Podcasts",
+               sounds: dict[str, str] | None = None) -> genanki.Deck:
+    """The genanki deck for one episode (pure: no files, no clock).
+
+    `sounds` maps a note's GUID to the name of its audio clip, played from the Source field.
+    """
+    sounds = sounds or {}
     name = deck_name(prefix, deck.title)
     description = _inert(_clean(deck.title))
     url = _safe_url(deck.url)
@@ -347,12 +366,13 @@ def build_deck(drafts: list[Draft], deck: DeckInfo, *, prefix: str = "Podcasts")
     for draft in drafts:
         if draft.status in _SKIPPED_STATUSES or draft.superseded or not writable(draft.front):
             continue
-        out.add_note(_note(draft, deck, qa, cloze, due))
+        out.add_note(_note(draft, deck, qa, cloze, due, sounds.get(draft.lineage)))
         due += 1
     return out
 
 
-def _write_apkg(package: genanki.Package, target: str, timestamp: float) -> None:
+def _write_apkg(package: genanki.Package, target: str, timestamp: float,
+                media: dict[str, bytes] | None = None) -> None:
     # genanki's own write_to_file leaves its temporary SQLite file behind; build the
     # database in a directory we clean up, then zip it with fixed entry times so the
     # same input and timestamp give the same bytes.
@@ -372,7 +392,13 @@ def _write_apkg(package: genanki.Package, target: str, timestamp: float) -> None
     with open(target, "wb") as raw:
         with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr(zipfile.ZipInfo("collection.anki2", date_time), data, zipfile.ZIP_DEFLATED)
-            zf.writestr(zipfile.ZipInfo("media", date_time), "{}", zipfile.ZIP_DEFLATED)
+            # Media as Anki's legacy packages hold it: numbered entries, and a "media" map from
+            # number to file name. mp3 does not compress, so it is stored as it is.
+            names = sorted(media or {})
+            for i, name in enumerate(names):
+                zf.writestr(zipfile.ZipInfo(str(i), date_time), media[name], zipfile.ZIP_STORED)
+            index = json.dumps({str(i): name for i, name in enumerate(names)})
+            zf.writestr(zipfile.ZipInfo("media", date_time), index, zipfile.ZIP_DEFLATED)
         raw.flush()
         os.fsync(raw.fileno())
 
@@ -406,17 +432,23 @@ def export_deck(
     *,
     prefix: str = "Podcasts",
     now: float | None = None,
+    clips: dict[str, tuple[str, bytes | None]] | None = None,
 ) -> Path:
     """Write `<out_dir>/<slug>.apkg` atomically and return its path.
 
     Rejected, duplicate and superseded drafts and drafts with an empty front are left out.
     Each note carries its draft's `changed` time (`now` when a draft has none); `now`
-    stamps the deck and note types.
+    stamps the deck and note types. `clips` maps a GUID to its audio clip (name, bytes):
+    the clip plays from the note's Source field, and goes into the package's media unless
+    its bytes are None (a clip Anki was given before).
     """
+    clips = clips or {}
     timestamp = time.time() if now is None else float(now)
     out_dir = Path(out_dir)
     target = out_dir / f"{_safe_slug(deck.slug)}.apkg"
-    package = genanki.Package(build_deck(drafts, deck, prefix=prefix))
+    package = genanki.Package(build_deck(drafts, deck, prefix=prefix,
+                                         sounds={guid: name for guid, (name, _) in clips.items()}))
+    media = {name: data for name, data in clips.values() if data is not None}
     tmp_name: str | None = None
     fd: int | None = None
     try:
@@ -426,7 +458,10 @@ def export_deck(
         _lock(fd)  # held while writing: another export sees this temporary file is in use
         # mkstemp creates the file private (0600); a deck is an ordinary file.
         os.chmod(tmp_name, _file_mode(target))
-        _write_apkg(package, tmp_name, timestamp)
+        if media:
+            _write_apkg(package, tmp_name, timestamp, media)
+        else:
+            _write_apkg(package, tmp_name, timestamp)
         os.replace(tmp_name, target)
         tmp_name = None
         _fsync_dir(out_dir)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cards.check import answer_of, cloze_deletions, content_stems, plain, unclozed
 from cards.models import Draft, normalise
@@ -327,13 +327,16 @@ class ExportPlan:
 _EXPORTABLE = {"approved", "draft"}
 
 
-def export_plan(drafts: list[Draft], lineages: dict[str, sqlite3.Row], include_drafts: bool) -> ExportPlan:
+def export_plan(drafts: list[Draft], lineages: dict[str, sqlite3.Row], include_drafts: bool,
+                media_changed: dict[str, float] | None = None) -> ExportPlan:
     """Choose, per lineage, the card to write, and compare it with what Anki was last given.
 
     `drafts` are one episode's live drafts; `lineages` maps GUID to its row. A lineage
     once exported keeps being written while it lives (it is in Anki either way, and
     staying in the file keeps its updates flowing); one that ended or was rejected
-    after export is left in Anki.
+    after export is left in Anki. `media_changed` gives, per GUID, when the note's media
+    (its audio clip, `cards.clips`) last changed: the note's time is the later of that
+    and its content's.
     """
     plan = ExportPlan()
     live: dict[str, Draft] = {}
@@ -343,6 +346,8 @@ def export_plan(drafts: list[Draft], lineages: dict[str, sqlite3.Row], include_d
         if d.revision_of:
             plan.pending_revisions += 1
             continue
+        if media_changed and media_changed.get(d.lineage, 0) > d.changed:
+            d = replace(d, changed=media_changed[d.lineage])
         live[d.lineage] = d
     for d in live.values():
         row = lineages.get(d.lineage)

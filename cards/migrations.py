@@ -218,6 +218,12 @@ def m007_draft_claims(db: sqlite3.Connection) -> None:
     """)
 
 
+@step()
+def m008_clips(db: sqlite3.Connection) -> None:
+    # Per note GUID, the audio clip last written into its deck and when it first was (cards.clips).
+    db.execute("CREATE TABLE IF NOT EXISTS clips (guid TEXT PRIMARY KEY, name TEXT NOT NULL, added REAL NOT NULL)")
+
+
 def is_ours(db: sqlite3.Connection) -> bool:
     """True for a blank database or a cards workspace; False for any other SQLite file."""
     app_id = db.execute("PRAGMA application_id").fetchone()[0]

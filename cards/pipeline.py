@@ -1337,13 +1337,18 @@ def check_and_dedupe(store, episode: str | None, threshold: float = 0.85, scope:
 # -- export --------------------------------------------------------------------------------------
 
 def export(settings: Settings, *, episode: str | None = None, out: Path | None = None,
-           include_drafts: bool = False, now: float | None = None) -> list[dict]:
+           include_drafts: bool = False, now: float | None = None, audio: Path | None = None,
+           on_clip: Callable[[str, int], None] | None = None) -> list[dict]:
     """Write one .apkg per episode with its current cards; say what Anki will do with each.
 
     Each card is written under its lineage's GUID with the time its content last
     changed, so a re-import updates what changed here and leaves the rest (and any
-    edit made inside Anki) alone.
+    edit made inside Anki) alone. With `audio` (a file or folder; see `cards.clips`), or
+    an episode's `audio` pin in cards.toml, each card with a timed moment gets its clip.
+    `on_clip(episode, n)` is told how many clips an episode is about to cut, then once
+    per clip with n = 0.
     """
+    from cards import clips as clipping
     from cards.export import DeckInfo, export_deck
     from cards.store import Store
 
@@ -1356,19 +1361,62 @@ def export(settings: Settings, *, episode: str | None = None, out: Path | None =
         known_episode(store, episode)
         eps = [e for e in store.episodes() if episode is None or e.slug == episode]
         for ep in eps:
+            when = now if now is not None else time.time()
             plan = store.export_plan(ep.slug, include_drafts)
             row = {"episode": ep.slug, "title": ep.title, "deck": ep.deck_title, "path": None,
                    "cards": len(plan.cards),
                    "approved": sum(d.status == "approved" for d in plan.cards), **plan.counts(),
                    "left_in_anki_cards": plan.left_in_anki}
+            # A note keeps playing the clip it was given, also in a deck written without the audio (Anki
+            # has the file), so its content and time do not depend on --audio.
+            known = clipping.recorded(store.db, [d.lineage for d in plan.cards])
+            stamps = {guid: added for guid, (_, added) in known.items()}
+            clips = {}
+            pinned = settings.pins.get(ep.slug, {}).get("audio")
+            if plan.cards and (audio is not None or pinned):
+                clips, new_stamps, report = clipping.for_export(
+                    store.db, ep.slug, ep.transcript, plan.cards, audio, pinned, only_episode=len(eps) == 1,
+                    now=when, on_clip=on_clip)
+                row.update(report)
+                stamps.update(new_stamps)
+            if stamps:  # a new clip changes its note: Anki takes it only as a newer note
+                plan = store.export_plan(ep.slug, include_drafts, stamps)
+                row.update(plan.counts())
             if plan.cards:
-                when = now if now is not None else time.time()
+                sounds = {guid: (name, None) for guid, (name, _) in known.items()}
+                sounds.update({guid: (c.name, c.data) for guid, c in clips.items()})
                 # One episode is one deck in Anki, which finds decks by name: a reworded heading
                 # keeps the name (and Episode line) the deck was first exported with.
                 path = export_deck(plan.cards, DeckInfo(ep.slug, ep.deck_title, ep.url, ep.video_id), out,
-                                   prefix=settings.deck_prefix, now=when)
+                                   prefix=settings.deck_prefix, now=when, clips=sounds)
                 store.record_export(plan.cards, when, episode=ep.slug, deck=ep.deck_title)
+                if clips:
+                    with store.tx() as db:
+                        clipping.record(db, clips, new_stamps)
                 row["path"] = str(path)
             if plan.cards or plan.left_in_anki or plan.left_out:
                 written.append(row)
     return written
+
+
+def push(settings: Settings, *, episode: str | None = None, include_drafts: bool = False,
+         audio: Path | None = None, now: float | None = None,
+         on_clip: Callable[[str, int], None] | None = None) -> list[dict]:
+    """Export, then have the running Anki import each deck through AnkiConnect (`cards.push`).
+
+    Anki is asked first, so when it cannot be reached nothing is written or recorded.
+    The decks are the files export writes, in the workspace, given to Anki by absolute path.
+    """
+    from cards.push import AnkiConnect
+
+    client = AnkiConnect(settings.anki_url, settings.anki_key)
+    client.check()
+    rows = export(settings, episode=episode, out=settings.workspace.resolve(), include_drafts=include_drafts,
+                  now=now, audio=audio, on_clip=on_clip)
+    for row in rows:
+        row["pushed"] = False
+    for row in rows:
+        if row["path"]:
+            client.import_package(Path(row["path"]))
+            row["pushed"] = True
+    return rows

@@ -675,12 +675,12 @@ class Store:
             out.setdefault(r["episode"], {})[r["guid"]] = r
         return out
 
-    def export_plan(self, episode: str, include_drafts: bool):
+    def export_plan(self, episode: str, include_drafts: bool, media_changed: dict[str, float] | None = None):
         """What exporting this episode writes and what Anki will make of it (`cards.lineage.ExportPlan`)."""
         from cards import lineage
 
         return lineage.export_plan(self.drafts(episode=episode, include_superseded=False),
-                                   self.lineages(episode).get(episode, {}), include_drafts)
+                                   self.lineages(episode).get(episode, {}), include_drafts, media_changed)
 
     def record_export(self, cards: list[Draft], when: float, *, episode: str | None = None,
                       deck: str | None = None) -> None:
