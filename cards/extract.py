@@ -19,9 +19,10 @@ import re
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from cards.models import NoteItem, Source, Transcript, format_time
+from cards.schema import at_most
 
 CHUNK_SECONDS = 12 * 60
 CHUNK_WORDS = 1800  # a stretch of an untimed transcript: about twelve minutes of speech
@@ -36,25 +37,16 @@ LABEL = re.compile(r"^\[extracted(?: at (\d+(?::\d\d){1,2}))?\] ")
 _NEAR = 0.6  # share of the shorter note's content words the other has, for a near-duplicate
 
 
-def _at_most(limit: int):
-    def check(value: str) -> str:
-        if len(value) > limit:
-            raise ValueError(f"longer than {limit} characters ({len(value):,})")
-        return value
-
-    return AfterValidator(check)
-
-
 class Claim(BaseModel):
     """One claim from the transcript that a listener would want to remember."""
 
     model_config = ConfigDict(extra="forbid")
 
-    claim: Annotated[str, _at_most(400)] = Field(
+    claim: Annotated[str, at_most(400)] = Field(
         description="One self-contained sentence naming what it is about, and who holds it if an opinion.")
-    quote: Annotated[str, _at_most(600)] = Field(
+    quote: Annotated[str, at_most(600)] = Field(
         description="Verbatim words from the transcript (a phrase to two sentences) that support the claim.")
-    time: Annotated[str, _at_most(20)] = Field(
+    time: Annotated[str, at_most(20)] = Field(
         description="The [h:mm:ss] or [m:ss] mark of the line the quote starts on, without brackets; empty "
                     "if the transcript has none.")
 
@@ -315,5 +307,21 @@ def save(store, *, key: str, transcript_hash: str, episode: str, chunk: int, mod
                     store.clock()))
 
 
-__all__ = ["Chunk", "Claim", "ClaimSet", "Found", "KIND", "any_stored", "chunks", "done_keys", "found_claims",
-           "is_extracted", "locate", "merge", "near_duplicate", "note_text", "save", "stored_claims"]
+__all__ = [
+    "KIND",
+    "Chunk",
+    "Claim",
+    "ClaimSet",
+    "Found",
+    "any_stored",
+    "chunks",
+    "done_keys",
+    "found_claims",
+    "is_extracted",
+    "locate",
+    "merge",
+    "near_duplicate",
+    "note_text",
+    "save",
+    "stored_claims",
+]

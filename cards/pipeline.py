@@ -471,6 +471,19 @@ def record_result(store, job: Job, result, generator: str, model: str, version: 
         requests=result.requests, from_cache=False, raw=result.raw, run_id=run_id)
 
 
+async def _all_or_none(coros, generator) -> None:
+    """Run the requests together; when one raises (a stopped run, Ctrl-C), cancel the rest, then close
+    the client. What finished before is already committed."""
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await generator.aclose()
+
+
 async def _run(jobs: list[Job], store, generator, version: str, run_id: int, concurrency: int, force: bool,
                on_done: Callable[[Job, bool], None], critic=None,
                critic_counts: dict[str, int] | None = None, set_aside: dict[str, int] | None = None) -> None:
@@ -519,14 +532,7 @@ async def _run(jobs: list[Job], store, generator, version: str, run_id: int, con
             from_cache=result is None, raw=result.raw if result else None, run_id=run_id)
         on_done(job, result is None or result.ok)
 
-    tasks = [asyncio.create_task(one(j)) for j in jobs]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await generator.aclose()
+    await _all_or_none([one(j) for j in jobs], generator)
 
 
 # -- planning: what a run would send, and why --------------------------------------------------------
@@ -1011,14 +1017,7 @@ def extract_claims(plan: Extraction, settings: Settings, *, generator=None,
             out["claims"] += len(found)
             out["dropped"] += dropped
 
-        tasks = [asyncio.create_task(one(*r)) for r in plan.requests]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await generator.aclose()
+        await _all_or_none([one(*r) for r in plan.requests], generator)
 
     with Store(settings.workspace) as store, store.exclusive("cards generate"):
         asyncio.run(run_all(store))

@@ -40,7 +40,8 @@ MAX_WHY = 400
 CRITIC_RULES = ("none", "side-detail", "give-away", "guessable", "premise", "list", "vague-time")
 
 
-def _at_most(limit: int):
+def at_most(limit: int):
+    """A string validator refusing text over `limit` characters (kept out of the JSON schema)."""
     def check(value: str) -> str:
         if len(value) > limit:
             raise ValueError(f"longer than {limit} characters ({len(value):,})")
@@ -49,12 +50,12 @@ def _at_most(limit: int):
     return AfterValidator(check)
 
 
-Front = Annotated[str, _at_most(MAX_FRONT)]
-Back = Annotated[str, _at_most(MAX_BACK)]
-Quote = Annotated[str, _at_most(MAX_QUOTE)]
-Tag = Annotated[str, _at_most(MAX_TAG)]
-Claim = Annotated[str, _at_most(MAX_CLAIM)]
-Why = Annotated[str, _at_most(MAX_WHY)]
+Front = Annotated[str, at_most(MAX_FRONT)]
+Back = Annotated[str, at_most(MAX_BACK)]
+Quote = Annotated[str, at_most(MAX_QUOTE)]
+Tag = Annotated[str, at_most(MAX_TAG)]
+Claim = Annotated[str, at_most(MAX_CLAIM)]
+Why = Annotated[str, at_most(MAX_WHY)]
 
 
 def _no_default(schema: dict) -> None:

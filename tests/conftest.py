@@ -124,3 +124,25 @@ def write_example(folder: Path) -> Example:
 def write_notes(tmp_path: Path) -> Example:
     """A notes file (2 episodes, 6 bullets) and matching Whisper transcripts, in tmp_path/input."""
     return write_example(tmp_path / "input")
+
+
+def offline_workspace(folder: Path, *then: list[str]) -> Path:
+    """The example above generated offline into `folder/ws` (then each further command run on it), as
+    hermetic as `_hermetic`, for module-scoped fixtures that build a workspace once and copy it per test."""
+    from typer.testing import CliRunner
+
+    from cards.cli import app
+
+    example = write_example(folder / "input")
+    ws = folder / "ws"
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith(("CARDS_", "OPENAI_")):
+                mp.delenv(name)
+        mp.chdir(folder)
+        (folder / "tiktoken").mkdir()
+        mp.setenv("TIKTOKEN_CACHE_DIR", str(folder / "tiktoken"))
+        for args in (["generate", str(example.notes), "-t", str(example.transcripts), "--offline"], *then):
+            result = CliRunner().invoke(app, [*args, "-w", str(ws)])
+            assert result.exit_code == 0, result.output
+    return ws

@@ -819,5 +819,40 @@ def fake_openai() -> Iterator[FakeOpenAI]:
         yield server
 
 
-__all__ = ["FakeOpenAI", "NetworkBlocked", "Recorded", "default_responder", "fake_openai", "no_network",
-           "offline_env", "rate_limited", "redirect", "user_text"]
+__all__ = ["KEY", "FakeOpenAI", "NetworkBlocked", "Recorded", "default_responder", "fake_openai", "generator_for",
+           "no_network", "no_sleep", "note_request", "offline_env", "rate_limited", "redirect", "user_text"]
+
+__all__ = ["KEY", "FakeOpenAI", "NetworkBlocked", "Recorded", "default_responder", "fake_openai", "generator_for",
+           "no_network", "no_sleep", "note_request", "offline_env", "rate_limited", "redirect", "user_text"]
+
+
+# -- one note's request and a generator aimed at a fake, for tests that drive the client directly ---
+
+KEY = "sk-proj-Zq8dK2LmR7vXw3Nc9TfY4hGs"
+
+
+async def no_sleep(seconds: float) -> None:
+    """Backoff without the wait."""
+
+
+def note_request(n: int = 0):
+    """The request for one small note about a reactor, keyed by its number."""
+    from cards.generate.base import Request
+    from cards.models import NoteItem, Source
+
+    note = f"reactor {n} runs at {300 + n} megawatts"
+    item = NoteItem(id=f"note{n:04d}", episode="ep", text=note, kind="bullet", section=None,
+                    sources=(Source("notes.md", n + 1, n + 1),), position=n)
+    messages = ({"role": "system", "content": "You write flashcards."},
+                {"role": "user", "content": f"<note>{note}</note>\n<passage>The reactor runs at 345 MW.</passage>"})
+    return Request(note=item, context=None, episode_title="Ep", messages=messages, key=f"key-{n}")
+
+
+def generator_for(srv_or_url, **kw):
+    """The real OpenAIGenerator aimed at a fake server (or a URL), with no waits between retries."""
+    from cards.generate.openai import OpenAIGenerator
+
+    url = srv_or_url if isinstance(srv_or_url, str) else srv_or_url.base_url
+    kw.setdefault("sleep", no_sleep)
+    kw.setdefault("timeout", 5.0)
+    return OpenAIGenerator("fake-model", base_url=url, api_key=KEY, **kw)

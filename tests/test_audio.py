@@ -4,7 +4,6 @@ received by a real Anki collection's media folder."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import zipfile
@@ -108,19 +107,9 @@ def test_a_clip_is_mono_mp3_at_44k_of_the_spans_length_and_small(tmp_path):
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
     """A workspace with the conftest example generated offline, made once and copied per test."""
-    from conftest import write_example
+    from conftest import offline_workspace
 
-    folder = tmp_path_factory.mktemp("template")
-    example = write_example(folder / "input")
-    with pytest.MonkeyPatch.context() as mp:  # as hermetic as conftest's per-test fixture
-        for name in list(os.environ):
-            if name.startswith(("CARDS_", "OPENAI_")):
-                mp.delenv(name)
-        mp.chdir(folder)
-        (folder / "tiktoken").mkdir()
-        mp.setenv("TIKTOKEN_CACHE_DIR", str(folder / "tiktoken"))
-        run("generate", str(example.notes), "-t", str(example.transcripts), "-w", str(folder / "ws"), "--offline")
-    return folder / "ws"
+    return offline_workspace(tmp_path_factory.mktemp("template"))
 
 
 def _workspace_with_drafts(tmp_path: Path, template: Path) -> Path:

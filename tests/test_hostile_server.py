@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from fakeserver import FakeOpenAI, no_network, offline_env, rate_limited, redirect  # noqa: F401
+from fakeserver import KEY, FakeOpenAI, no_network, offline_env, rate_limited, redirect  # noqa: F401
+from fakeserver import generator_for as gen
+from fakeserver import note_request as request
 from typer.testing import CliRunner
 
 from cards.cli import app
@@ -22,10 +24,8 @@ from cards.config import build_settings
 from cards.errors import ConfigError, GenerationError
 from cards.generate.base import Request, Result
 from cards.generate.openai import OpenAIGenerator
-from cards.models import NoteItem, Source
 from cards.redact import scrub
 
-KEY = "sk-proj-Zq8dK2LmR7vXw3Nc9TfY4hGs"
 TAIL = KEY.removeprefix("sk-")  # what a server that strips the prefix echoes
 runner = CliRunner()
 
@@ -33,25 +33,6 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def _offline(offline_env):  # noqa: F811 - the fixture imported above
     """Only loopback is reachable."""
-
-
-async def _no_sleep(seconds: float) -> None:
-    """Backoff without the wait."""
-
-
-def request(n: int = 0) -> Request:
-    note = f"reactor {n} runs at {300 + n} megawatts"
-    item = NoteItem(id=f"note{n:04d}", episode="ep", text=note, kind="bullet", section=None,
-                    sources=(Source("notes.md", n + 1, n + 1),), position=n)
-    messages = ({"role": "system", "content": "You write flashcards."},
-                {"role": "user", "content": f"<note>{note}</note>\n<passage>The reactor runs at 345 MW.</passage>"})
-    return Request(note=item, context=None, episode_title="Ep", messages=messages, key=f"key-{n}")
-
-
-def gen(srv, **kw) -> OpenAIGenerator:
-    kw.setdefault("sleep", _no_sleep)
-    kw.setdefault("timeout", 5.0)
-    return OpenAIGenerator("fake-model", base_url=srv.base_url, api_key=KEY, **kw)
 
 
 def run(g: OpenAIGenerator, *requests: Request) -> list[Result]:

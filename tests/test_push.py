@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import time
@@ -37,20 +36,9 @@ def _no_ambient_key(monkeypatch):
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
     """The conftest example generated offline and approved, made once and copied per test."""
-    from conftest import write_example
+    from conftest import offline_workspace
 
-    folder = tmp_path_factory.mktemp("template")
-    example = write_example(folder / "input")
-    with pytest.MonkeyPatch.context() as mp:  # as hermetic as conftest's per-test fixture
-        for name in list(os.environ):
-            if name.startswith(("CARDS_", "OPENAI_")):
-                mp.delenv(name)
-        mp.chdir(folder)
-        (folder / "tiktoken").mkdir()
-        mp.setenv("TIKTOKEN_CACHE_DIR", str(folder / "tiktoken"))
-        run("generate", str(example.notes), "-t", str(example.transcripts), "-w", str(folder / "ws"), "--offline")
-        run("approve", "--episode", EPISODE, "--all", "-w", str(folder / "ws"))
-    return folder / "ws"
+    return offline_workspace(tmp_path_factory.mktemp("template"), ["approve", "--episode", EPISODE, "--all"])
 
 
 @pytest.fixture

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from pathlib import Path
 
 import pytest
-from fakeserver import FakeOpenAI, no_network, offline_env  # noqa: F401
+from fakeserver import KEY, FakeOpenAI, no_network, offline_env  # noqa: F401
+from fakeserver import generator_for as gen
+from fakeserver import note_request as request
 from typer.testing import CliRunner
 
 from cards.cli import app
@@ -20,37 +21,16 @@ from cards.config import build_settings
 from cards.errors import ConfigError, GenerationError
 from cards.generate.base import Request, Result
 from cards.generate.openai import OpenAIGenerator
-from cards.models import NoteItem, Source, stable_id
+from cards.models import stable_id
 from cards.redact import looks_like_secret, mask_url, scrub
 from cards.schema import MAX_CARDS, CardSet
 
-KEY = "sk-proj-Zq8dK2LmR7vXw3Nc9TfY4hGs"
 runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
 def _offline(offline_env):  # noqa: F811 - the fixture imported above
     """Only loopback is reachable."""
-
-
-async def _no_sleep(seconds: float) -> None:
-    """Backoff without the wait."""
-
-
-def request(n: int = 0) -> Request:
-    note = f"reactor {n} runs at {300 + n} megawatts"
-    item = NoteItem(id=f"note{n:04d}", episode="ep", text=note, kind="bullet", section=None,
-                    sources=(Source("notes.md", n + 1, n + 1),), position=n)
-    messages = ({"role": "system", "content": "You write flashcards."},
-                {"role": "user", "content": f"<note>{note}</note>\n<passage>The reactor runs at 345 MW.</passage>"})
-    return Request(note=item, context=None, episode_title="Ep", messages=messages, key=f"key-{n}")
-
-
-def gen(srv_or_url, **kw) -> OpenAIGenerator:
-    url = srv_or_url if isinstance(srv_or_url, str) else srv_or_url.base_url
-    kw.setdefault("sleep", _no_sleep)
-    kw.setdefault("timeout", 5.0)
-    return OpenAIGenerator("fake-model", base_url=url, api_key=KEY, **kw)
 
 
 def run(g: OpenAIGenerator, *requests: Request, concurrency: int = 8) -> list[Result]:
