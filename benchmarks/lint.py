@@ -43,7 +43,8 @@ def read_graded(path: Path) -> list[dict]:
             card = sheet.get(grade.get("id"))
             if card is None or card.get("kind") is None or "grade" not in grade:
                 continue  # a note with no card, or a grade for no card of this sheet
-            rows.append({**card, **grade, "run": key.get(grade["id"], "")})
+            runs = key.get(grade["id"], "")
+            rows.append({**card, **grade, "run": runs if isinstance(runs, str) else ",".join(runs)})
     else:
         rows = read_jsonl(path)
     for r in rows:

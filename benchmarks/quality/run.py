@@ -216,13 +216,21 @@ def sheet(args) -> int:
             if not n["cards"]:  # the grader says whether this note deserved a card
                 rows.append((label, {"note": n["note"], "excerpts": n["excerpts"], "kind": None,
                                      "front": "", "back": "", "quote": ""}))
-    random.Random(args.seed).shuffle(rows)
+    # A card that several runs made alike (a critic that kept it, say) is one row graded once: the
+    # grader sees no repeats that would hint which rows belong together.
+    merged: dict[str, tuple[list[str], dict]] = {}
+    for label, row in rows:
+        same = json.dumps([squash(row["note"]), row["kind"], row["front"], row["back"], row["quote"]])
+        merged.setdefault(same, ([], row))[0].append(label)
+    unique = list(merged.values())
+    random.Random(args.seed).shuffle(unique)
     args.out.mkdir(parents=True, exist_ok=True)
-    ids = [f"q{i:04d}" for i in range(1, len(rows) + 1)]
-    write_jsonl(args.out / "sheet.jsonl", [{"id": i, **row} for i, (_, row) in zip(ids, rows)])
-    (args.out / "key.json").write_text(json.dumps({i: label for i, (label, _) in zip(ids, rows)}, indent=1) + "\n",
-                                       encoding="utf-8")
-    print(f"{len(rows)} rows from {len(args.runs)} runs -> {args.out}/sheet.jsonl (key: {args.out}/key.json)")
+    ids = [f"q{i:04d}" for i in range(1, len(unique) + 1)]
+    write_jsonl(args.out / "sheet.jsonl", [{"id": i, **row} for i, (_, row) in zip(ids, unique)])
+    (args.out / "key.json").write_text(json.dumps({i: labels for i, (labels, _) in zip(ids, unique)}, indent=1)
+                                       + "\n", encoding="utf-8")
+    print(f"{len(unique)} rows ({len(rows)} cards and empty notes) from {len(args.runs)} runs -> "
+          f"{args.out}/sheet.jsonl (key: {args.out}/key.json)")
     return 0
 
 
@@ -241,18 +249,19 @@ def score(args) -> int:
             return fail(f"{gid}: grade must be one of {', '.join(GRADES)}")
     per_run: dict[str, dict] = defaultdict(lambda: {"cards": [], "notes": defaultdict(list), "empty": {}})
     ungraded = 0
-    for gid, label in key.items():
+    for gid, labels in key.items():
         row, g = rows[gid], grades.get(gid)
         if g is None:
             ungraded += 1
             continue
-        run = per_run[label]
-        note = squash(row["note"])
-        if row["kind"] is None:
-            run["empty"][note] = bool(g.get("worth_a_card"))
-        else:
-            run["cards"].append(g)
-            run["notes"][note].append(g)
+        for label in [labels] if isinstance(labels, str) else labels:  # one row may stand for several runs
+            run = per_run[label]
+            note = squash(row["note"])
+            if row["kind"] is None:
+                run["empty"][note] = bool(g.get("worth_a_card"))
+            else:
+                run["cards"].append(g)
+                run["notes"][note].append(g)
     table = []
     for label in sorted(per_run):
         run = per_run[label]
