@@ -226,7 +226,15 @@ def sheet(args) -> int:
     random.Random(args.seed).shuffle(unique)
     args.out.mkdir(parents=True, exist_ok=True)
     ids = [f"q{i:04d}" for i in range(1, len(unique) + 1)]
-    write_jsonl(args.out / "sheet.jsonl", [{"id": i, **row} for i, (_, row) in zip(ids, unique)])
+    # Siblings are the cards one run made for the same note: the listener studies those together, so
+    # only they can give each other's answers away. Rows from other runs are alternatives, not siblings.
+    groups: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for i, (labels, row) in zip(ids, unique):
+        for label in labels:
+            groups[(label, squash(row["note"]))].add(i)
+    siblings = {i: sorted(set().union(*(groups[(label, squash(row["note"]))] for label in labels)) - {i})
+                for i, (labels, row) in zip(ids, unique)}
+    write_jsonl(args.out / "sheet.jsonl", [{"id": i, **row, "siblings": siblings[i]} for i, (_, row) in zip(ids, unique)])
     (args.out / "key.json").write_text(json.dumps({i: labels for i, (labels, _) in zip(ids, unique)}, indent=1)
                                        + "\n", encoding="utf-8")
     print(f"{len(unique)} rows ({len(rows)} cards and empty notes) from {len(args.runs)} runs -> "
