@@ -52,13 +52,22 @@ def warnings_for(rows: list[dict]) -> list[list[str]]:
         warnings, _score = check.check_card(r["kind"], r["front"], r["back"], r["quote"], r["note"], r["passage"])
         out.append(warnings)
     siblings = getattr(check, "sibling_warnings", None)
-    if siblings:
-        by_note: dict[str, list[int]] = defaultdict(list)
+    if not siblings:
+        return out
+    if all("siblings" in r and "id" in r for r in rows):
+        # A blind sheet mixing runs: a card's siblings are the cards its own run made for the note,
+        # not other versions' drafts on the same note.
+        at = {r["id"]: i for i, r in enumerate(rows)}
         for i, r in enumerate(rows):
-            by_note[r["note"]].append(i)
-        for idx in by_note.values():
-            for i, extra in zip(idx, siblings([(rows[i]["kind"], rows[i]["front"], rows[i]["back"]) for i in idx])):
-                out[i] += extra
+            idx = [i] + [at[s] for s in r["siblings"] if s in at]
+            out[i] += siblings([(rows[j]["kind"], rows[j]["front"], rows[j]["back"]) for j in idx])[0]
+        return out
+    by_note: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        by_note[r["note"]].append(i)
+    for idx in by_note.values():
+        for i, extra in zip(idx, siblings([(rows[i]["kind"], rows[i]["front"], rows[i]["back"]) for i in idx])):
+            out[i] += extra
     return out
 
 

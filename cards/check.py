@@ -568,9 +568,12 @@ def note_warnings(kind: str, front: str, back: str, note: str) -> list[str]:
 def sibling_warnings(cards: list[tuple[str, str, str]]) -> list[list[str]]:
     """For the cards (kind, front, back) of one note: warnings where a question holds another card's answer."""
     out: list[list[str]] = [[] for _ in cards]
-    answers = [terms(_PARENS.sub("", answer_of(*c))) for c in cards]
-    for i, (kind, front, _back) in enumerate(cards):
-        question = _question(CLOZE.sub(" ", front) if kind == "cloze" else front)
+    questions = [_question(CLOZE.sub(" ", front) if kind == "cloze" else front) for kind, front, _back in cards]
+    # Only what an answer adds to its own question can be given away: "The H20 has more of both"
+    # gives nothing away to a sibling that names the H20, the subject both cards share.
+    answers = [[t for t in terms(_PARENS.sub("", answer_of(*c))) if t not in set(terms(q))]
+               for c, q in zip(cards, questions)]
+    for i, question in enumerate(questions):
         if _EXCLUDES.search(question):
             continue
         pool = Pool(question)

@@ -104,6 +104,19 @@ def test_a_siblings_answer_in_a_question():
     assert sibling_warnings([(c["kind"], c["front"], c["back"]) for c in mla]) == [[], []]
 
 
+def test_an_answer_that_restates_its_own_subject_gives_nothing_away():
+    # Graded READY on notes never used to write the rule: the sibling's answer "The H20 has more of
+    # both" adds only "more of both" to its own question, which names the H20 like this one does.
+    cards = [("basic", "How much raw compute does Nvidia's China-specific H20 have relative to the H100?",
+              "About one-third on spec-sheet paper."),
+             ("basic", "How do the H20's memory bandwidth and memory capacity compare with the H100's?",
+              "The H20 has more of both."),
+             ("basic", "Which chip did Nvidia make for China with a third of the H100's compute?", "The H20")]
+    assert [codes(w) for w in sibling_warnings(cards[:2])] == [[], []]
+    # An answer that is new to its own question is still given away by a question naming it.
+    assert [codes(w) for w in sibling_warnings([cards[2], cards[0]])] == [[], ["sibling-answer"]]
+
+
 def test_answer_support_tolerates_mishearings_and_numbers_spoken():
     assert answer_support("basic", "q?", "MLA (multi-head latent attention).", "", "multi-ad lat and attention MLA") \
         == 1.0
