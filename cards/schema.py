@@ -97,9 +97,10 @@ class Card(_Claimed):
     )
     front: Front = Field(
         description=(
-            "basic: a self-contained question whose one acceptable answer is the claim's point; names "
-            "the company, model or person; never yes/no or a choice between two; no other card's "
-            "answer. cloze: one sentence with exactly one {{c1::deletion}}."
+            "basic: a short question (about twenty words at most) whose one acceptable answer is the "
+            "claim's point; one cue naming the company, model or person, no second fact; never yes/no "
+            "or a choice between two; no other card's answer. cloze: one sentence with exactly one "
+            "{{c1::deletion}}."
         )
     )
     back: Back = Field(
@@ -121,15 +122,16 @@ class Card(_Claimed):
 
 
 class CardSet(BaseModel):
-    """The note's claims, then one card per claim. No claims and no cards for a pure reaction or hype."""
+    """The note's claims, then one card per claim. No claims and no cards for a pure reaction, hype or small talk."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_no_titles)
 
     claims: list[Claim] = Field(
         default_factory=list,
         description=(
-            "What the listener meant to remember: usually one claim, at most three, each one sentence "
-            "made precise by the excerpts. None for a pure reaction or hype."
+            "What the listener meant to remember: one claim per distinct fact or point the note itself "
+            "records, at most three, each one sentence made precise by the excerpts. None for a pure "
+            "reaction, hype or small talk."
         ),
         max_length=MAX_CLAIMS,
         json_schema_extra=_no_default,
