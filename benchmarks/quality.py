@@ -89,7 +89,8 @@ def lint_table(rows: list[dict], warned: list[list[str]]) -> list[str]:
         ready = sum(h and r["grade"] == "READY" for h, r in zip(hit, rows))
         polish = sum(h and r["grade"] == "POLISH" for h, r in zip(hit, rows))
         precision = f"{tp / n:.0%}" if n else "-"
-        return f"| {name} | {n} | {tp} | {polish} | {ready} | {precision} | {tp / n_pos:.0%} |"
+        recall = f"{tp / n_pos:.0%}" if n_pos else "-"
+        return f"| {name} | {n} | {tp} | {polish} | {ready} | {precision} | {recall} |"
 
     for c in codes:
         lines.append(row(c, [any(code(w) == c for w in ws) for ws in warned]))
