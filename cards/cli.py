@@ -868,7 +868,8 @@ def _decide(ids: list[str], workspace, episode, all_: bool, status: str, json_ou
             if not ids:
                 raise CardsError("give draft ids, or --episode SLUG --all")
             targets = store.resolve_ids(ids)
-        changed = [store.update_draft(i, action=status, status=status) for i in targets]
+        with store.tx():  # all or nothing: a superseded id among them leaves every draft as it was
+            changed = [store.update_draft(i, action=status, status=status) for i in targets]
     if json_out:
         return _print_json([{"id": d.id, "status": d.status} for d in changed])
     _console().print(f"{_plural(len(changed), 'draft')} {status}.", highlight=False)

@@ -226,6 +226,19 @@ def test_cli_approve_and_edit_of_a_superseded_id_fail_naming_the_successor(seaso
         assert st.draft(old.id).status == "draft" and st.draft(old.id).front == old.front
 
 
+def test_approving_several_ids_with_one_superseded_changes_none_of_them(season):
+    season.generate(model="model-a")
+    with Store(season.ws) as st:
+        old = next(d for d in st.drafts(include_superseded=False) if d.note_text.startswith("amazon"))
+    season.generate(model="model-b")
+    with Store(season.ws) as st:
+        live = next(d for d in st.drafts(include_superseded=False) if d.status == "draft" and d.lineage != old.lineage)
+    res = CliRunner().invoke(app, ["approve", live.id, old.id, "-w", str(season.ws)])
+    assert res.exit_code == 2 and "replaced by" in res.output, res.output
+    with Store(season.ws) as st:  # all or nothing: the listener fixes the list and runs it again
+        assert st.draft(live.id).status == "draft"
+
+
 # -- 7. an empty front --------------------------------------------------------------------------------
 
 def test_an_empty_front_card_is_never_counted_as_exported_or_left_in_anki(tmp_path, monkeypatch):
