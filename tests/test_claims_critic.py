@@ -301,7 +301,7 @@ def test_cards_keep_their_guid_across_the_prompt_bump(write_notes, tmp_path):
             approved = next(iter(before.values()))
             st.update_draft(approved.id, action="approve", status="approved")
         summary = run(write_notes, settings_for(ws, srv, tmp_path))
-    assert builtin.version == "cards-2026-12-2" and summary.prompt_version == builtin.version
+    assert builtin.version == "cards-2026-12-3" and summary.prompt_version == builtin.version
     assert summary.reasons == {"new prompt": 6}
     after = drafts(ws)
     assert {d.lineage for d in after} == {d.lineage for d in before.values()}
