@@ -714,8 +714,9 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
     states: dict[str, str] = {}
     reasons: dict[str, str] = {}
     todo: set[str] = set()
-    # Without a key (not with an explicit --offline), notes with LLM cards keep them.
-    keep_llm = generator_name == OFFLINE and not settings.offline
+    # Offline (no key, or --offline), notes with LLM cards keep them: trading them for offline cards
+    # is a downgrade only `--offline --force` asks for.
+    keep_llm = generator_name == OFFLINE and not (settings.offline and force)
     kept_llm = 0
     for p in plans:
         for item, ctx in zip(p.episode.items, p.contexts):
@@ -748,8 +749,9 @@ def make_plan(store, loaded: Loaded, settings: Settings, template, generator_nam
             if h is not None and h.failed_since:
                 states[item.id] = "failed"
     if kept_llm:
-        notices.append(f"no API key: {plural(kept_llm, 'note')} keep their LLM cards (set OPENAI_API_KEY or "
-                       "--base-url to regenerate them; --offline replaces them with offline cards)")
+        why = "offline" if settings.offline else "no API key"
+        notices.append(f"{why}: {plural(kept_llm, 'note')} keep their LLM cards (set OPENAI_API_KEY or "
+                       "--base-url to regenerate them; --offline --force replaces them with offline cards)")
     contexts = {p.episode.slug: p.contexts for p in plans}
     jobs = build_jobs([p.episode for p in plans], contexts, template, generator_name, model, only=todo,
                       critic_version=critic_version)

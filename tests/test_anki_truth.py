@@ -171,10 +171,13 @@ def test_without_a_key_llm_cards_stay_and_status_and_estimate_agree(season, tmp_
     assert est["requests"] == 0  # an LLM run with model-a's cards current sends nothing
     assert run.reasons == {} and run.total["notes"] == 0
     assert set(season.live()) == before
-    # An explicit --offline is a choice: it replaces them.
+    # --offline alone keeps them too; only --offline --force trades them for offline cards.
     offline = build_settings(workspace=season.ws, prompts=season.prompts, offline=True)
     with no_network():
         run = generate(load([season.notes], [TRANSCRIPT], offline), offline)
+        assert run.reasons == {} and set(season.live()) == before
+        assert any("offline: 6 notes keep their LLM cards" in n for n in run.notices)
+        run = generate(load([season.notes], [TRANSCRIPT], offline), offline, force=True)
     assert run.reasons == {"generator changed": 6}
 
 
