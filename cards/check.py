@@ -222,9 +222,10 @@ def _joins_questions(front: str) -> bool:
     return any(_QUESTION_START.match(q[: m.start()]) for m in _SECOND_QUESTION.finditer(q))
 
 
-# Examples and glosses are not the answer's items: "Reasoning models, such as R1 and o1".
-_EXAMPLES = re.compile(r"\s*\([^()]*\)|[,;:]?\s*\b(?:such as|e\.g\.|for example|for instance|including|like)\b[^.;]*",
-                       re.I)
+# Examples and glosses are not the answer's items: "Reasoning models, such as R1 and o1"; nor is
+# what a contrast rules out: "Distribution, not producing the content, is the limit".
+_EXAMPLES = re.compile(r"\s*\([^()]*\)|[,;:]?\s*\b(?:such as|e\.g\.|for example|for instance|including|like)\b[^.;]*"
+                       r"|,\s*(?:not|rather than|instead of)\b[^,.;]*", re.I)
 
 
 def _enumeration_in(answer: str) -> bool:
@@ -464,7 +465,16 @@ def answer_support(kind: str, front: str, back: str, note: str, context: str | N
     """
     answer = answer_of(kind, front, back)
     main = terms(_PARENS.sub("", answer))
-    return _source_pool(context, note).share(main or terms(answer))
+    pool = _source_pool(context, note)
+    share = pool.share(main or terms(answer))
+    # An expansion of an acronym the sources give ("Multi-head latent attention (MLA)" where a
+    # caption misheard the words) is as supported as the acronym.
+    initials = "".join(w[0] for w in re.findall(r"[^\W\d_]+", _PARENS.sub("", answer))).lower()
+    for gloss in re.findall(r"\(([A-Za-z]{2,8})\)", answer):
+        rest = iter(initials)  # the acronym's letters, in order, among the words' initials ("mhla" ⊇ "mla")
+        if initials[:1] == gloss[0].lower() and all(ch in rest for ch in gloss.lower()):
+            share = max(share or 0.0, pool.share(terms(gloss)) or 0.0)
+    return share
 
 
 # ------------------------------------------------------------- the note and its cards

@@ -124,6 +124,10 @@ def test_answer_support_tolerates_mishearings_and_numbers_spoken():
     assert answer_support("basic", "q?", "A trillion RMB", "", "they announced subsidies which are trillion R&B") \
         >= ANSWER_SUPPORTED
     assert answer_support("basic", "q?", "Natural language processing", "quant uses nlp", None) == 1.0
+    # An expansion glossed by the acronym the note gives, its words misheard in the captions (READY).
+    assert answer_support("basic", "q?", "Multi-head latent attention (MLA)", "v3's main differences: MLA, MoEs",
+                          "multi-ad lat and attention") == 1.0
+    assert answer_support("basic", "q?", "Sparse gating (MLA)", "v3's main differences: MLA, MoEs", "") == 0.0
     assert answer_support("cloze", "V3 has {{c1::256}} experts.", "", "v3 has two hundred fifty six experts", None) \
         == 1.0
 

@@ -155,6 +155,7 @@ def test_list_answers_are_enumerations(back):
         "256 experts, of which 8 are active for each token",
         "1,000,000 tokens",
         "The packaging step, which only TSMC can do at scale",
+        "Distribution, not producing the content, is the limiting factor",  # a contrast, graded READY
     ],
 )
 def test_ordinary_answers_are_not_enumerations(back):
